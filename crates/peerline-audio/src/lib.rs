@@ -1,0 +1,1 @@
+//! Audio devices (cpal), WAV files, tones.

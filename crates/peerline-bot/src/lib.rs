@@ -1,0 +1,1 @@
+//! Call bots: scenarios, runner, assertions, load, reports.

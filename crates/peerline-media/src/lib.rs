@@ -1,0 +1,1 @@
+//! RTP/RTCP, SRTP, jitter buffer, codecs, DTMF, tone analysis.

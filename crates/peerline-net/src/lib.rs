@@ -1,0 +1,1 @@
+//! ICE (webrtc-ice), STUN/TURN config, relay policy and the traffic ledger.

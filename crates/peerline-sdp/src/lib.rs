@@ -1,0 +1,1 @@
+//! SDP model and RFC 3264 offer/answer.

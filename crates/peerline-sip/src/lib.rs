@@ -1,0 +1,1 @@
+//! SIP messages (on rsip), sans-IO transactions and dialogs, digest auth.

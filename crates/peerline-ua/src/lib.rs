@@ -1,0 +1,1 @@
+//! The phone: accounts, registration, calls, config and profiles.
