@@ -29,6 +29,13 @@ pub struct PortRange {
 }
 
 impl PortRange {
+    /// The default range, 16384-32767 (the range many phones and PBXes use).
+    pub const DEFAULT: PortRange = PortRange {
+        low: 16384,
+        high: 32767,
+        next: 16384,
+    };
+
     /// A range `low..=high`.
     pub fn new(low: u16, high: u16) -> Result<Self, PortRangeError> {
         if low == 0 || low > high {

@@ -1,0 +1,231 @@
+//! The phone's configuration: TOML on disk, with errors that name the file, the line and
+//! the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use peerline_net::PortRange;
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad value; `line` is 1-based.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The file (or `<inline>`).
+        path: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+/// Which codecs to offer, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CodecName {
+    /// G.711 µ-law.
+    #[serde(rename = "PCMU")]
+    Pcmu,
+    /// G.711 A-law.
+    #[serde(rename = "PCMA")]
+    Pcma,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Address and port the SIP UDP transport listens on.
+    pub sip_listen: SocketAddr,
+    /// The RTP port range, `"LOW-HIGH"`.
+    #[serde(deserialize_with = "port_range")]
+    pub rtp_ports: PortRange,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            rtp_ports: PortRange::DEFAULT,
+        }
+    }
+}
+
+/// `[media]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Codecs in order of preference.
+    pub codecs: Vec<CodecName>,
+    /// Packetisation time in milliseconds.
+    pub ptime: u32,
+    /// Offer and accept RFC 4733 telephone-events.
+    pub dtmf: bool,
+    /// Seconds without any RTP after which a call ends.
+    pub rtp_timeout_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            codecs: vec![CodecName::Pcmu, CodecName::Pcma],
+            ptime: 20,
+            dtmf: true,
+            rtp_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[identity]`: who this phone is when it is not registered anywhere.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The user part of our From and Contact.
+    pub user: String,
+    /// Optional display name.
+    pub display_name: Option<String>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            user: "peerline".into(),
+            display_name: None,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Who we are.
+    pub identity: IdentityConfig,
+    /// Ports and addresses.
+    pub network: NetworkConfig,
+    /// Codecs and media timing.
+    pub media: MediaConfig,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+            message: e.message().to_string(),
+        })?;
+        config.check(text, path)?;
+        Ok(config)
+    }
+
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, key),
+            message: format!("{key}: {message}"),
+        };
+        if self.media.codecs.is_empty() {
+            return Err(invalid("codecs", "at least one codec is needed".into()));
+        }
+        if !(10..=120).contains(&self.media.ptime) || self.media.ptime % 10 != 0 {
+            return Err(invalid(
+                "ptime",
+                format!("{} ms is not one of 10, 20, … 120", self.media.ptime),
+            ));
+        }
+        if self.identity.user.is_empty()
+            || !self
+                .identity
+                .user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'+".contains(c))
+        {
+            return Err(invalid(
+                "user",
+                format!("{:?} is not a plain SIP user name", self.identity.user),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn port_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PortRange, D::Error> {
+    let s = String::deserialize(d)?;
+    PortRange::parse(&s).map_err(serde::de::Error::custom)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|t| t.matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("phone.toml"))
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let c = parse(
+            "[identity]\nuser = \"alice\"\n[network]\nsip_listen = \"127.0.0.1:5070\"\nrtp_ports = \"20000-20010\"\n[media]\ncodecs = [\"PCMA\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.identity.user, "alice");
+        assert_eq!(c.network.sip_listen.port(), 5070);
+        assert_eq!(c.network.rtp_ports.low(), 20000);
+        assert_eq!(c.media.codecs, vec![CodecName::Pcma]);
+        assert_eq!(c.media.ptime, 20);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = parse("[network]\n\nrtp_ports = \"9-2\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("phone.toml:3: port range 9-2 is empty or starts at 0"),
+            "{e}"
+        );
+        let e = parse("[media]\ncodecs = [\"PCMU\"]\nptime = 7\n").unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:3: ptime:"), "{e}");
+        let e = parse("[network]\nsip_listen = \"nowhere\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:2:"), "{e}");
+        let e = parse("[media]\n\nbogus = 1\n").unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:3:"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}
