@@ -1,1 +1,23 @@
-//! RTP/RTCP, SRTP, jitter buffer, codecs, DTMF, tone analysis.
+//! RTP/RTCP, jitter buffer, codecs (G.711, Opus), RFC 4733 DTMF, tone analysis.
+//!
+//! Everything here is sans-IO: no sockets, no clocks. Time is passed in as
+//! [`std::time::Instant`], randomness (SSRC, initial sequence number and timestamp)
+//! is chosen by the caller. Malformed network input is rejected with an error and
+//! counted in statistics; it never panics.
+
+pub mod g711;
+pub mod jitter;
+pub mod plc;
+pub mod rtp_io;
+pub mod seq;
+
+pub use jitter::{Frame, JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+pub use plc::RepeatPlc;
+pub use rtp_io::{
+    is_rtcp, parse_rtp, serialize_rtp, Received, ReceiverStats, RtpError, RtpReceiver,
+    RtpReceiverConfig, RtpSender, SenderStats,
+};
+pub use seq::{SeqUpdate, SequenceTracker};
+
+/// Re-exported so callers can name packets without depending on `rtp` directly.
+pub use rtp::packet::Packet as RtpPacket;
