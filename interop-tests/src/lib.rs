@@ -3,12 +3,14 @@
 //! Everything a test starts is a [`Process`]: its stdout/stderr go to log files in the
 //! test's own directory (`target/interop/<test>/`), and it is stopped by PID (SIGTERM, then
 //! SIGKILL to its process group after a grace period) when the guard drops — also when the
-//! test panics. Waits are bounded ([`wait_for`]). Peers: [`Baresip`], [`Sipp`].
+//! test panics. Waits are bounded ([`wait_for`]). Peers: [`Baresip`], [`Sipp`],
+//! [`Kamailio`].
 //! Results: [`MatrixEntry`] and [`render_matrix`].
 
 mod audio;
 mod baresip;
 mod error;
+mod kamailio;
 mod matrix;
 mod paths;
 mod ports;
@@ -18,6 +20,7 @@ mod sipp;
 pub use audio::{detect_tone, goertzel_ratio, read_wav_mono, write_tone_wav, ToneReport, WavMono};
 pub use baresip::{Baresip, BaresipOptions};
 pub use error::{Error, Result};
+pub use kamailio::{Kamailio, KamailioOptions, KamailioUser};
 pub use matrix::{render_matrix, results_dir, MatrixEntry, MatrixResult};
 pub use paths::{configs_dir, scenarios_dir, target_dir, workspace_dir, TestDir};
 pub use ports::{alloc_port_block, free_udp_port};

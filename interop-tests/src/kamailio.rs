@@ -1,0 +1,254 @@
+//! Kamailio 5.6.3 as registrar + proxy with digest auth. Config from the project's template
+//! `interop-tests/configs/kamailio.cfg`; users in an SQLite db the harness builds with the
+//! package's schema (needs `kamailio-sqlite-modules` and `sqlite3`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{io_err, Error, Result};
+use crate::paths::{configs_dir, TestDir};
+use crate::ports::alloc_port_block;
+use crate::process::{wait_for, Process, ProcessOptions};
+
+const SCHEMA_DIR: &str = "/usr/share/kamailio/db_sqlite";
+
+/// A digest user (`subscriber` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KamailioUser {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KamailioOptions {
+    listen_ip: String,
+    port: Option<u16>,
+    domain: String,
+    users: Vec<KamailioUser>,
+    template: PathBuf,
+    netns: Option<String>,
+}
+
+impl Default for KamailioOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KamailioOptions {
+    /// 127.0.0.1 on an allocated port, domain `peerline.test`, no users yet.
+    pub fn new() -> Self {
+        Self {
+            listen_ip: "127.0.0.1".into(),
+            port: None,
+            domain: "peerline.test".into(),
+            users: Vec::new(),
+            template: configs_dir().join("kamailio.cfg"),
+            netns: None,
+        }
+    }
+    pub fn listen_ip(mut self, ip: &str) -> Self {
+        self.listen_ip = ip.into();
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    /// SIP domain (also the digest realm: the From domain).
+    pub fn domain(mut self, d: &str) -> Self {
+        self.domain = d.into();
+        self
+    }
+    pub fn user(mut self, username: &str, password: &str) -> Self {
+        self.users.push(KamailioUser {
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+    /// Another config template (same placeholders).
+    pub fn template(mut self, path: &Path) -> Self {
+        self.template = path.to_path_buf();
+        self
+    }
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.into());
+        self
+    }
+}
+
+/// A running Kamailio (foreground, `-DD -E`), stopped by SIGTERM to its main PID.
+#[derive(Debug)]
+pub struct Kamailio {
+    process: Process,
+    work_dir: PathBuf,
+    listen_ip: String,
+    port: u16,
+    domain: String,
+    ctl: String,
+}
+
+fn sql_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl Kamailio {
+    pub fn start(opts: KamailioOptions, dir: &TestDir) -> Result<Self> {
+        let work_dir = dir.subdir("kamailio")?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => alloc_port_block(2)?,
+        };
+        // SQLite db from the package's schema.
+        let db = work_dir.join("kamailio.sqlite");
+        let mut po = ProcessOptions::new("sqlite3", "sqlite3")
+            .arg(db.display().to_string())
+            .arg(format!(".read {SCHEMA_DIR}/standard-create.sql"))
+            .arg(format!(".read {SCHEMA_DIR}/auth_db-create.sql"));
+        for u in &opts.users {
+            po = po.arg(format!(
+                "INSERT INTO subscriber (username, domain, password) VALUES ({}, {}, {});",
+                sql_quote(&u.username),
+                sql_quote(&opts.domain),
+                sql_quote(&u.password)
+            ));
+        }
+        let mut sq = Process::spawn(po, &work_dir)?;
+        let st = sq.wait_exit(Duration::from_secs(10))?;
+        if !st.success() {
+            return Err(Error::Peer {
+                peer: "sqlite3".into(),
+                reason: format!(
+                    "building {} failed: {st}\n{}",
+                    db.display(),
+                    sq.log_tail(20)
+                ),
+            });
+        }
+
+        let template = std::fs::read_to_string(&opts.template).map_err(io_err(&opts.template))?;
+        let cfg = template
+            .replace("@LISTEN_IP@", &opts.listen_ip)
+            .replace("@PORT@", &port.to_string())
+            .replace("@DOMAIN@", &opts.domain)
+            .replace("@RUNDIR@", &work_dir.display().to_string())
+            .replace("@DB@", &db.display().to_string());
+        let cfg_path = work_dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).map_err(io_err(&cfg_path))?;
+
+        let po = ProcessOptions::new("kamailio", "kamailio")
+            .arg("-f")
+            .arg(cfg_path.display().to_string())
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(work_dir.display().to_string())
+            .arg("-P")
+            .arg(work_dir.join("kamailio.pid").display().to_string())
+            .cwd(&work_dir)
+            .netns(opts.netns.as_deref());
+        let process = Process::spawn(po, dir.path())?;
+        Ok(Self {
+            process,
+            ctl: format!("unix:{}/kamailio_ctl", work_dir.display()),
+            work_dir,
+            listen_ip: opts.listen_ip,
+            port,
+            domain: opts.domain,
+        })
+    }
+
+    /// `ip:port` of its SIP listener.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.listen_ip, self.port)
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+    /// `sip:user@domain`.
+    pub fn aor(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.domain)
+    }
+    /// `sip:IP:PORT;transport=udp`, e.g. for a UA's outbound proxy.
+    pub fn proxy_uri(&self) -> String {
+        format!("sip:{}:{};transport=udp", self.listen_ip, self.port)
+    }
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// Bounded wait until its ctl socket answers `core.version`.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let sock = self.work_dir.join("kamailio_ctl");
+        let deadline = std::time::Instant::now() + timeout;
+        let mut exited = false;
+        wait_for(
+            "kamailio ctl socket",
+            timeout,
+            Duration::from_millis(50),
+            || {
+                exited = !self.process.is_running();
+                exited || sock.exists()
+            },
+        )?;
+        if exited {
+            return Err(Error::Peer {
+                peer: "kamailio".into(),
+                reason: format!("exited during start\n{}", self.process.log_tail(40)),
+            });
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        wait_for(
+            "kamailio core.version",
+            left,
+            Duration::from_millis(100),
+            || self.kamcmd(&["core.version"]).is_ok(),
+        )
+    }
+
+    /// Run `kamcmd -s <ctl> ARGS…` (bounded to 5 s) and return its stdout.
+    pub fn kamcmd(&self, args: &[&str]) -> Result<String> {
+        let po = ProcessOptions::new("kamcmd", "kamcmd")
+            .args(["-s", self.ctl.as_str()])
+            .args(args.iter().copied())
+            .grace(Duration::from_millis(500));
+        let mut p = Process::spawn(po, &self.work_dir)?;
+        let st = p.wait_exit(Duration::from_secs(5))?;
+        if st.success() {
+            Ok(p.stdout_text())
+        } else {
+            Err(Error::Peer {
+                peer: "kamcmd".into(),
+                reason: format!("{args:?}: {st}: {}", p.stderr_text().trim()),
+            })
+        }
+    }
+
+    /// `ul.dump brief`: the current registrations (text).
+    pub fn registrations(&self) -> Result<String> {
+        self.kamcmd(&["ul.dump", "brief"])
+    }
+
+    /// Bounded wait until `user` has a registration.
+    pub fn wait_registered(&self, user: &str, timeout: Duration) -> Result<()> {
+        wait_for(
+            &format!("{user} registered at kamailio"),
+            timeout,
+            Duration::from_millis(100),
+            || {
+                self.registrations()
+                    .map(|t| t.contains(user))
+                    .unwrap_or(false)
+            },
+        )
+    }
+
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
