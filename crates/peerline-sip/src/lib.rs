@@ -1,1 +1,38 @@
 //! SIP messages (on rsip), sans-IO transactions and dialogs, digest auth.
+//!
+//! * [`parse_message`] turns a datagram into an [`rsip::SipMessage`] after strict
+//!   validation; [`error_response`] builds the 400/501/505 for a bad request.
+//! * [`message`] has header accessors ([`MessageExt`]), [`serialize`], and builders.
+//! * [`transaction::Endpoint`] is the RFC 3261 §17 transaction layer (UDP), sans-IO.
+//! * [`auth`] computes digest `Authorization` headers; [`dialog`] tracks dialogs.
+//!
+//! Nothing here does I/O or reads the clock: time is passed in as `Instant`s and
+//! randomness as a `rand::RngCore`.
+
+pub mod error;
+pub mod message;
+pub mod parse;
+pub mod syntax;
+
+pub use error::{BuildError, ParseError};
+pub use message::{serialize, MessageExt};
+pub use parse::{error_response, parse_message, parse_message_with, Limits};
+
+/// Fuzzing entry point: parse, and on error build the error response; must never panic.
+pub fn fuzz_parse(data: &[u8]) {
+    match parse_message(data) {
+        Ok(msg) => {
+            let bytes = serialize(&msg);
+            let _ = parse_message(&bytes);
+            let _ = msg.top_via();
+            let _ = msg.cseq();
+            let _ = msg.to_tag();
+            let _ = msg.contact_uri();
+        }
+        Err(e) => {
+            if let Some(r) = error_response(data, &e) {
+                let _ = serialize(&r.into());
+            }
+        }
+    }
+}
