@@ -5,11 +5,13 @@
 //! is chosen by the caller. Malformed network input is rejected with an error and
 //! counted in statistics; it never panics.
 
+pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod plc;
 pub mod rtp_io;
 pub mod seq;
+pub mod tone;
 
 pub use jitter::{Frame, JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 pub use plc::RepeatPlc;
@@ -19,5 +21,7 @@ pub use rtp_io::{
 };
 pub use seq::{SeqUpdate, SequenceTracker};
 
+pub use dtmf::{DtmfError, DtmfPacket, DtmfReceiver, DtmfSender, DtmfUpdate, TelephoneEvent};
 /// Re-exported so callers can name packets without depending on `rtp` directly.
 pub use rtp::packet::Packet as RtpPacket;
+pub use tone::{detect_tone, dominant_frequency, is_silence, rms, rms_dbfs, sine, ToneGenerator};
