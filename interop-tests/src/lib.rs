@@ -4,11 +4,12 @@
 //! test's own directory (`target/interop/<test>/`), and it is stopped by PID (SIGTERM, then
 //! SIGKILL to its process group after a grace period) when the guard drops — also when the
 //! test panics. Waits are bounded ([`wait_for`]). Peers: [`Baresip`], [`Sipp`],
-//! [`Kamailio`].
+//! [`Kamailio`], [`Coturn`].
 //! Results: [`MatrixEntry`] and [`render_matrix`].
 
 mod audio;
 mod baresip;
+mod coturn;
 mod error;
 mod kamailio;
 mod matrix;
@@ -19,6 +20,7 @@ mod sipp;
 
 pub use audio::{detect_tone, goertzel_ratio, read_wav_mono, write_tone_wav, ToneReport, WavMono};
 pub use baresip::{Baresip, BaresipOptions};
+pub use coturn::{stun_binding, Coturn, CoturnOptions};
 pub use error::{Error, Result};
 pub use kamailio::{Kamailio, KamailioOptions, KamailioUser};
 pub use matrix::{render_matrix, results_dir, MatrixEntry, MatrixResult};

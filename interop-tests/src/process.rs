@@ -347,3 +347,70 @@ fn last_lines(text: &str, n: usize) -> String {
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alive(pid: u32) -> bool {
+        // A reaped child has no /proc entry (zombies are reaped by stop()).
+        Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn log_dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("peerline-proc-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn drop_during_panic_stops_the_process() {
+        let dir = log_dir("panic");
+        let pid = std::sync::Mutex::new(0u32);
+        let r = std::panic::catch_unwind(|| {
+            let p =
+                Process::spawn(ProcessOptions::new("sleeper", "sleep").arg("30"), &dir).unwrap();
+            *pid.lock().unwrap() = p.pid();
+            panic!("test failure while a peer runs");
+        });
+        assert!(r.is_err());
+        let pid = *pid.lock().unwrap();
+        assert!(pid > 0 && !alive(pid), "pid {pid} still alive");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn term_ignoring_group_is_killed_after_grace() {
+        let dir = log_dir("grace");
+        let mut p = Process::spawn(
+            ProcessOptions::new("stubborn", "sh")
+                .args(["-c", "trap '' TERM; sleep 30 & wait; sleep 30"])
+                .grace(Duration::from_millis(300)),
+            &dir,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let st = p.stop();
+        assert!(st.is_some());
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(!alive(p.pid()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wait_for_is_bounded() {
+        let mut n = 0;
+        let t = Instant::now();
+        let r = wait_for(
+            "never",
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+            || {
+                n += 1;
+                false
+            },
+        );
+        assert!(r.is_err());
+        assert!(n <= 13, "{n} polls");
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+}

@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use peerline_interop::{
-    detect_tone, tails, write_tone_wav, Baresip, BaresipOptions, Kamailio, KamailioOptions,
-    MatrixEntry, Sipp, SippOptions, TestDir,
+    detect_tone, free_udp_port, stun_binding, tails, wait_for, write_tone_wav, Baresip,
+    BaresipOptions, Coturn, CoturnOptions, Kamailio, KamailioOptions, MatrixEntry, Process,
+    ProcessOptions, Sipp, SippOptions, TestDir,
 };
 
 const READY: Duration = Duration::from_secs(5);
@@ -220,4 +221,52 @@ fn baresip_calls_baresip_through_kamailio() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// coturn answers STUN Binding with our loopback address, and a TURN allocation with
+/// long-term credentials succeeds (coturn's own `turnutils_uclient`).
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn coturn_answers_stun_and_allocates() {
+    let entry = MatrixEntry::new("coturn", "harness-stun-turn-alloc", "udp");
+    let dir = TestDir::new("coturn_answers_stun_and_allocates").unwrap();
+    let mut turn = Coturn::start(CoturnOptions::new().user("peer", "line"), &dir).unwrap();
+    turn.wait_ready(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[turn.process()], 40)));
+    let mapped = stun_binding(turn.address(), Duration::from_secs(1)).unwrap();
+    assert_eq!(mapped.ip().to_string(), "127.0.0.1");
+    // Relay 5 messages to an echo peer through a TURN allocation (coturn's own tools).
+    let peer_port = free_udp_port().unwrap();
+    let _peer = Process::spawn(
+        ProcessOptions::new("turnutils_peer", "turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .grace(Duration::from_millis(500)),
+        dir.path(),
+    )
+    .unwrap();
+    let uclient = Process::spawn(
+        ProcessOptions::new("uclient", "turnutils_uclient")
+            .args(["-p", &turn.address().port().to_string()])
+            .args([
+                "-u", "peer", "-w", "line", "-n", "5", "-m", "1", "-l", "100",
+            ])
+            .args(["-e", "127.0.0.1", "-r", &peer_port.to_string(), "127.0.0.1"])
+            .grace(Duration::from_millis(500)),
+        dir.path(),
+    )
+    .unwrap();
+    // uclient does not exit by itself after the run: wait for its counters, then stop it.
+    let r = wait_for(
+        "uclient: messages echoed through the relay, 0 lost",
+        Duration::from_secs(8),
+        Duration::from_millis(100),
+        || uclient.log_contains("Total lost packets 0 ("),
+    );
+    let logs = tails(&[&uclient, turn.process()], 30);
+    r.unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    assert!(
+        turn.process().log_contains("ALLOCATE processed, success"),
+        "no successful allocation\n{logs}"
+    );
+    entry.pass();
 }
