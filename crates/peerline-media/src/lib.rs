@@ -5,6 +5,7 @@
 //! is chosen by the caller. Malformed network input is rejected with an error and
 //! counted in statistics; it never panics.
 
+pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
@@ -21,6 +22,9 @@ pub use rtp_io::{
 };
 pub use seq::{SeqUpdate, SequenceTracker};
 
+pub use codec::{
+    AudioDecoder, AudioEncoder, Codec, CodecError, OpusDecoder, OpusEncoder, OpusSettings,
+};
 pub use dtmf::{DtmfError, DtmfPacket, DtmfReceiver, DtmfSender, DtmfUpdate, TelephoneEvent};
 /// Re-exported so callers can name packets without depending on `rtp` directly.
 pub use rtp::packet::Packet as RtpPacket;
