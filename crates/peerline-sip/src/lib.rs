@@ -13,6 +13,7 @@ pub mod error;
 pub mod message;
 pub mod parse;
 pub mod syntax;
+pub mod transaction;
 
 pub use error::{BuildError, ParseError};
 pub use message::{serialize, MessageExt};
@@ -36,3 +37,4 @@ pub fn fuzz_parse(data: &[u8]) {
         }
     }
 }
+pub use transaction::{Config, Endpoint, Event, TransactionKey, Transmit};

@@ -1,0 +1,451 @@
+use super::*;
+use crate::message::RequestBuilder;
+use crate::parse::parse_message;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+const PEER: &str = "192.0.2.9:5060";
+
+fn request(method: Method, branch: &str) -> Request {
+    RequestBuilder::new(method, "sip:bob@192.0.2.9")
+        .via("UDP", "192.0.2.1:5060", branch)
+        .from("sip:alice@example.com", None, "atag")
+        .to("sip:bob@example.com", None)
+        .call_id("call-1@192.0.2.1")
+        .cseq(1)
+        .build()
+        .unwrap()
+}
+
+fn drain(ep: &mut Endpoint) -> Vec<SipMessage> {
+    let mut out = Vec::new();
+    while let Some(t) = ep.poll_transmit() {
+        out.push(parse_message(&t.bytes).unwrap());
+    }
+    out
+}
+
+fn events(ep: &mut Endpoint) -> Vec<Event> {
+    std::iter::from_fn(|| ep.poll_event()).collect()
+}
+
+/// Run timers until `until`, recording the offsets (ms from `t0`) of every transmit.
+fn run(ep: &mut Endpoint, t0: Instant, until: Duration) -> Vec<u128> {
+    let mut sent = Vec::new();
+    while let Some(at) = ep.poll_timeout() {
+        if at > t0 + until {
+            break;
+        }
+        ep.handle_timeout(at);
+        while ep.poll_transmit().is_some() {
+            sent.push((at - t0).as_millis());
+        }
+    }
+    sent
+}
+
+fn response_bytes(req: &Request, code: u16, tag: Option<&str>) -> Vec<u8> {
+    serialize(&make_response(req, code, tag).into())
+}
+
+#[test]
+fn invite_client_timer_a_doubles_and_timer_b_fires_at_64_t1() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let key = ep
+        .send_request(t0, request(Method::Invite, "z9hG4bKa1"), addr(PEER))
+        .unwrap();
+    assert_eq!(drain(&mut ep).len(), 1);
+    let sent = run(&mut ep, t0, Duration::from_secs(40));
+    // A: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s (intervals 500ms, 1s, 2s, 4s, 8s, 16s)
+    assert_eq!(sent, vec![500, 1500, 3500, 7500, 15500, 31500]);
+    let ev = events(&mut ep);
+    assert_eq!(ev, vec![Event::TransactionTimeout { key }]);
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn non_invite_client_timer_e_capped_at_t2_and_f_at_32s() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let key = ep
+        .send_request(t0, request(Method::Options, "z9hG4bKo1"), addr(PEER))
+        .unwrap();
+    drain(&mut ep);
+    let sent = run(&mut ep, t0, Duration::from_secs(40));
+    assert_eq!(
+        sent,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert_eq!(events(&mut ep), vec![Event::TransactionTimeout { key }]);
+}
+
+#[test]
+fn non_invite_client_proceeding_retransmits_every_t2_then_completes() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Register, "z9hG4bKr1");
+    let key = ep.send_request(t0, req.clone(), addr(PEER)).unwrap();
+    drain(&mut ep);
+    ep.handle_datagram(
+        t0 + Duration::from_millis(100),
+        addr(PEER),
+        &response_bytes(&req, 100, None),
+    );
+    assert!(matches!(&events(&mut ep)[..], [Event::Response { .. }]));
+    let sent = run(&mut ep, t0, Duration::from_millis(9000));
+    assert_eq!(sent, vec![500, 4500, 8500]);
+    let t = t0 + Duration::from_secs(10);
+    ep.handle_datagram(t, addr(PEER), &response_bytes(&req, 200, Some("b")));
+    let ev = events(&mut ep);
+    let [Event::Response { key: k, response }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((k, response.status_code.code()), (&key, 200));
+    // Retransmitted final absorbed; Timer K (T4) ends the transaction.
+    ep.handle_datagram(t, addr(PEER), &response_bytes(&req, 200, Some("b")));
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.poll_timeout(), Some(t + Duration::from_secs(5)));
+    ep.handle_timeout(t + Duration::from_secs(5));
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn invite_client_acks_non_2xx_and_reacks_retransmissions() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKi2");
+    ep.send_request(t0, req.clone(), addr(PEER)).unwrap();
+    drain(&mut ep);
+    ep.handle_datagram(t0, addr(PEER), &response_bytes(&req, 180, Some("b")));
+    ep.handle_datagram(t0, addr(PEER), &response_bytes(&req, 486, Some("b")));
+    let out = drain(&mut ep);
+    let [SipMessage::Request(ack)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(ack.branch().as_deref(), Some("z9hG4bKi2"));
+    assert_eq!(ack.to_tag().as_deref(), Some("b"));
+    let codes: Vec<u16> = events(&mut ep)
+        .iter()
+        .map(|e| match e {
+            Event::Response { response, .. } => response.status_code.code(),
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(codes, vec![180, 486]);
+    ep.handle_datagram(t0, addr(PEER), &response_bytes(&req, 486, Some("b")));
+    assert_eq!(drain(&mut ep).len(), 1, "ACK retransmitted");
+    assert!(events(&mut ep).is_empty());
+    // Timer D: 32 s.
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+}
+
+#[test]
+fn invite_client_accepted_state_passes_2xx_retransmissions() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKi3");
+    ep.send_request(t0, req.clone(), addr(PEER)).unwrap();
+    drain(&mut ep);
+    ep.handle_datagram(t0, addr(PEER), &response_bytes(&req, 200, Some("b")));
+    ep.handle_datagram(t0, addr(PEER), &response_bytes(&req, 200, Some("b")));
+    assert_eq!(events(&mut ep).len(), 2);
+    assert!(
+        drain(&mut ep).is_empty(),
+        "no ACK for 2xx from the transaction"
+    );
+    // Timer M = 64*T1, no timeout event.
+    ep.handle_timeout(t0 + Duration::from_secs(32));
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.transaction_count(), 0);
+    ep.handle_datagram(t0, addr(PEER), &response_bytes(&req, 200, Some("b")));
+    assert_eq!(ep.stats().stray_responses, 1);
+}
+
+fn incoming(ep: &mut Endpoint, now: Instant, req: &Request) -> Vec<Event> {
+    ep.handle_datagram(now, addr(PEER), &serialize(&req.clone().into()));
+    events(ep)
+}
+
+#[test]
+fn invite_server_sends_100_after_200ms_and_absorbs_retransmissions() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKs1");
+    let ev = incoming(&mut ep, t0, &req);
+    let [Event::IncomingRequest {
+        key,
+        request,
+        source,
+    }] = &ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(source, &addr(PEER));
+    // received= stamped because 192.0.2.1 != 192.0.2.9
+    assert_eq!(request.top_via().unwrap().received(), Some("192.0.2.9"));
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_millis(200)));
+    ep.handle_timeout(t0 + Duration::from_millis(200));
+    let out = drain(&mut ep);
+    let [SipMessage::Response(trying)] = &out[..] else {
+        panic!()
+    };
+    assert_eq!(trying.status_code.code(), 100);
+    // retransmitted INVITE: absorbed, 100 repeated
+    assert!(incoming(&mut ep, t0 + Duration::from_millis(500), &req).is_empty());
+    assert_eq!(drain(&mut ep).len(), 1);
+    assert_eq!(ep.stats().retransmissions_absorbed, 1);
+    // TU answers 486: Timer G retransmits 500ms,1s,2s,4s,4s... until ACK
+    let t1 = t0 + Duration::from_secs(1);
+    ep.send_response(t1, key, make_response(request, 486, Some("b")))
+        .unwrap();
+    assert_eq!(drain(&mut ep).len(), 1);
+    let sent = run(&mut ep, t1, Duration::from_millis(8000));
+    assert_eq!(sent, vec![500, 1500, 3500, 7500]);
+    let ack = make_ack_non2xx(request, &make_response(request, 486, Some("b"))).unwrap();
+    let now = t1 + Duration::from_millis(8000);
+    assert!(incoming(&mut ep, now, &ack).is_empty(), "ACK absorbed");
+    assert!(run(&mut ep, now, Duration::from_secs(4)).is_empty());
+    ep.handle_timeout(now + Duration::from_secs(5)); // Timer I
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn invite_server_timer_h_reports_missing_ack() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKs2");
+    let ev = incoming(&mut ep, t0, &req);
+    let [Event::IncomingRequest { key, request, .. }] = &ev[..] else {
+        panic!()
+    };
+    ep.send_response(t0, key, make_response(request, 603, Some("b")))
+        .unwrap();
+    drain(&mut ep);
+    let sent = run(&mut ep, t0, Duration::from_secs(33));
+    assert_eq!(sent.first(), Some(&500));
+    assert_eq!(*sent.last().unwrap(), 31500);
+    assert_eq!(
+        events(&mut ep),
+        vec![Event::TransactionTimeout { key: key.clone() }]
+    );
+}
+
+#[test]
+fn invite_server_2xx_retransmitted_until_ack_then_ack_event() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKs3");
+    let ev = incoming(&mut ep, t0, &req);
+    let [Event::IncomingRequest { key, request, .. }] = &ev[..] else {
+        panic!()
+    };
+    ep.send_response(t0, key, make_response(request, 200, Some("b")))
+        .unwrap();
+    drain(&mut ep);
+    assert_eq!(
+        run(&mut ep, t0, Duration::from_millis(3600)),
+        vec![500, 1500, 3500]
+    );
+    // retransmitted INVITE is absorbed silently in Accepted (RFC 6026)
+    assert!(incoming(&mut ep, t0 + Duration::from_secs(3), &req).is_empty());
+    assert!(drain(&mut ep).is_empty());
+    let ack = RequestBuilder::new(Method::Ack, "sip:bob@192.0.2.9")
+        .via("UDP", "192.0.2.1:5060", "z9hG4bKnewbranch")
+        .from("sip:alice@example.com", None, "atag")
+        .to("sip:bob@example.com", Some("b"))
+        .call_id("call-1@192.0.2.1")
+        .cseq(1)
+        .build()
+        .unwrap();
+    let ev = incoming(&mut ep, t0 + Duration::from_secs(4), &ack);
+    assert!(matches!(&ev[..], [Event::Ack { .. }]));
+    assert!(run(
+        &mut ep,
+        t0 + Duration::from_secs(4),
+        Duration::from_secs(40)
+    )
+    .is_empty());
+    assert!(events(&mut ep).is_empty(), "acked 2xx: no timeout");
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn non_invite_server_absorbs_and_repeats_final_until_timer_j() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Options, "z9hG4bKn1");
+    let ev = incoming(&mut ep, t0, &req);
+    let [Event::IncomingRequest { key, request, .. }] = &ev[..] else {
+        panic!()
+    };
+    assert!(incoming(&mut ep, t0, &req).is_empty());
+    assert!(
+        drain(&mut ep).is_empty(),
+        "Trying: retransmission absorbed silently"
+    );
+    ep.send_response(t0, key, make_response(request, 200, Some("b")))
+        .unwrap();
+    assert_eq!(drain(&mut ep).len(), 1);
+    assert!(incoming(&mut ep, t0 + Duration::from_secs(1), &req).is_empty());
+    let out = drain(&mut ep);
+    let [SipMessage::Response(r)] = &out[..] else {
+        panic!()
+    };
+    assert_eq!(r.status_code.code(), 200);
+    assert_eq!(
+        ep.send_response(t0, key, make_response(request, 500, None)),
+        Err(TransactionError::AlreadyCompleted)
+    );
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+    ep.handle_timeout(t0 + Duration::from_secs(32));
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn cancel_matches_invite_server_transaction() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKc1");
+    let ev = incoming(&mut ep, t0, &req);
+    let [Event::IncomingRequest { key, .. }] = &ev[..] else {
+        panic!()
+    };
+    let cancel = crate::message::make_cancel(&req).unwrap();
+    let ev = incoming(&mut ep, t0, &cancel);
+    assert_eq!(ev.len(), 1);
+    let Event::Cancelled {
+        invite_key,
+        cancel: c,
+    } = &ev[0]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(invite_key, key);
+    assert_eq!(c.method, Method::Cancel);
+    let out = drain(&mut ep);
+    let [SipMessage::Response(ok)] = &out[..] else {
+        panic!()
+    };
+    assert_eq!(
+        (ok.status_code.code(), ok.cseq().unwrap().method.as_str()),
+        (200, "CANCEL")
+    );
+    // CANCEL for an unknown INVITE gets 481
+    let mut unknown = request(Method::Invite, "z9hG4bKzz");
+    unknown
+        .headers
+        .retain(|h| !matches!(h, rsip::Header::CallId(_)));
+    unknown
+        .headers
+        .push(crate::message::make_header("Call-ID", "other@192.0.2.1"));
+    let other = crate::message::make_cancel(&unknown).unwrap();
+    assert!(incoming(&mut ep, t0, &other).is_empty());
+    let out = drain(&mut ep);
+    let [SipMessage::Response(r)] = &out[..] else {
+        panic!()
+    };
+    assert_eq!(r.status_code.code(), 481);
+}
+
+#[test]
+fn client_cancel_builds_cancel_transaction() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let inv = ep
+        .send_request(t0, request(Method::Invite, "z9hG4bKcc"), addr(PEER))
+        .unwrap();
+    drain(&mut ep);
+    let ck = ep.cancel(t0, &inv).unwrap();
+    assert_eq!(ck.method, "CANCEL");
+    assert_eq!(ck.branch, "z9hG4bKcc");
+    let out = drain(&mut ep);
+    let [SipMessage::Request(c)] = &out[..] else {
+        panic!()
+    };
+    assert_eq!(c.method, Method::Cancel);
+}
+
+#[test]
+fn merged_request_gets_482() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let a = request(Method::Invite, "z9hG4bKm1");
+    let b = request(Method::Invite, "z9hG4bKm2"); // same From tag/Call-ID/CSeq, other branch
+    assert_eq!(incoming(&mut ep, t0, &a).len(), 1);
+    assert!(incoming(&mut ep, t0, &b).is_empty());
+    let out = drain(&mut ep);
+    let [SipMessage::Response(r)] = &out[..] else {
+        panic!()
+    };
+    assert_eq!(r.status_code.code(), 482);
+    assert_eq!(r.branch().as_deref(), Some("z9hG4bKm2"));
+    assert_eq!(ep.stats().merged_requests, 1);
+}
+
+#[test]
+fn rfc2543_requests_match_without_magic_cookie() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Options, "oldbranch1");
+    assert_eq!(incoming(&mut ep, t0, &req).len(), 1);
+    assert!(
+        incoming(&mut ep, t0, &req).is_empty(),
+        "retransmission matched"
+    );
+    assert_eq!(ep.stats().retransmissions_absorbed, 1);
+}
+
+#[test]
+fn malformed_request_gets_400_and_is_counted() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let bytes = b"OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n";
+    ep.handle_datagram(t0, addr(PEER), bytes);
+    let t = ep.poll_transmit().unwrap();
+    assert_eq!(t.dest, addr(PEER));
+    assert!(t
+        .bytes
+        .starts_with(b"SIP/2.0 400 Missing Call-ID header\r\n"));
+    assert!(events(&mut ep).is_empty());
+    ep.handle_datagram(t0, addr(PEER), b"garbage");
+    assert!(ep.poll_transmit().is_none());
+    ep.handle_datagram(t0, addr(PEER), b"\r\n\r\n");
+    assert_eq!(ep.stats().parse_errors, 2);
+    assert_eq!(ep.stats().error_responses_sent, 1);
+}
+
+#[test]
+fn send_request_rejects_ack_and_missing_branch() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    assert_eq!(
+        ep.send_request(t0, request(Method::Ack, "z9hG4bKq"), addr(PEER)),
+        Err(TransactionError::AckNotTransaction)
+    );
+    assert_eq!(
+        ep.send_request(t0, request(Method::Bye, "nocookie"), addr(PEER)),
+        Err(TransactionError::MissingBranch)
+    );
+}
+
+#[test]
+fn custom_t1_scales_timers() {
+    let cfg = Config {
+        t1: Duration::from_millis(100),
+        t2: Duration::from_millis(400),
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(cfg);
+    let t0 = Instant::now();
+    ep.send_request(t0, request(Method::Options, "z9hG4bKt1"), addr(PEER))
+        .unwrap();
+    drain(&mut ep);
+    let sent = run(&mut ep, t0, Duration::from_secs(10));
+    assert_eq!(&sent[..5], &[100, 300, 700, 1100, 1500]);
+    assert_eq!(*sent.last().unwrap(), 6300);
+    assert_eq!(events(&mut ep).len(), 1); // timeout at 6.4 s
+}
