@@ -11,6 +11,7 @@
 mod attribute;
 mod codec;
 mod error;
+mod fuzzing;
 mod model;
 mod negotiate;
 mod parse;
@@ -21,6 +22,7 @@ pub use attribute::{
 };
 pub use codec::{payload_encoding, Codec, OpusParams};
 pub use error::{ParseError, Problem};
+pub use fuzzing::fuzz_check;
 pub use model::{
     AddrType, Bandwidth, Connection, Limits, MediaDescription, MediaKind, Origin,
     SessionDescription, Timing,

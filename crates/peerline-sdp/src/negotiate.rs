@@ -767,10 +767,8 @@ pub fn process_answer(
         .payload_types()
         .filter_map(|pt| Codec::from_media(om, pt).map(|c| (pt, c)))
         .collect();
-    let mut any_answered = false;
     let chosen = am.payload_types().find_map(|apt| {
         let ac = Codec::from_media(am, apt)?;
-        any_answered = true;
         offered
             .iter()
             .find(|(_, oc)| oc.same_encoding(&ac))
@@ -778,8 +776,23 @@ pub fn process_answer(
     });
     let (send_pt, recv_pt, codec) = match chosen {
         Some(c) => c,
-        None if any_answered => return Err(NegotiationError::AnswerNotSubset),
-        None => return Err(NegotiationError::NoCommonCodec),
+        None => {
+            let key = |e: (String, u32, u32)| (e.0.to_ascii_lowercase(), e.1, e.2);
+            let offered_encodings: Vec<_> = om
+                .payload_types()
+                .filter_map(|pt| payload_encoding(om, pt).map(key))
+                .collect();
+            let foreign = am.payload_types().any(|pt| {
+                payload_encoding(am, pt)
+                    .map(key)
+                    .is_none_or(|e| !offered_encodings.contains(&e))
+            });
+            return Err(if foreign {
+                NegotiationError::AnswerNotSubset
+            } else {
+                NegotiationError::NoCommonCodec
+            });
+        }
     };
     let telephone_event = find_telephone_event(am, codec.clock_rate()).and_then(|(apt, clock)| {
         find_telephone_event(om, clock)
