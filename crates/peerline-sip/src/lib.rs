@@ -9,6 +9,7 @@
 //! Nothing here does I/O or reads the clock: time is passed in as `Instant`s and
 //! randomness as a `rand::RngCore`.
 
+pub mod auth;
 pub mod error;
 pub mod message;
 pub mod parse;
