@@ -1,1 +1,25 @@
-//! Audio devices (cpal), WAV files, tones.
+//! Audio devices (cpal), WAV files (hound) and resampling.
+//!
+//! Tone generation and analysis live in `peerline-media::tone` (they are used on
+//! decoded RTP audio); this crate deals with files, devices and sample rates.
+
+pub mod devices;
+pub mod resample;
+pub mod wav;
+
+pub use devices::{list_devices, DeviceInfo};
+pub use resample::{resample, Resampler};
+pub use wav::{read_wav, read_wav_from, write_wav, write_wav_to, Audio};
+
+/// Errors from this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("wav: {0}")]
+    Wav(#[from] hound::Error),
+    #[error("unsupported WAV format: {0}")]
+    Unsupported(String),
+    #[error("audio device: {0}")]
+    Device(String),
+    #[error("invalid sample rate {0}")]
+    BadRate(u32),
+}
