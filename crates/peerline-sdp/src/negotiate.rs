@@ -457,12 +457,15 @@ fn rejected(offer_m: &MediaDescription) -> MediaDescription {
 }
 
 /// Effective direction of a remote section, treating `c=0.0.0.0` (RFC 2543 hold) as
-/// "does not want to receive".
+/// "does not want to receive" — except with ICE, where `0.0.0.0` (port 9) is the normal
+/// placeholder (RFC 8839 §4.2.4) and the candidates carry the addresses.
 fn remote_direction(sdp: &SessionDescription, m: &MediaDescription) -> Direction {
     let d = sdp.media_direction(m);
-    if sdp
-        .connection_for(m)
-        .is_some_and(Connection::is_unspecified)
+    let ice = m.ice_ufrag().or(sdp.ice_ufrag()).is_some();
+    if !ice
+        && sdp
+            .connection_for(m)
+            .is_some_and(Connection::is_unspecified)
     {
         Direction::from_flags(d.sends(), false)
     } else {

@@ -447,3 +447,32 @@ fn hold_and_resume() {
         .count();
     assert_eq!(dirs, 1);
 }
+
+#[test]
+fn ice_offer_with_placeholder_address_is_not_hold() {
+    // Chrome/JSEP style: c=IN IP4 0.0.0.0, port 9, real addresses in candidates.
+    let offer = parse(
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+         a=ice-ufrag:EsAw\r\na=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y\r\n\
+         a=fingerprint:sha-256 01:02\r\na=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\n\
+         a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+         a=candidate:1 1 udp 2122260223 192.0.2.33 56143 typ host generation 0\r\n",
+    );
+    let caps = LocalCapabilities {
+        fingerprint: Some(Fingerprint {
+            hash: "sha-256".into(),
+            bytes: vec![3; 32],
+        }),
+        ..LocalCapabilities::default()
+    };
+    let (answer, n) = create_answer(&offer, &caps, addr("10.0.0.2:4000"), 1, 1).unwrap();
+    assert_eq!(n.direction, Direction::SendRecv);
+    assert_eq!(n.remote_rtp, addr("0.0.0.0:9"));
+    assert_eq!(n.remote_ice.unwrap().candidates[0].port, 56143);
+    assert_eq!(
+        answer.media[0].other("mid").count(),
+        0,
+        "unknown offer attributes are not echoed"
+    );
+}
