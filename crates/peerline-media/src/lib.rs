@@ -7,9 +7,11 @@
 
 pub mod codec;
 pub mod dtmf;
+pub mod fuzz;
 pub mod g711;
 pub mod jitter;
 pub mod plc;
+pub mod rtcp;
 pub mod rtp_io;
 pub mod seq;
 pub mod tone;
@@ -26,6 +28,10 @@ pub use codec::{
     AudioDecoder, AudioEncoder, Codec, CodecError, OpusDecoder, OpusEncoder, OpusSettings,
 };
 pub use dtmf::{DtmfError, DtmfPacket, DtmfReceiver, DtmfSender, DtmfUpdate, TelephoneEvent};
+pub use rtcp::{
+    build_compound, parse_compound, rtt_from_block, Bye, NtpTime, ReceiverReport, ReportBlock,
+    RtcpError, RtcpPacket, RtcpState, SdesChunk, SenderReport,
+};
 /// Re-exported so callers can name packets without depending on `rtp` directly.
 pub use rtp::packet::Packet as RtpPacket;
 pub use tone::{detect_tone, dominant_frequency, is_silence, rms, rms_dbfs, sine, ToneGenerator};
