@@ -25,14 +25,16 @@ const BUILD_PACKAGES: &[&str] = &[
 
 /// Debian packages of the real peers and tools the interop tests drive.
 const PEER_PACKAGES: &[&str] = &[
-    "baresip-core", // softphone peer: calls, SRTP, DTLS-SRTP, ICE, Opus
-    "sip-tester",   // sipp: scenarios and load
-    "kamailio",     // registrar/proxy with digest auth
-    "coturn",       // STUN/TURN server
-    "tshark",       // proves what is on the wire
-    "iptables",     // NAT inside test namespaces
-    "iproute2",     // ip netns, veth, tc
-    "sox",          // tone files for peers
+    "baresip-core",            // softphone peer: calls, SRTP, DTLS-SRTP, ICE, Opus
+    "sip-tester",              // sipp: scenarios and load
+    "kamailio",                // registrar/proxy with digest auth
+    "kamailio-sqlite-modules", // its digest users live in SQLite
+    "sqlite3",                 // builds that user database
+    "coturn",                  // STUN/TURN server
+    "tshark",                  // proves what is on the wire
+    "iptables",                // NAT inside test namespaces
+    "iproute2",                // ip netns, veth, tc
+    "sox",                     // tone files for peers
 ];
 
 fn main() -> ExitCode {

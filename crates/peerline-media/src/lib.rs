@@ -34,4 +34,6 @@ pub use rtcp::{
 };
 /// Re-exported so callers can name packets without depending on `rtp` directly.
 pub use rtp::packet::Packet as RtpPacket;
-pub use tone::{detect_tone, dominant_frequency, is_silence, rms, rms_dbfs, sine, ToneGenerator};
+pub use tone::{
+    detect_tone, dominant_frequency, is_silence, rms, rms_dbfs, sine, tone_seconds, ToneGenerator,
+};

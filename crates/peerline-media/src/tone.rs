@@ -277,3 +277,32 @@ mod tests {
         assert!((dominant_frequency(&two, 48000) - 440.0).abs() < 1.0);
     }
 }
+
+/// Seconds of `samples` in which `freq` carries most of the power: the signal is cut into
+/// 100 ms blocks and a block counts when [`detect_tone`] gives more than `threshold`
+/// (0.5 is a good default: a clean tone gives about 1.0, two equal tones 0.5 each).
+pub fn tone_seconds(samples: &[i16], rate: u32, freq: f32, threshold: f32) -> f32 {
+    let block = (rate / 10).max(1) as usize;
+    let hits = samples
+        .chunks_exact(block)
+        .filter(|b| detect_tone(b, rate, freq) > threshold)
+        .count();
+    hits as f32 / 10.0
+}
+
+#[cfg(test)]
+mod tone_seconds_tests {
+    use super::*;
+
+    #[test]
+    fn counts_only_the_blocks_holding_the_tone() {
+        let mut s = sine(440.0, 0.5, 8000, 8000 * 2); // 2 s of 440 Hz
+        s.extend(std::iter::repeat_n(0, 8000)); // 1 s of silence
+        s.extend(sine(1000.0, 0.5, 8000, 4000)); // 0.5 s of 1 kHz
+        let t440 = tone_seconds(&s, 8000, 440.0, 0.5);
+        let t1000 = tone_seconds(&s, 8000, 1000.0, 0.5);
+        assert!((t440 - 2.0).abs() < 0.11, "{t440}");
+        assert!((t1000 - 0.5).abs() < 0.11, "{t1000}");
+        assert_eq!(tone_seconds(&s[16000..24000], 8000, 440.0, 0.5), 0.0);
+    }
+}

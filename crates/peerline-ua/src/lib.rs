@@ -1,5 +1,27 @@
-//! The phone: accounts, registration, calls, call state, events, config and profiles.
+//! The phone: config, the tokio driver that owns the SIP and RTP sockets, calls and events.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), peerline_ua::PhoneError> {
+//! use peerline_ua::{AudioSource, Config, Event, MediaOptions, Phone};
+//! let (phone, mut events) = Phone::start(Config::default()).await?;
+//! let call = phone
+//!     .call("sip:bob@127.0.0.1:5070", MediaOptions { source: AudioSource::Tone(440.0), record: None })
+//!     .await?;
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Ended { reason, .. } = event {
+//!         println!("call {call} ended: {reason}");
+//!         break;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod config;
+mod driver;
+pub mod media;
+mod phone;
 
 pub use config::{CodecName, Config, ConfigError};
+pub use media::{AudioSource, MediaOptions, MediaReport};
+pub use peerline_net::Ledger;
+pub use phone::{CallId, EndReason, Event, Events, Phone, PhoneError};

@@ -1,1 +1,75 @@
-fn main() {}
+//! `peerline`: the command line of the Peerline softphone and call-bot engine.
+
+mod demo;
+mod oneshot;
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "peerline",
+    version,
+    about = "SIP softphone and call-bot engine built around direct peering"
+)]
+struct Cli {
+    /// Config file (TOML). Defaults apply when omitted.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Two phones on loopback call each other; each plays a tone and checks it heard the other's.
+    Demo(demo::DemoArgs),
+    /// Call a SIP URI, play a source, record what comes back, hang up after a while.
+    Call(oneshot::CallArgs),
+    /// Wait for calls, answer them, play a source, record what comes in.
+    Listen(oneshot::ListenArgs),
+    /// List audio devices.
+    Devices,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result: Result<bool> = (|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let config = match &cli.config {
+            Some(path) => peerline_ua::Config::load(path)?,
+            None => peerline_ua::Config::default(),
+        };
+        match cli.command {
+            Command::Demo(args) => runtime.block_on(demo::run(args)),
+            Command::Call(args) => runtime.block_on(oneshot::call(config, args)),
+            Command::Listen(args) => runtime.block_on(oneshot::listen(config, args)),
+            Command::Devices => {
+                for d in peerline_audio::list_devices()? {
+                    println!("{d:?}");
+                }
+                Ok(true)
+            }
+        }
+    })();
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("peerline: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,980 @@
+//! The tokio driver: owns the SIP socket and the sans-IO transaction [`Endpoint`], turns
+//! user commands and transaction events into calls, and starts and stops each call's media.
+//!
+//! The loop is the one from docs/architecture.md: wait on the socket, the command channel,
+//! media notices or the endpoint's next timeout; feed what arrived; drain transmits (each
+//! recorded in the ledger) and events.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use peerline_net::{Direction as LedgerDirection, Ledger, PortRange, TrafficClass};
+use peerline_sdp::{Codec as SdpCodec, LocalCapabilities, SessionDescription, SrtpPolicy};
+use peerline_sip::dialog::{Dialog, DialogError};
+use peerline_sip::message::{
+    make_header, make_response, make_response_with_reason, RequestBuilder,
+};
+use peerline_sip::{serialize, Endpoint, Event as SipEvent, MessageExt, TransactionKey};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rsip::{Method, Request, Response, SipMessage};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::config::{CodecName, Config};
+use crate::media::{self, MediaHandle, MediaNotice, MediaOptions, MediaParams, MediaReport};
+use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// UAC: INVITE sent, no final response yet.
+    Calling,
+    /// UAS: INVITE received, ringing, waiting for the user.
+    Ringing,
+    /// UAS: 2xx sent, waiting for the ACK.
+    Accepted,
+    /// Both: the dialog is confirmed.
+    Confirmed,
+    /// BYE or CANCEL sent, waiting for its response.
+    Terminating,
+}
+
+struct Call {
+    state: State,
+    call_id: String,
+    /// Our tag (From tag as UAC, To tag as UAS).
+    local_tag: String,
+    /// The dialog, once the 2xx is received (UAC) or the INVITE accepted (UAS).
+    dialog: Option<Dialog>,
+    /// Where in-dialog requests are sent: the first route or the remote target when it is
+    /// an address, else where the INVITE went to (UAC) or came from (UAS).
+    next_hop: SocketAddr,
+    invite_key: Option<TransactionKey>,
+    invite: Option<Request>,
+    offer: Option<SessionDescription>,
+    remote_offer: Option<SessionDescription>,
+    rtp: Option<UdpSocket>,
+    rtp_addr: Option<SocketAddr>,
+    media_options: MediaOptions,
+    media: Option<MediaHandle>,
+    /// UAC: the ACK for the 2xx, re-sent on each 2xx retransmission.
+    ack: Option<Vec<u8>>,
+    bye_key: Option<TransactionKey>,
+    /// Why the call is ending, once we know.
+    ending: Option<EndReason>,
+}
+
+pub(crate) struct Driver {
+    config: Config,
+    socket: UdpSocket,
+    sip_addr: SocketAddr,
+    endpoint: Endpoint,
+    rng: StdRng,
+    calls: HashMap<CallId, Call>,
+    by_call_id: HashMap<String, CallId>,
+    next_call: CallId,
+    events: mpsc::UnboundedSender<Event>,
+    notices_tx: mpsc::UnboundedSender<(CallId, MediaNotice)>,
+    notices_rx: mpsc::UnboundedReceiver<(CallId, MediaNotice)>,
+    ledger: Ledger,
+    rtp_ports: PortRange,
+    session_id: u64,
+}
+
+fn sip_err(e: impl std::fmt::Display) -> PhoneError {
+    PhoneError::Io(std::io::Error::other(e.to_string()))
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: Config,
+        socket: UdpSocket,
+        sip_addr: SocketAddr,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let mut rng = StdRng::from_entropy();
+        let session_id = rng.gen_range(1..u64::from(u32::MAX));
+        Self {
+            rtp_ports: config.network.rtp_ports,
+            config,
+            socket,
+            sip_addr,
+            endpoint: Endpoint::new(peerline_sip::Config::default()),
+            rng,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            next_call: 1,
+            events,
+            notices_tx,
+            notices_rx,
+            ledger: Ledger::new(),
+            session_id,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let deadline = self
+                .endpoint
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        tracing::debug!(%from, "SIP in:\n{}", String::from_utf8_lossy(&buf[..n]));
+                        self.ledger.record(from, TrafficClass::Sip, LedgerDirection::Received, n);
+                        self.endpoint.handle_datagram(Instant::now(), from, &buf[..n]);
+                    }
+                }
+                cmd = commands.recv() => {
+                    match cmd {
+                        None => break,
+                        Some(Command::Shutdown { reply }) => {
+                            self.shutdown().await;
+                            let _ = reply.send(());
+                            break;
+                        }
+                        Some(c) => self.command(c).await,
+                    }
+                }
+                Some((call, notice)) = self.notices_rx.recv() => self.notice(call, notice).await,
+                _ = tokio::time::sleep_until(deadline) => self.endpoint.handle_timeout(Instant::now()),
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Sends every queued datagram and handles every queued event, until both are empty.
+    async fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.endpoint.poll_transmit() {
+                progressed = true;
+                tracing::debug!(to = %t.dest, "SIP out:\n{}", String::from_utf8_lossy(&t.bytes));
+                if self.socket.send_to(&t.bytes, t.dest).await.is_ok() {
+                    self.ledger.record(
+                        t.dest,
+                        TrafficClass::Sip,
+                        LedgerDirection::Sent,
+                        t.bytes.len(),
+                    );
+                }
+            }
+            while let Some(ev) = self.endpoint.poll_event() {
+                progressed = true;
+                self.sip_event(ev).await;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn local_ip_for(&self, dest: SocketAddr) -> IpAddr {
+        if !self.sip_addr.ip().is_unspecified() {
+            return self.sip_addr.ip();
+        }
+        // Ask the kernel which address it would use; a connected UDP socket sends nothing.
+        std::net::UdpSocket::bind(SocketAddr::new(self.sip_addr.ip(), 0))
+            .and_then(|s| s.connect(dest).and_then(|()| s.local_addr()))
+            .map(|a| a.ip())
+            .unwrap_or(self.sip_addr.ip())
+    }
+
+    fn contact_for(&self, ip: IpAddr) -> String {
+        format!(
+            "<sip:{}@{}>",
+            self.config.identity.user,
+            SocketAddr::new(ip, self.sip_addr.port())
+        )
+    }
+
+    fn capabilities(&self) -> LocalCapabilities {
+        LocalCapabilities {
+            codecs: self
+                .config
+                .media
+                .codecs
+                .iter()
+                .map(|c| match c {
+                    CodecName::Pcmu => SdpCodec::Pcmu,
+                    CodecName::Pcma => SdpCodec::Pcma,
+                })
+                .collect(),
+            dtmf: self.config.media.dtmf,
+            ptime: Some(self.config.media.ptime),
+            srtp: SrtpPolicy::Off,
+            rtcp_mux: false,
+            username: self.config.identity.user.clone(),
+            ..LocalCapabilities::default()
+        }
+    }
+
+    fn branch(&mut self) -> String {
+        peerline_sip::message::new_branch(&mut self.rng)
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call {
+                target,
+                media,
+                reply,
+            } => {
+                let r = self.start_call(&target, media).await;
+                let _ = reply.send(r);
+            }
+            Command::Answer { call, media, reply } => {
+                let r = self.answer(call, media).await;
+                let _ = reply.send(r);
+            }
+            Command::Reject {
+                call,
+                status,
+                reply,
+            } => {
+                let r = self
+                    .reject(call, status, EndReason::RejectedLocally(status))
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::Hangup { call, reply } => {
+                let r = self.hangup(call).await;
+                let _ = reply.send(r);
+            }
+            Command::Ledger { reply } => {
+                let mut total = self.ledger.clone();
+                // Calls still running have their media ledger inside their task; ended calls
+                // were merged when they ended.
+                total.merge(&Ledger::new());
+                let _ = reply.send(total);
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    async fn start_call(
+        &mut self,
+        target: &str,
+        media: MediaOptions,
+    ) -> Result<CallId, PhoneError> {
+        let uri = rsip::Uri::try_from(target)
+            .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
+        let dest = resolve(&uri)
+            .await
+            .map_err(|e| PhoneError::BadTarget(target.into(), e))?;
+        let ip = self.local_ip_for(dest);
+        let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
+        let rtp_addr = rtp.local_addr()?;
+        let offer = peerline_sdp::create_offer(&self.capabilities(), rtp_addr, self.session_id, 1);
+        let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
+        let local_tag = peerline_sip::message::new_tag(&mut self.rng);
+        let local_uri = format!(
+            "sip:{}@{}",
+            self.config.identity.user,
+            SocketAddr::new(ip, self.sip_addr.port())
+        );
+        let branch = self.branch();
+        let sent_by = SocketAddr::new(ip, self.sip_addr.port()).to_string();
+        let invite = RequestBuilder::new(Method::Invite, target)
+            .via("UDP", &sent_by, &branch)
+            .from(
+                &local_uri,
+                self.config.identity.display_name.as_deref(),
+                &local_tag,
+            )
+            .to(target, None)
+            .call_id(&call_id)
+            .cseq(1)
+            .contact(&local_uri)
+            .header(make_header("Allow", ALLOW))
+            .header(make_header("User-Agent", USER_AGENT))
+            .body("application/sdp", offer.to_string().into_bytes())
+            .build()
+            .map_err(sip_err)?;
+        let key = self
+            .endpoint
+            .send_request(Instant::now(), invite.clone(), dest)
+            .map_err(sip_err)?;
+        let id = self.next_call;
+        self.next_call += 1;
+        self.by_call_id.insert(call_id.clone(), id);
+        self.calls.insert(
+            id,
+            Call {
+                state: State::Calling,
+                call_id,
+                local_tag,
+                dialog: None,
+                next_hop: dest,
+                invite_key: Some(key),
+                invite: Some(invite),
+                offer: Some(offer),
+                remote_offer: None,
+                rtp: Some(rtp),
+                rtp_addr: Some(rtp_addr),
+                media_options: media,
+                media: None,
+                ack: None,
+                bye_key: None,
+                ending: None,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn answer(&mut self, id: CallId, options: MediaOptions) -> Result<(), PhoneError> {
+        let caps = self.capabilities();
+        let session_id = self.session_id;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        if call.state != State::Ringing {
+            return Err(PhoneError::Call(id, "not ringing"));
+        }
+        let (Some(invite), Some(offer), Some(key)) = (
+            call.invite.clone(),
+            call.remote_offer.clone(),
+            call.invite_key.clone(),
+        ) else {
+            return Err(PhoneError::Call(id, "no offer to answer"));
+        };
+        let ip = self.sip_addr.ip();
+        let ip = if ip.is_unspecified() {
+            local_ip_toward(call.next_hop, ip)
+        } else {
+            ip
+        };
+        let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
+        let rtp_addr = rtp.local_addr()?;
+        let (answer, negotiated) =
+            match peerline_sdp::create_answer(&offer, &caps, rtp_addr, session_id, 1) {
+                Ok(a) => a,
+                Err(e) => {
+                    let reason = e.to_string();
+                    let resp = make_response_with_reason(
+                        &invite,
+                        e.sip_status(),
+                        &reason,
+                        Some(&call.local_tag),
+                    );
+                    let _ = self.endpoint.send_response(Instant::now(), &key, resp);
+                    self.end_call(id, EndReason::Negotiation(reason)).await;
+                    return Err(PhoneError::Call(id, "offer not acceptable (488 sent)"));
+                }
+            };
+        let contact = self.contact_for(ip);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        let mut dialog =
+            Dialog::uas(&invite, &call.local_tag, &contact_uri(&contact)).map_err(sip_err)?;
+        dialog.confirm();
+        if let Some(hop) = dialog_next_hop(&dialog) {
+            call.next_hop = hop;
+        }
+        call.dialog = Some(dialog);
+        let mut ok = make_response(&invite, 200, Some(&call.local_tag));
+        ok.headers.push(make_header("Contact", &contact));
+        ok.headers.push(make_header("Allow", ALLOW));
+        ok.headers.push(make_header("Server", USER_AGENT));
+        ok.headers
+            .push(make_header("Content-Type", "application/sdp"));
+        ok.body = answer.to_string().into_bytes();
+        self.endpoint
+            .send_response(Instant::now(), &key, ok)
+            .map_err(sip_err)?;
+        call.state = State::Accepted;
+        call.media_options = options;
+        call.rtp_addr = Some(rtp_addr);
+        call.rtp = Some(rtp);
+        self.start_media(id, &negotiated);
+        Ok(())
+    }
+
+    async fn reject(
+        &mut self,
+        id: CallId,
+        status: u16,
+        reason: EndReason,
+    ) -> Result<(), PhoneError> {
+        let Some(call) = self.calls.get(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        if call.state != State::Ringing || !(300..700).contains(&status) {
+            return Err(PhoneError::Call(
+                id,
+                "not ringing, or not a final error status",
+            ));
+        }
+        if let (Some(invite), Some(key)) = (&call.invite, &call.invite_key) {
+            let resp = make_response(invite, status, Some(&call.local_tag));
+            let _ = self.endpoint.send_response(Instant::now(), key, resp);
+        }
+        self.end_call(id, reason).await;
+        Ok(())
+    }
+
+    async fn hangup(&mut self, id: CallId) -> Result<(), PhoneError> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        match call.state {
+            State::Ringing => return self.reject(id, 486, EndReason::LocalHangup).await,
+            State::Calling => {
+                call.ending = Some(EndReason::Cancelled);
+                call.state = State::Terminating;
+                if let Some(key) = call.invite_key.clone() {
+                    // Before any provisional response a CANCEL may not be sent yet (RFC 3261
+                    // §9.1); the endpoint refuses it then and the INVITE simply times out.
+                    if self.endpoint.cancel(Instant::now(), &key).is_err() {
+                        self.end_call(id, EndReason::Cancelled).await;
+                    }
+                }
+            }
+            State::Accepted | State::Confirmed => {
+                call.ending = Some(EndReason::LocalHangup);
+                self.send_bye(id)?;
+            }
+            State::Terminating => {}
+        }
+        Ok(())
+    }
+
+    fn send_bye(&mut self, id: CallId) -> Result<(), PhoneError> {
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        call.state = State::Terminating;
+        let sent_by = SocketAddr::new(
+            local_ip_toward(call.next_hop, self.sip_addr.ip()),
+            self.sip_addr.port(),
+        )
+        .to_string();
+        let Some(dialog) = call.dialog.as_mut() else {
+            return Err(PhoneError::Call(id, "no dialog"));
+        };
+        let request = dialog
+            .request(Method::Bye, "UDP", &sent_by, &branch)
+            .map_err(sip_err)?
+            .header(make_header("User-Agent", USER_AGENT))
+            .build()
+            .map_err(sip_err)?;
+        let key = self
+            .endpoint
+            .send_request(Instant::now(), request, call.next_hop)
+            .map_err(sip_err)?;
+        call.bye_key = Some(key);
+        Ok(())
+    }
+
+    fn start_media(&mut self, id: CallId, negotiated: &peerline_sdp::Negotiated) {
+        let ptime = self.config.media.ptime;
+        let rtp_timeout = Duration::from_secs(self.config.media.rtp_timeout_secs);
+        let (ssrc, seq, ts) = (self.rng.gen(), self.rng.gen(), self.rng.gen());
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(socket) = call.rtp.take() else {
+            return;
+        };
+        let codec = match negotiated.codec {
+            SdpCodec::Pcmu => peerline_media::Codec::Pcmu,
+            SdpCodec::Pcma => peerline_media::Codec::Pcma,
+            SdpCodec::Opus(_) => peerline_media::Codec::Opus,
+            _ => {
+                call.ending = Some(EndReason::Media(format!(
+                    "codec {} has no encoder",
+                    negotiated.codec.encoding_name()
+                )));
+                return;
+            }
+        };
+        let params = MediaParams {
+            codec,
+            send_pt: negotiated.send_pt,
+            recv_pt: negotiated.recv_pt,
+            dtmf_pt: negotiated.telephone_event.map(|t| t.recv_pt),
+            remote: negotiated.remote_rtp,
+            ptime_ms: ptime,
+            rtp_timeout,
+            ssrc,
+            initial_seq: seq,
+            initial_timestamp: ts,
+        };
+        let local = call.rtp_addr.unwrap_or(negotiated.remote_rtp);
+        call.media = Some(media::start(
+            socket,
+            params,
+            call.media_options.clone(),
+            self.notices_tx.clone(),
+            id,
+        ));
+        self.emit(Event::MediaUp {
+            call: id,
+            local,
+            remote: negotiated.remote_rtp,
+            codec: codec.name(),
+        });
+    }
+
+    async fn end_call(&mut self, id: CallId, reason: EndReason) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.by_call_id.remove(&call.call_id);
+        let report = match call.media.take() {
+            Some(m) => m.stop().await,
+            None => MediaReport::default(),
+        };
+        self.ledger.merge(&report.ledger);
+        let reason = call.ending.take().unwrap_or(reason);
+        self.emit(Event::Ended {
+            call: id,
+            reason,
+            media: Box::new(report),
+        });
+    }
+
+    async fn notice(&mut self, id: CallId, notice: MediaNotice) {
+        match notice {
+            MediaNotice::Dtmf(digit) => self.emit(Event::Dtmf { call: id, digit }),
+            MediaNotice::Timeout => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.ending = Some(EndReason::RtpTimeout);
+                    if matches!(call.state, State::Accepted | State::Confirmed)
+                        && self.send_bye(id).is_err()
+                    {
+                        self.end_call(id, EndReason::RtpTimeout).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            let _ = self.hangup(id).await;
+        }
+        self.flush().await;
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            self.end_call(id, EndReason::LocalHangup).await;
+        }
+    }
+
+    async fn sip_event(&mut self, ev: SipEvent) {
+        match ev {
+            SipEvent::IncomingRequest {
+                key,
+                request,
+                source,
+            } => self.incoming_request(key, request, source).await,
+            SipEvent::Response { key, response } => self.response(key, response).await,
+            SipEvent::TransactionTimeout { key } => self.transaction_timeout(key).await,
+            SipEvent::Ack { request, .. } => {
+                let id = request
+                    .call_id()
+                    .and_then(|c| self.by_call_id.get(c).copied());
+                if let Some(call) = id.and_then(|id| self.calls.get_mut(&id)) {
+                    if call.state == State::Accepted {
+                        call.state = State::Confirmed;
+                        let id = id.unwrap_or_default();
+                        self.emit(Event::Answered { call: id });
+                    }
+                }
+            }
+            SipEvent::Cancelled { invite_key, .. } => {
+                let id = self
+                    .calls
+                    .iter()
+                    .find(|(_, c)| c.invite_key.as_ref() == Some(&invite_key))
+                    .map(|(id, _)| *id);
+                if let Some(id) = id {
+                    if let Some(call) = self.calls.get(&id) {
+                        if let Some(invite) = &call.invite {
+                            let resp = make_response(invite, 487, Some(&call.local_tag));
+                            let _ = self
+                                .endpoint
+                                .send_response(Instant::now(), &invite_key, resp);
+                        }
+                    }
+                    self.end_call(id, EndReason::Cancelled).await;
+                }
+            }
+        }
+    }
+
+    fn find_dialog(&self, request: &Request) -> Option<CallId> {
+        let id = *self.by_call_id.get(request.call_id()?)?;
+        let call = self.calls.get(&id)?;
+        call.dialog
+            .as_ref()
+            .is_some_and(|d| d.matches_request(request))
+            .then_some(id)
+    }
+
+    async fn incoming_request(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        source: SocketAddr,
+    ) {
+        let now = Instant::now();
+        let respond = |ep: &mut Endpoint, code: u16, reason: Option<&str>| {
+            let resp = match reason {
+                Some(r) => make_response_with_reason(&request, code, r, None),
+                None => make_response(&request, code, None),
+            };
+            let _ = ep.send_response(now, &key, resp);
+        };
+        match request.method {
+            Method::Invite if request.to_tag().is_none() => {
+                self.incoming_invite(key, request, source).await
+            }
+            Method::Options => {
+                let mut resp = make_response(&request, 200, None);
+                resp.headers.push(make_header("Allow", ALLOW));
+                resp.headers.push(make_header("Accept", "application/sdp"));
+                let _ = self.endpoint.send_response(now, &key, resp);
+            }
+            Method::Bye => match self.find_dialog(&request) {
+                Some(id) => {
+                    let checked = self
+                        .calls
+                        .get_mut(&id)
+                        .and_then(|c| c.dialog.as_mut())
+                        .map(|d| d.on_request(&request));
+                    if let Some(Err(e @ DialogError::OutOfOrder { .. })) = checked {
+                        respond(
+                            &mut self.endpoint,
+                            e.status_code(),
+                            Some("CSeq Out Of Order"),
+                        );
+                        return;
+                    }
+                    respond(&mut self.endpoint, 200, None);
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.ending.get_or_insert(EndReason::RemoteHangup);
+                    }
+                    self.end_call(id, EndReason::RemoteHangup).await;
+                }
+                None => respond(&mut self.endpoint, 481, None),
+            },
+            Method::Invite => match self.find_dialog(&request) {
+                // Re-INVITE: media changes are not handled yet; refuse without tearing down.
+                Some(_) => respond(&mut self.endpoint, 488, Some("Re-INVITE Not Supported Yet")),
+                None => respond(&mut self.endpoint, 481, None),
+            },
+            _ => {
+                let mut resp = make_response(&request, 405, None);
+                resp.headers.push(make_header("Allow", ALLOW));
+                let _ = self.endpoint.send_response(now, &key, resp);
+            }
+        }
+    }
+
+    async fn incoming_invite(&mut self, key: TransactionKey, request: Request, source: SocketAddr) {
+        let now = Instant::now();
+        let local_tag = peerline_sip::message::new_tag(&mut self.rng);
+        if request.contact().is_none() {
+            // RFC 3261 §8.1.1.8: a dialog-creating request must carry a Contact.
+            let resp = make_response_with_reason(
+                &request,
+                400,
+                "Missing Contact Header",
+                Some(&local_tag),
+            );
+            let _ = self.endpoint.send_response(now, &key, resp);
+            return;
+        }
+        let offer = match SessionDescription::parse_bytes(&request.body) {
+            Ok(o) if !request.body.is_empty() => o,
+            Ok(_) => {
+                // Offerless INVITE (offer in 2xx, answer in ACK) is not supported yet.
+                let resp =
+                    make_response_with_reason(&request, 488, "Offer Required", Some(&local_tag));
+                let _ = self.endpoint.send_response(now, &key, resp);
+                return;
+            }
+            Err(e) => {
+                let resp = make_response_with_reason(
+                    &request,
+                    400,
+                    &format!("Bad SDP: {e}"),
+                    Some(&local_tag),
+                );
+                let _ = self.endpoint.send_response(now, &key, resp);
+                return;
+            }
+        };
+        let from = request
+            .from_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let ringing = make_response(&request, 180, Some(&local_tag));
+        let _ = self.endpoint.send_response(now, &key, ringing);
+        let id = self.next_call;
+        self.next_call += 1;
+        let call_id = request.call_id().unwrap_or_default().to_string();
+        self.by_call_id.insert(call_id.clone(), id);
+        let to = request.uri.to_string();
+        self.calls.insert(
+            id,
+            Call {
+                state: State::Ringing,
+                call_id,
+                local_tag,
+                dialog: None,
+                // Responses and in-dialog requests go back to where the INVITE came from
+                // unless the dialog names an address (RFC 3581 symmetric signaling).
+                next_hop: source,
+                invite_key: Some(key),
+                invite: Some(request),
+                offer: None,
+                remote_offer: Some(offer),
+                rtp: None,
+                rtp_addr: None,
+                media_options: MediaOptions::default(),
+                media: None,
+                ack: None,
+                bye_key: None,
+                ending: None,
+            },
+        );
+        self.emit(Event::Incoming { call: id, from, to });
+    }
+
+    async fn response(&mut self, key: TransactionKey, response: Response) {
+        let code = response.status_code.code();
+        // A BYE or CANCEL answered (or refused): the call is over either way.
+        if let Some(id) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.bye_key.as_ref() == Some(&key))
+            .map(|(id, _)| *id)
+        {
+            if code >= 200 {
+                self.end_call(id, EndReason::LocalHangup).await;
+            }
+            return;
+        }
+        let Some(id) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.invite_key.as_ref() == Some(&key))
+            .map(|(id, _)| *id)
+        else {
+            return; // e.g. the 200 to our CANCEL
+        };
+        match code {
+            100 => {}
+            101..=199 => {
+                if code == 180 || code == 183 {
+                    self.emit(Event::Ringing {
+                        call: id,
+                        status: code,
+                    });
+                }
+            }
+            200..=299 => self.invite_accepted(id, response).await,
+            _ => {
+                let reason = response.status_code.to_string();
+                let reason = reason
+                    .split_once(' ')
+                    .map(|(_, r)| r.to_string())
+                    .unwrap_or(reason);
+                let reason = match self.calls.get(&id).and_then(|c| c.ending.clone()) {
+                    Some(r) => r,
+                    None => EndReason::Rejected(code, reason),
+                };
+                self.end_call(id, reason).await;
+            }
+        }
+    }
+
+    async fn invite_accepted(&mut self, id: CallId, response: Response) {
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(invite) = call.invite.clone() else {
+            return;
+        };
+        let same_dialog = call
+            .dialog
+            .as_ref()
+            .is_some_and(|d| response.to_tag().as_deref() == Some(d.id.remote_tag.as_str()));
+        if same_dialog {
+            // A retransmitted 2xx: our ACK was lost; send it again.
+            if let Some(ack) = call.ack.clone() {
+                let hop = call.next_hop;
+                self.send_raw(&ack, hop).await;
+            }
+            return;
+        }
+        let invite_seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        let mut dialog = match Dialog::uac(&invite, &response) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("2xx does not create a dialog: {e}");
+                return;
+            }
+        };
+        let hop = dialog_next_hop(&dialog).unwrap_or(call.next_hop);
+        let sent_by = SocketAddr::new(
+            local_ip_toward(hop, self.sip_addr.ip()),
+            self.sip_addr.port(),
+        )
+        .to_string();
+        // ACK the 2xx (RFC 3261 §13.2.2.4): a request of its own, outside any transaction,
+        // with the INVITE's CSeq number.
+        let ack = match dialog.ack(invite_seq, "UDP", &sent_by, &branch) {
+            Ok(ack) => serialize(&SipMessage::Request(ack)),
+            Err(e) => {
+                tracing::warn!("cannot build ACK: {e}");
+                return;
+            }
+        };
+        if call.dialog.is_some() {
+            // A 2xx from a second fork: acknowledge it and end that dialog at once.
+            self.send_raw(&ack, hop).await;
+            let bye_branch = self.branch();
+            let bye = dialog
+                .request(Method::Bye, "UDP", &sent_by, &bye_branch)
+                .and_then(|b| b.build().map_err(DialogError::from));
+            if let Ok(bye) = bye {
+                let _ = self.endpoint.send_request(Instant::now(), bye, hop);
+            }
+            return;
+        }
+        let negotiated = match (&call.offer, SessionDescription::parse_bytes(&response.body)) {
+            (Some(offer), Ok(answer)) => {
+                peerline_sdp::process_answer(offer, &answer).map_err(|e| e.to_string())
+            }
+            (_, Err(e)) => Err(format!("bad SDP answer: {e}")),
+            (None, _) => Err("no offer".into()),
+        };
+        call.next_hop = hop;
+        call.dialog = Some(dialog);
+        call.ack = Some(ack.clone());
+        call.state = State::Confirmed;
+        self.send_raw(&ack, hop).await;
+        self.emit(Event::Answered { call: id });
+        match negotiated {
+            Ok(n) => {
+                self.start_media(id, &n);
+                // A hangup requested while the INVITE was pending ends the call now.
+                if let Some(reason) = self.calls.get(&id).and_then(|c| c.ending.clone()) {
+                    let _ = self.send_bye(id);
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.ending = Some(reason);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.ending = Some(EndReason::Negotiation(e));
+                }
+                let _ = self.send_bye(id);
+            }
+        }
+    }
+
+    /// Sends a datagram outside the transaction layer (ACK for 2xx), counting it.
+    async fn send_raw(&mut self, bytes: &[u8], dest: SocketAddr) {
+        tracing::debug!(to = %dest, "SIP out:\n{}", String::from_utf8_lossy(bytes));
+        if self.socket.send_to(bytes, dest).await.is_ok() {
+            self.ledger
+                .record(dest, TrafficClass::Sip, LedgerDirection::Sent, bytes.len());
+        }
+    }
+
+    async fn transaction_timeout(&mut self, key: TransactionKey) {
+        let id = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.invite_key.as_ref() == Some(&key) || c.bye_key.as_ref() == Some(&key))
+            .map(|(id, _)| *id);
+        if let Some(id) = id {
+            let is_bye = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.bye_key.as_ref() == Some(&key));
+            let in_progress = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| matches!(c.state, State::Calling | State::Accepted));
+            if is_bye || in_progress {
+                self.end_call(id, EndReason::Timeout).await;
+            }
+        }
+    }
+}
+
+/// The URI inside `<…>` of a name-addr, or the text itself.
+fn contact_uri(name_addr: &str) -> String {
+    name_addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
+}
+
+/// The socket address of a SIP URI whose host is an IP address (5060 by default).
+fn uri_addr(uri: &str) -> Option<SocketAddr> {
+    let uri = rsip::Uri::try_from(contact_uri(uri).as_str()).ok()?;
+    let rsip::Host::IpAddr(ip) = uri.host_with_port.host else {
+        return None;
+    };
+    let port = match &uri.host_with_port.port {
+        Some(p) => p.to_string().parse().ok()?,
+        None => 5060,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Where the dialog's next request goes, when its next hop is an address.
+fn dialog_next_hop(dialog: &Dialog) -> Option<SocketAddr> {
+    uri_addr(&dialog.next_hop_uri())
+}
+
+fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    std::net::UdpSocket::bind(SocketAddr::new(bound, 0))
+        .and_then(|s| s.connect(dest).and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .unwrap_or(bound)
+}
+
+/// Where to send a request for `uri`: its host and port (5060 by default). Names go through
+/// the system resolver; RFC 3263 NAPTR/SRV location is not done yet.
+async fn resolve(uri: &rsip::Uri) -> Result<SocketAddr, String> {
+    let port: u16 = match &uri.host_with_port.port {
+        Some(p) => p.to_string().parse().map_err(|_| format!("bad port {p}"))?,
+        None => 5060,
+    };
+    match &uri.host_with_port.host {
+        rsip::Host::IpAddr(ip) => Ok(SocketAddr::new(*ip, port)),
+        rsip::Host::Domain(d) => tokio::net::lookup_host((d.to_string(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {d}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{d} has no address")),
+    }
+}

@@ -1,0 +1,331 @@
+//! The media IO driver of one call: its own UDP socket from the configured RTP port range,
+//! a 20 ms clock that sends one frame per tick from the call's source, and a receive path
+//! through the sans-IO [`RtpReceiver`] (jitter buffer, concealment) into the call's sink.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use peerline_media::{
+    AudioDecoder, AudioEncoder, Codec, DtmfReceiver, Received, ReceiverStats, RtpReceiver,
+    RtpReceiverConfig, RtpSender, SenderStats, ToneGenerator,
+};
+use peerline_net::{Direction as LedgerDirection, Ledger, PortRange, TrafficClass};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a call plays to the remote party.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioSource {
+    /// Digital silence.
+    Silence,
+    /// A sine tone at this frequency in Hz.
+    Tone(f32),
+    /// A WAV file (any rate, mixed down to mono), looped.
+    Wav(PathBuf),
+}
+
+/// What a call does with the remote party's audio, and what it plays to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaOptions {
+    /// What we send.
+    pub source: AudioSource,
+    /// Record what we receive (decoded, mono, at the codec's rate) to this WAV file.
+    pub record: Option<PathBuf>,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            source: AudioSource::Silence,
+            record: None,
+        }
+    }
+}
+
+/// What the media path did during a call.
+#[derive(Debug, Clone, Default)]
+pub struct MediaReport {
+    /// Our RTP address.
+    pub local: Option<SocketAddr>,
+    /// Where our RTP went (after symmetric-RTP latching, if the peer sent from elsewhere).
+    pub remote: Option<SocketAddr>,
+    /// The codec used.
+    pub codec: Option<&'static str>,
+    /// Sender counters.
+    pub sent: SenderStats,
+    /// Receiver counters (loss, jitter, malformed, foreign SSRC …).
+    pub received: ReceiverStats,
+    /// Frames played by concealment.
+    pub concealed_frames: u64,
+    /// Datagrams from addresses other than the call's peer, dropped.
+    pub foreign_source_drops: u64,
+    /// DTMF digits received (RFC 4733).
+    pub dtmf: String,
+    /// Every datagram of this call's media socket.
+    pub ledger: Ledger,
+    /// Samples recorded (when recording).
+    pub recorded_samples: usize,
+    /// Why media stopped, if not because the call ended.
+    pub error: Option<String>,
+}
+
+/// Things the media task tells the phone while it runs.
+#[derive(Debug)]
+pub(crate) enum MediaNotice {
+    /// No RTP for the configured timeout.
+    Timeout,
+    /// A DTMF digit arrived.
+    Dtmf(char),
+}
+
+/// Parameters the call hands to the media task.
+#[derive(Debug, Clone)]
+pub(crate) struct MediaParams {
+    pub codec: Codec,
+    pub send_pt: u8,
+    pub recv_pt: u8,
+    pub dtmf_pt: Option<u8>,
+    pub remote: SocketAddr,
+    pub ptime_ms: u32,
+    pub rtp_timeout: Duration,
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_timestamp: u32,
+}
+
+/// A running media task.
+#[derive(Debug)]
+pub(crate) struct MediaHandle {
+    stop: Option<oneshot::Sender<()>>,
+    done: oneshot::Receiver<MediaReport>,
+}
+
+impl MediaHandle {
+    /// Stops the media and returns its report.
+    pub(crate) async fn stop(mut self) -> MediaReport {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.done.await.unwrap_or_else(|_| MediaReport {
+            error: Some("media task ended unexpectedly".into()),
+            ..MediaReport::default()
+        })
+    }
+}
+
+/// Binds an RTP socket on `ip` at an even port of `range`.
+pub(crate) async fn bind_rtp(
+    ip: std::net::IpAddr,
+    range: &mut PortRange,
+) -> std::io::Result<UdpSocket> {
+    let mut last_err = None;
+    for port in range.candidates() {
+        match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrInUse, "RTP port range is empty")
+    }))
+}
+
+/// Starts the media task on `socket`.
+pub(crate) fn start(
+    socket: UdpSocket,
+    params: MediaParams,
+    options: MediaOptions,
+    notices: mpsc::UnboundedSender<(u64, MediaNotice)>,
+    call: u64,
+) -> MediaHandle {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let report = run(socket, params, options, stop_rx, notices, call).await;
+        let _ = done_tx.send(report);
+    });
+    MediaHandle {
+        stop: Some(stop_tx),
+        done: done_rx,
+    }
+}
+
+enum Source {
+    Silence,
+    Tone(ToneGenerator),
+    Samples { samples: Vec<i16>, pos: usize },
+}
+
+impl Source {
+    fn new(source: &AudioSource, rate: u32) -> Result<Self, String> {
+        Ok(match source {
+            AudioSource::Silence => Source::Silence,
+            AudioSource::Tone(f) => Source::Tone(ToneGenerator::new(*f, 0.5, rate)),
+            AudioSource::Wav(path) => {
+                let audio = peerline_audio::read_wav(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let samples = peerline_audio::resample(&audio.samples, audio.sample_rate, rate)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if samples.is_empty() {
+                    Source::Silence
+                } else {
+                    Source::Samples { samples, pos: 0 }
+                }
+            }
+        })
+    }
+
+    fn fill(&mut self, out: &mut [i16]) {
+        match self {
+            Source::Silence => out.fill(0),
+            Source::Tone(g) => g.fill(out),
+            Source::Samples { samples, pos } => {
+                for s in out.iter_mut() {
+                    *s = samples[*pos];
+                    *pos = (*pos + 1) % samples.len();
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    socket: UdpSocket,
+    params: MediaParams,
+    options: MediaOptions,
+    mut stop: oneshot::Receiver<()>,
+    notices: mpsc::UnboundedSender<(u64, MediaNotice)>,
+    call: u64,
+) -> MediaReport {
+    let mut report = MediaReport {
+        local: socket.local_addr().ok(),
+        remote: Some(params.remote),
+        codec: Some(params.codec.name()),
+        ..MediaReport::default()
+    };
+    let rate = params.codec.clock_rate();
+    let sample_rate = match params.codec {
+        Codec::Opus => 48_000,
+        _ => rate,
+    };
+    let frame = params.codec.samples_per_frame(params.ptime_ms);
+    let ticks_per_frame = (rate / 1000 * params.ptime_ms).max(1);
+    let mut source = match Source::new(&options.source, sample_rate) {
+        Ok(s) => s,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    let (mut encoder, mut decoder) = match (
+        AudioEncoder::new(params.codec),
+        AudioDecoder::new(params.codec, params.ptime_ms),
+    ) {
+        (Ok(e), Ok(d)) => (e, d),
+        (Err(e), _) | (_, Err(e)) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    let mut sender = RtpSender::new(
+        params.ssrc,
+        params.send_pt,
+        rate,
+        params.initial_seq,
+        params.initial_timestamp,
+    );
+    let mut rx_config = RtpReceiverConfig::pcmu(params.dtmf_pt);
+    rx_config.clock_rate = rate;
+    rx_config.audio_payload_types = vec![params.recv_pt];
+    rx_config.jitter = peerline_media::JitterConfig::new(rate, params.ptime_ms);
+    let mut receiver = RtpReceiver::new(rx_config);
+    let mut dtmf = DtmfReceiver::new();
+
+    let mut remote = params.remote;
+    let mut latched = false;
+    let mut recording: Vec<i16> = Vec::new();
+    let mut pcm = vec![0i16; frame];
+    let mut buf = vec![0u8; 2048];
+    let mut last_rx = Instant::now();
+    let mut timeout_reported = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(u64::from(params.ptime_ms)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                let now = Instant::now();
+                source.fill(&mut pcm);
+                match encoder.encode(&pcm) {
+                    Ok(payload) => {
+                        if let Ok(datagram) = sender.send_frame(&payload, ticks_per_frame) {
+                            if socket.send_to(&datagram, remote).await.is_ok() {
+                                report.ledger.record(remote, TrafficClass::Media, LedgerDirection::Sent, datagram.len());
+                            }
+                        }
+                    }
+                    Err(e) => report.error = Some(e.to_string()),
+                }
+                let playout = receiver.pop(now);
+                let out = decoder.play(&playout);
+                if options.record.is_some() {
+                    recording.extend_from_slice(&out);
+                }
+                if !timeout_reported && now.duration_since(last_rx) > params.rtp_timeout {
+                    timeout_reported = true;
+                    let _ = notices.send((call, MediaNotice::Timeout));
+                }
+            }
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let data = &buf[..n];
+                // Symmetric RTP (RFC 4961): latch once to the address the peer really sends
+                // from, if it is the same host the SDP named; anything else is dropped.
+                let latch = !latched
+                    && from != remote
+                    && from.ip() == remote.ip()
+                    && !peerline_media::is_rtcp(data)
+                    && peerline_media::parse_rtp(data).is_ok();
+                if latch {
+                    remote = from;
+                    report.remote = Some(from);
+                } else if from != remote {
+                    report.foreign_source_drops += 1;
+                    report.ledger.record(from, TrafficClass::Dropped, LedgerDirection::Received, n);
+                    continue;
+                }
+                latched = true;
+                report.ledger.record(from, TrafficClass::Media, LedgerDirection::Received, n);
+                if peerline_media::is_rtcp(data) {
+                    continue;
+                }
+                let now = Instant::now();
+                match receiver.receive(now, data) {
+                    Ok(Received::TelephoneEvent { timestamp, marker, payload }) => {
+                        last_rx = now;
+                        let before = dtmf.keys().len();
+                        let _ = dtmf.handle(timestamp, marker, &payload);
+                        for key in dtmf.keys().chars().skip(before) {
+                            let _ = notices.send((call, MediaNotice::Dtmf(key)));
+                        }
+                    }
+                    Ok(Received::Audio { .. }) => last_rx = now,
+                    Err(_) => {} // counted in the receiver's stats
+                }
+            }
+        }
+    }
+    report.sent = sender.stats();
+    report.received = receiver.stats();
+    report.concealed_frames = decoder.concealed();
+    report.dtmf = dtmf.keys().to_string();
+    if let Some(path) = &options.record {
+        report.recorded_samples = recording.len();
+        if let Err(e) = peerline_audio::write_wav(path, sample_rate, &recording) {
+            report.error = Some(format!("{}: {e}", path.display()));
+        }
+    }
+    report
+}

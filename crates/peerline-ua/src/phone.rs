@@ -1,0 +1,261 @@
+//! The phone's public, async API: a cheap [`Phone`] handle that sends commands to one driver
+//! task, and a stream of [`Event`]s.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use peerline_net::Ledger;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::driver::Driver;
+use crate::media::{MediaOptions, MediaReport};
+
+/// Identifies a call within one phone.
+pub type CallId = u64;
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// We hung up.
+    LocalHangup,
+    /// The remote party sent BYE.
+    RemoteHangup,
+    /// The call was refused with this final status and reason phrase.
+    Rejected(u16, String),
+    /// We rejected an incoming call with this status.
+    RejectedLocally(u16),
+    /// The caller cancelled before we answered, or we did.
+    Cancelled,
+    /// No final response (Timer B) or no ACK (Timer H).
+    Timeout,
+    /// No RTP for the configured timeout.
+    RtpTimeout,
+    /// SDP offer/answer failed.
+    Negotiation(String),
+    /// The media path failed (socket, codec).
+    Media(String),
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::LocalHangup => write!(f, "local hangup"),
+            Self::RemoteHangup => write!(f, "remote hangup"),
+            Self::Rejected(code, reason) => write!(f, "rejected: {code} {reason}"),
+            Self::RejectedLocally(code) => write!(f, "rejected locally with {code}"),
+            Self::Cancelled => write!(f, "cancelled"),
+            Self::Timeout => write!(f, "SIP transaction timeout"),
+            Self::RtpTimeout => write!(f, "no RTP received for the configured timeout"),
+            Self::Negotiation(e) => write!(f, "SDP negotiation failed: {e}"),
+            Self::Media(e) => write!(f, "media failed: {e}"),
+        }
+    }
+}
+
+/// What happened on the phone.
+#[derive(Debug)]
+pub enum Event {
+    /// A call arrives; answer with [`Phone::answer`] or refuse with [`Phone::reject`].
+    Incoming {
+        /// The call.
+        call: CallId,
+        /// The From header.
+        from: String,
+        /// The Request-URI.
+        to: String,
+    },
+    /// The remote party is ringing (180) or sent early media (183).
+    Ringing {
+        /// The call.
+        call: CallId,
+        /// 180 or 183.
+        status: u16,
+    },
+    /// The call is answered and confirmed.
+    Answered {
+        /// The call.
+        call: CallId,
+    },
+    /// Media flows.
+    MediaUp {
+        /// The call.
+        call: CallId,
+        /// Our RTP address.
+        local: SocketAddr,
+        /// The remote RTP address from SDP.
+        remote: SocketAddr,
+        /// The codec.
+        codec: &'static str,
+    },
+    /// An RFC 4733 digit arrived.
+    Dtmf {
+        /// The call.
+        call: CallId,
+        /// The digit.
+        digit: char,
+    },
+    /// The call is over.
+    Ended {
+        /// The call.
+        call: CallId,
+        /// Why.
+        reason: EndReason,
+        /// What the media path did (empty if media never started).
+        media: Box<MediaReport>,
+    },
+}
+
+/// Why a phone command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PhoneError {
+    /// A socket could not be bound or used.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The target is not a usable SIP URI.
+    #[error("bad target {0:?}: {1}")]
+    BadTarget(String, String),
+    /// No such call, or not in a state where this command applies.
+    #[error("call {0}: {1}")]
+    Call(CallId, &'static str),
+    /// The phone's driver is gone.
+    #[error("the phone has shut down")]
+    Closed,
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+pub(crate) enum Command {
+    Call {
+        target: String,
+        media: MediaOptions,
+        reply: oneshot::Sender<Result<CallId, PhoneError>>,
+    },
+    Answer {
+        call: CallId,
+        media: MediaOptions,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Reject {
+        call: CallId,
+        status: u16,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Hangup {
+        call: CallId,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Ledger {
+        reply: oneshot::Sender<Ledger>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle to a running phone. Cloning it is cheap; the phone stops on [`Phone::shutdown`].
+#[derive(Debug, Clone)]
+pub struct Phone {
+    commands: mpsc::UnboundedSender<Command>,
+    sip_addr: SocketAddr,
+}
+
+/// The phone's events; `recv` returns `None` after shutdown.
+#[derive(Debug)]
+pub struct Events(mpsc::UnboundedReceiver<Event>);
+
+impl Events {
+    /// The next event.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.0.recv().await
+    }
+}
+
+impl Phone {
+    /// Starts a phone: binds the SIP socket and spawns the driver on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<(Phone, Events), PhoneError> {
+        let socket = UdpSocket::bind(config.network.sip_listen).await?;
+        let sip_addr = socket.local_addr()?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let driver = Driver::new(config, socket, sip_addr, ev_tx);
+        tokio::spawn(driver.run(cmd_rx));
+        Ok((
+            Phone {
+                commands: cmd_tx,
+                sip_addr,
+            },
+            Events(ev_rx),
+        ))
+    }
+
+    /// Starts a phone from a config file.
+    pub async fn from_file(path: &Path) -> Result<(Phone, Events), PhoneError> {
+        Self::start(Config::load(path)?).await
+    }
+
+    /// The address the SIP socket is bound to.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip_addr
+    }
+
+    /// Our SIP URI for a user name, as a peer on the same network would dial it.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.sip_addr)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .map_err(|_| PhoneError::Closed)?;
+        rx.await.map_err(|_| PhoneError::Closed)
+    }
+
+    /// Calls a SIP URI (`sip:user@host[:port]`).
+    pub async fn call(&self, target: &str, media: MediaOptions) -> Result<CallId, PhoneError> {
+        let target = target.to_string();
+        self.ask(|reply| Command::Call {
+            target,
+            media,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers an incoming call.
+    pub async fn answer(&self, call: CallId, media: MediaOptions) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::Answer { call, media, reply })
+            .await?
+    }
+
+    /// Refuses an incoming call with a final status (e.g. 486 Busy Here, 603 Decline).
+    pub async fn reject(&self, call: CallId, status: u16) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::Reject {
+            call,
+            status,
+            reply,
+        })
+        .await?
+    }
+
+    /// Ends a call: BYE when established, CANCEL while ringing out, 486 while ringing in.
+    pub async fn hangup(&self, call: CallId) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::Hangup { call, reply }).await?
+    }
+
+    /// The process-wide traffic ledger: every datagram this phone sent or received.
+    pub async fn ledger(&self) -> Result<Ledger, PhoneError> {
+        self.ask(|reply| Command::Ledger { reply }).await
+    }
+
+    /// Ends every call and stops the driver.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+}

@@ -1,0 +1,84 @@
+//! What the CLI prints at the end of a call: media figures, the tone heard, the ledger.
+
+use std::path::Path;
+
+use peerline_ua::{EndReason, MediaReport};
+use serde_json::json;
+
+/// What a recording holds.
+pub struct Heard {
+    /// Strongest frequency over the whole recording, Hz.
+    pub dominant_hz: f32,
+    /// Seconds in which the expected tone dominated (when one was expected).
+    pub expected_secs: Option<f32>,
+}
+
+/// Analyses a recorded WAV file.
+pub fn analyse(path: &Path, expected_hz: Option<f32>) -> anyhow::Result<Heard> {
+    let audio = peerline_audio::read_wav(path)?;
+    // Skip the first 200 ms: jitter-buffer start-up is silence.
+    let skip = (audio.sample_rate as usize / 5).min(audio.samples.len());
+    let body = &audio.samples[skip..];
+    Ok(Heard {
+        dominant_hz: peerline_media::dominant_frequency(body, audio.sample_rate),
+        expected_secs: expected_hz
+            .map(|f| peerline_media::tone_seconds(body, audio.sample_rate, f, 0.5)),
+    })
+}
+
+/// One call's report as JSON.
+pub fn call_json(
+    name: &str,
+    reason: &EndReason,
+    media: &MediaReport,
+    heard: Option<&Heard>,
+) -> serde_json::Value {
+    json!({
+        "phone": name,
+        "ended": reason.to_string(),
+        "codec": media.codec,
+        "local_rtp": media.local.map(|a| a.to_string()),
+        "remote_rtp": media.remote.map(|a| a.to_string()),
+        "rtp_sent": media.sent.packets_sent,
+        "rtp_received": media.received.packets_received,
+        "rtp_lost": media.received.packets_lost,
+        "rtp_malformed": media.received.malformed,
+        "jitter_ms": media.received.jitter_ms(8000),
+        "concealed_frames": media.concealed_frames,
+        "foreign_source_drops": media.foreign_source_drops,
+        "dtmf": media.dtmf,
+        "heard_dominant_hz": heard.map(|h| h.dominant_hz),
+        "heard_expected_tone_secs": heard.and_then(|h| h.expected_secs),
+        "media_error": media.error,
+        "ledger": serde_json::from_str::<serde_json::Value>(&media.ledger.to_json()).unwrap_or_default(),
+    })
+}
+
+/// One call's report for people.
+pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Option<&Heard>) {
+    println!("{name}: call ended ({reason})");
+    if let (Some(codec), Some(local), Some(remote)) = (media.codec, media.local, media.remote) {
+        println!("  media      {codec}  {local} <-> {remote} (direct)");
+    }
+    println!(
+        "  rtp        sent {}  received {}  lost {}  malformed {}  jitter {:.1} ms  concealed {}",
+        media.sent.packets_sent,
+        media.received.packets_received,
+        media.received.packets_lost,
+        media.received.malformed,
+        media.received.jitter_ms(8000),
+        media.concealed_frames
+    );
+    if let Some(h) = heard {
+        match h.expected_secs {
+            Some(s) => println!(
+                "  heard      dominant {:.0} Hz; expected tone present for {s:.1} s",
+                h.dominant_hz
+            ),
+            None => println!("  heard      dominant {:.0} Hz", h.dominant_hz),
+        }
+    }
+    if let Some(e) = &media.error {
+        println!("  media error: {e}");
+    }
+}
