@@ -39,6 +39,9 @@ pub enum CodecName {
     /// G.711 A-law.
     #[serde(rename = "PCMA")]
     Pcma,
+    /// Opus at 48 kHz (RFC 7587), with in-band FEC.
+    #[serde(rename = "opus")]
+    Opus,
 }
 
 /// `[network]`.

@@ -210,6 +210,7 @@ impl Driver {
                 .map(|c| match c {
                     CodecName::Pcmu => SdpCodec::Pcmu,
                     CodecName::Pcma => SdpCodec::Pcma,
+                    CodecName::Opus => SdpCodec::opus(),
                 })
                 .collect(),
             dtmf: self.config.media.dtmf,

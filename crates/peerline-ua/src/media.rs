@@ -56,6 +56,8 @@ pub struct MediaReport {
     pub sent: SenderStats,
     /// Receiver counters (loss, jitter, malformed, foreign SSRC …).
     pub received: ReceiverStats,
+    /// RFC 3550 interarrival jitter in milliseconds.
+    pub jitter_ms: f64,
     /// Frames played by concealment.
     pub concealed_frames: u64,
     /// Datagrams from addresses other than the call's peer, dropped.
@@ -319,6 +321,7 @@ async fn run(
     }
     report.sent = sender.stats();
     report.received = receiver.stats();
+    report.jitter_ms = report.received.jitter_ms(rate);
     report.concealed_frames = decoder.concealed();
     report.dtmf = dtmf.keys().to_string();
     if let Some(path) = &options.record {

@@ -43,7 +43,7 @@ pub fn call_json(
         "rtp_received": media.received.packets_received,
         "rtp_lost": media.received.packets_lost,
         "rtp_malformed": media.received.malformed,
-        "jitter_ms": media.received.jitter_ms(8000),
+        "jitter_ms": media.jitter_ms,
         "concealed_frames": media.concealed_frames,
         "foreign_source_drops": media.foreign_source_drops,
         "dtmf": media.dtmf,
@@ -66,7 +66,7 @@ pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Op
         media.received.packets_received,
         media.received.packets_lost,
         media.received.malformed,
-        media.received.jitter_ms(8000),
+        media.jitter_ms,
         media.concealed_frames
     );
     if let Some(h) = heard {

@@ -1,0 +1,284 @@
+//! Peerline against a real baresip 1.0.0 on loopback: calls both ways, per codec, with
+//! two-way audio proven by tone detection on both recordings.
+//!
+//! Peerline plays 1000 Hz when it answers and 440 Hz when it calls; baresip plays the other
+//! tone from a WAV file. Each side's recording of what it received must hold the other
+//! side's tone, and not its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use peerline_interop::{tails, write_tone_wav, Baresip, BaresipOptions, MatrixEntry, TestDir};
+use peerline_ua::{
+    AudioSource, CodecName, Config, EndReason, Event, Events, MediaOptions, MediaReport, Phone,
+};
+
+const READY: Duration = Duration::from_secs(5);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(codec: CodecName) -> Config {
+    let mut c = Config::default();
+    c.identity.user = "peerline".into();
+    c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.media.codecs = vec![codec];
+    c
+}
+
+/// Seconds of `freq` in a WAV recording (after the first 200 ms).
+fn tone_secs(path: &Path, freq: f32) -> f32 {
+    let audio = peerline_audio::read_wav(path).unwrap();
+    let skip = (audio.sample_rate as usize / 5).min(audio.samples.len());
+    peerline_media::tone_seconds(&audio.samples[skip..], audio.sample_rate, freq, 0.5)
+}
+
+async fn next_event<T>(
+    events: &mut Events,
+    limit: Duration,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(limit, async {
+        while let Some(ev) = events.recv().await {
+            if let Some(t) = pick(ev) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn ended(events: &mut Events, limit: Duration) -> Option<(EndReason, MediaReport)> {
+    next_event(events, limit, |ev| match ev {
+        Event::Ended { reason, media, .. } => Some((reason, *media)),
+        _ => None,
+    })
+    .await
+}
+
+/// baresip's codec name for `audio_codecs`, and how its log names the decoder.
+fn baresip_codec(codec: CodecName) -> (&'static str, &'static str, u32) {
+    match codec {
+        CodecName::Pcmu => ("PCMU", "PCMU 8000Hz", 8000),
+        CodecName::Pcma => ("PCMA", "PCMA 8000Hz", 8000),
+        CodecName::Opus => ("opus/48000/2", "opus 48000Hz", 48000),
+    }
+}
+
+fn check_baresip_heard(b: &Baresip, freq: f32, other: f32, logs: &str) {
+    let rx = b.recordings(true);
+    assert!(!rx.is_empty(), "baresip recorded nothing\n{logs}");
+    let path = &rx[0];
+    let heard = tone_secs(path, freq);
+    let own = tone_secs(path, other);
+    assert!(
+        heard >= 2.0 && own == 0.0,
+        "baresip should hear Peerline's {freq} Hz: {heard} s (own {other} Hz: {own} s)\n{logs}"
+    );
+}
+
+/// baresip dials Peerline; Peerline answers and records; baresip hangs up when its WAV ends.
+fn baresip_calls_peerline(test: &str, codec: CodecName) {
+    let started = Instant::now();
+    let (bname, blog, srate) = baresip_codec(codec);
+    let entry = MatrixEntry::new(
+        "baresip",
+        &format!(
+            "call-in-{}",
+            bname.split('/').next().unwrap_or(bname).to_lowercase()
+        ),
+        "udp",
+    );
+    let dir = TestDir::new(test).unwrap();
+    let wav = dir.path().join("tone440.wav");
+    write_tone_wav(&wav, 440.0, srate, 1, 4.0, 0.5).unwrap();
+    let rec = dir.path().join("peerline-heard.wav");
+
+    let rt = runtime();
+    rt.block_on(async {
+        let (phone, mut events) = Phone::start(config(codec)).await.unwrap();
+        let mut b = Baresip::start(
+            BaresipOptions::new("b")
+                .audio_source(&wav)
+                .audio_format(srate, 1)
+                .audio_codecs(bname)
+                .ctrl_tcp()
+                .run_for(Duration::from_secs(20)),
+            &dir,
+        )
+        .unwrap();
+        b.wait_ready(READY)
+            .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 40)));
+        let resp = b.command("dial", &phone.uri("peerline")).unwrap();
+        assert!(resp.contains("\"ok\":true"), "dial via ctrl_tcp: {resp}");
+
+        let call = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
+            Event::Incoming { call, .. } => Some(call),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("no INVITE reached Peerline\n{}", tails(&[b.process()], 40)));
+        phone
+            .answer(
+                call,
+                MediaOptions {
+                    source: AudioSource::Tone(1000.0),
+                    record: Some(rec.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        // baresip hangs up when its 4 s WAV ends.
+        let (reason, media) = ended(&mut events, Duration::from_secs(12))
+            .await
+            .unwrap_or_else(|| panic!("call did not end\n{}", tails(&[b.process()], 40)));
+        b.wait_call_end(Duration::from_secs(5)).ok();
+        b.stop();
+        phone.shutdown().await;
+        let logs = tails(&[b.process()], 40);
+        assert_eq!(reason, EndReason::RemoteHangup, "{logs}");
+        assert!(
+            b.process().log_contains(blog),
+            "baresip did not use {blog}\n{logs}"
+        );
+        assert!(media.error.is_none(), "{:?}", media.error);
+        assert!(media.received.packets_received >= 100, "{media:?}");
+        let heard = tone_secs(&rec, 440.0);
+        let own = tone_secs(&rec, 1000.0);
+        assert!(
+            heard >= 2.5 && own == 0.0,
+            "Peerline should hear baresip's 440 Hz: {heard} s (own 1000 Hz: {own} s)\n{logs}"
+        );
+        check_baresip_heard(&b, 1000.0, 440.0, &logs);
+    });
+    entry.pass();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Peerline dials baresip (auto-answer); talks 4 s; Peerline hangs up.
+fn peerline_calls_baresip(test: &str, codec: CodecName) {
+    let started = Instant::now();
+    let (bname, blog, srate) = baresip_codec(codec);
+    let entry = MatrixEntry::new(
+        "baresip",
+        &format!(
+            "call-out-{}",
+            bname.split('/').next().unwrap_or(bname).to_lowercase()
+        ),
+        "udp",
+    );
+    let dir = TestDir::new(test).unwrap();
+    let wav = dir.path().join("tone1000.wav");
+    // Longer than the call: Peerline hangs up, not baresip's end of file.
+    write_tone_wav(&wav, 1000.0, srate, 1, 10.0, 0.5).unwrap();
+    let rec = dir.path().join("peerline-heard.wav");
+
+    let rt = runtime();
+    rt.block_on(async {
+        let mut b = Baresip::start(
+            BaresipOptions::new("b")
+                .audio_source(&wav)
+                .audio_format(srate, 1)
+                .audio_codecs(bname)
+                .run_for(Duration::from_secs(20)),
+            &dir,
+        )
+        .unwrap();
+        b.wait_ready(READY)
+            .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 40)));
+        let (phone, mut events) = Phone::start(config(codec)).await.unwrap();
+        let call = phone
+            .call(
+                &b.uri(),
+                MediaOptions {
+                    source: AudioSource::Tone(440.0),
+                    record: Some(rec.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        let answered = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
+            Event::Answered { .. } => Some(Ok(())),
+            Event::Ended { reason, .. } => Some(Err(reason)),
+            _ => None,
+        })
+        .await;
+        match answered {
+            Some(Ok(())) => {}
+            other => panic!("not answered: {other:?}\n{}", tails(&[b.process()], 40)),
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        phone.hangup(call).await.unwrap();
+        let (reason, media) = ended(&mut events, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("BYE not answered\n{}", tails(&[b.process()], 40)));
+        b.wait_call_end(Duration::from_secs(5)).ok();
+        b.stop();
+        phone.shutdown().await;
+        let logs = tails(&[b.process()], 40);
+        assert_eq!(reason, EndReason::LocalHangup, "{logs}");
+        assert!(
+            b.process().log_contains(blog),
+            "baresip did not use {blog}\n{logs}"
+        );
+        assert!(media.received.packets_received >= 100, "{media:?}");
+        let heard = tone_secs(&rec, 1000.0);
+        let own = tone_secs(&rec, 440.0);
+        assert!(
+            heard >= 2.5 && own == 0.0,
+            "Peerline should hear baresip's 1000 Hz: {heard} s (own 440 Hz: {own} s)\n{logs}"
+        );
+        check_baresip_heard(&b, 440.0, 1000.0, &logs);
+    });
+    entry.pass();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_calls_peerline_pcmu() {
+    baresip_calls_peerline("baresip_calls_peerline_pcmu", CodecName::Pcmu);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_baresip_pcmu() {
+    peerline_calls_baresip("peerline_calls_baresip_pcmu", CodecName::Pcmu);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_calls_peerline_pcma() {
+    baresip_calls_peerline("baresip_calls_peerline_pcma", CodecName::Pcma);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_baresip_opus() {
+    peerline_calls_baresip("peerline_calls_baresip_opus", CodecName::Opus);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_calls_peerline_opus() {
+    baresip_calls_peerline("baresip_calls_peerline_opus", CodecName::Opus);
+}
