@@ -23,7 +23,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::config::{CodecName, Config};
-use crate::media::{self, MediaHandle, MediaNotice, MediaOptions, MediaParams, MediaReport};
+use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
@@ -66,6 +66,16 @@ struct Call {
     bye_key: Option<TransactionKey>,
     /// Why the call is ending, once we know.
     ending: Option<EndReason>,
+    /// The last SDP we sent (offer or answer), for re-offers and versioning.
+    local_sdp: Option<SessionDescription>,
+    /// Our re-INVITE in progress: its transaction, the offer, whether it puts on hold.
+    reinvite: Option<(TransactionKey, SessionDescription, bool)>,
+    /// A hold/resume to send again after a 491 back-off.
+    reinvite_retry: Option<bool>,
+    /// We put the call on hold.
+    on_hold: bool,
+    /// We placed the call (we own the Call-ID for the glare back-off).
+    outgoing: bool,
 }
 
 pub(crate) struct Driver {
@@ -78,8 +88,8 @@ pub(crate) struct Driver {
     by_call_id: HashMap<String, CallId>,
     next_call: CallId,
     events: mpsc::UnboundedSender<Event>,
-    notices_tx: mpsc::UnboundedSender<(CallId, MediaNotice)>,
-    notices_rx: mpsc::UnboundedReceiver<(CallId, MediaNotice)>,
+    notices_tx: mpsc::UnboundedSender<(CallId, Notice)>,
+    notices_rx: mpsc::UnboundedReceiver<(CallId, Notice)>,
     ledger: Ledger,
     rtp_ports: PortRange,
     session_id: u64,
@@ -261,6 +271,22 @@ impl Driver {
                 total.merge(&Ledger::new());
                 let _ = reply.send(total);
             }
+            Command::Dtmf {
+                call,
+                digits,
+                reply,
+            } => {
+                let r = self.with_media(call, media::MediaCommand::Dtmf(digits));
+                let _ = reply.send(r);
+            }
+            Command::Mute { call, mute, reply } => {
+                let r = self.with_media(call, media::MediaCommand::Mute(mute));
+                let _ = reply.send(r);
+            }
+            Command::Hold { call, hold, reply } => {
+                let r = self.send_reinvite(call, hold);
+                let _ = reply.send(r);
+            }
             Command::Shutdown { .. } => {}
         }
     }
@@ -321,6 +347,8 @@ impl Driver {
                 next_hop: dest,
                 invite_key: Some(key),
                 invite: Some(invite),
+                local_sdp: Some(offer.clone()),
+                outgoing: true,
                 offer: Some(offer),
                 remote_offer: None,
                 rtp: Some(rtp),
@@ -330,6 +358,9 @@ impl Driver {
                 ack: None,
                 bye_key: None,
                 ending: None,
+                reinvite: None,
+                reinvite_retry: None,
+                on_hold: false,
             },
         );
         Ok(id)
@@ -393,6 +424,7 @@ impl Driver {
         ok.headers
             .push(make_header("Content-Type", "application/sdp"));
         ok.body = answer.to_string().into_bytes();
+        call.local_sdp = Some(answer);
         self.endpoint
             .send_response(Instant::now(), &key, ok)
             .map_err(sip_err)?;
@@ -453,6 +485,228 @@ impl Driver {
         Ok(())
     }
 
+    fn with_media(&self, id: CallId, command: media::MediaCommand) -> Result<(), PhoneError> {
+        match self.calls.get(&id).and_then(|c| c.media.as_ref()) {
+            Some(m) => {
+                m.command(command);
+                Ok(())
+            }
+            None => Err(PhoneError::Call(id, "no media running")),
+        }
+    }
+
+    fn via_sent_by(&self, hop: SocketAddr) -> String {
+        SocketAddr::new(
+            local_ip_toward(hop, self.sip_addr.ip()),
+            self.sip_addr.port(),
+        )
+        .to_string()
+    }
+
+    /// Sends a hold (`hold`) or resume re-offer in the dialog (RFC 3264 §8, RFC 6337).
+    fn send_reinvite(&mut self, id: CallId, hold: bool) -> Result<(), PhoneError> {
+        let branch = self.branch();
+        let Some(call) = self.calls.get(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        let sent_by = self.via_sent_by(call.next_hop);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        if call.state != State::Confirmed {
+            return Err(PhoneError::Call(id, "not established"));
+        }
+        if call.reinvite.is_some() {
+            return Err(PhoneError::Call(id, "a re-INVITE is already in progress"));
+        }
+        let (Some(dialog), Some(previous)) = (call.dialog.as_mut(), call.local_sdp.as_ref()) else {
+            return Err(PhoneError::Call(id, "no dialog"));
+        };
+        let offer = if hold {
+            peerline_sdp::hold(previous, peerline_sdp::HoldMode::SendOnly)
+        } else {
+            peerline_sdp::resume(previous)
+        };
+        let request = dialog
+            .request(Method::Invite, "UDP", &sent_by, &branch)
+            .map_err(sip_err)?
+            .header(make_header("Allow", ALLOW))
+            .header(make_header("User-Agent", USER_AGENT))
+            .body("application/sdp", offer.to_string().into_bytes())
+            .build()
+            .map_err(sip_err)?;
+        let key = self
+            .endpoint
+            .send_request(Instant::now(), request, call.next_hop)
+            .map_err(sip_err)?;
+        call.reinvite = Some((key, offer, hold));
+        Ok(())
+    }
+
+    /// The answer to our re-INVITE.
+    async fn reinvite_response(&mut self, id: CallId, response: Response) {
+        let code = response.status_code.code();
+        if code < 200 {
+            return;
+        }
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((_, offer, hold)) = call.reinvite.take() else {
+            return;
+        };
+        match code {
+            200..=299 => {
+                let seq = response.cseq().map(|c| c.seq).unwrap_or(1);
+                let hop = call.next_hop;
+                let sent_by = SocketAddr::new(
+                    local_ip_toward(hop, self.sip_addr.ip()),
+                    self.sip_addr.port(),
+                )
+                .to_string();
+                let ack = call
+                    .dialog
+                    .as_ref()
+                    .and_then(|d| d.ack(seq, "UDP", &sent_by, &branch).ok())
+                    .map(|a| serialize(&SipMessage::Request(a)));
+                let negotiated = SessionDescription::parse_bytes(&response.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|answer| {
+                        peerline_sdp::process_answer(&offer, &answer).map_err(|e| e.to_string())
+                    });
+                if let Ok(n) = &negotiated {
+                    call.local_sdp = Some(offer);
+                    call.on_hold = hold;
+                    if let Some(m) = &call.media {
+                        m.command(media::MediaCommand::Update {
+                            remote: n.remote_rtp,
+                            send: n.direction.sends(),
+                            receive: n.direction.receives(),
+                        });
+                    }
+                }
+                if let Some(ack) = ack {
+                    self.send_raw(&ack, hop).await;
+                }
+                match negotiated {
+                    Ok(_) => self.emit(Event::Hold {
+                        call: id,
+                        held: hold,
+                    }),
+                    Err(e) => {
+                        tracing::warn!("re-INVITE answer unusable: {e}; ending the call");
+                        if let Some(call) = self.calls.get_mut(&id) {
+                            call.ending = Some(EndReason::Negotiation(e));
+                        }
+                        let _ = self.send_bye(id);
+                    }
+                }
+            }
+            491 => {
+                // Glare (RFC 3261 §14.1): retry after a random back-off, longer for the
+                // owner of the Call-ID.
+                let ms = if call.outgoing {
+                    self.rng.gen_range(2100..=4000)
+                } else {
+                    self.rng.gen_range(0..=2000)
+                };
+                call.reinvite_retry = Some(hold);
+                let tx = self.notices_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let _ = tx.send((id, Notice::RetryReinvite));
+                });
+            }
+            408 | 481 => {
+                // The dialog is gone (RFC 3261 §14.1).
+                call.ending = Some(EndReason::Rejected(code, "re-INVITE failed".into()));
+                let _ = self.send_bye(id);
+            }
+            _ => {
+                // The session stays as it was.
+                tracing::info!("re-INVITE refused with {code}; session unchanged");
+            }
+        }
+    }
+
+    /// A re-INVITE from the peer (RFC 3261 §14.2): answer its offer and update the media.
+    fn incoming_reinvite(&mut self, id: CallId, key: TransactionKey, request: Request) {
+        let now = Instant::now();
+        let mut caps = self.capabilities();
+        let session_id = self.session_id;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let respond = |ep: &mut Endpoint, code: u16, reason: &str| {
+            let resp = make_response_with_reason(&request, code, reason, None);
+            let _ = ep.send_response(now, &key, resp);
+        };
+        if let Some(Err(e)) = call.dialog.as_mut().map(|d| d.on_request(&request)) {
+            respond(&mut self.endpoint, e.status_code(), &e.to_string());
+            return;
+        }
+        if call.reinvite.is_some() || call.state != State::Confirmed {
+            respond(&mut self.endpoint, 491, "Request Pending");
+            return;
+        }
+        let offer = match SessionDescription::parse_bytes(&request.body) {
+            Ok(o) if !request.body.is_empty() => o,
+            Ok(_) => {
+                respond(&mut self.endpoint, 488, "Offerless Re-INVITE Not Supported");
+                return;
+            }
+            Err(e) => {
+                respond(&mut self.endpoint, 400, &format!("Bad SDP: {e}"));
+                return;
+            }
+        };
+        let Some(local) = call.rtp_addr else {
+            respond(&mut self.endpoint, 488, "No Media Session");
+            return;
+        };
+        if call.on_hold {
+            caps.direction = peerline_sdp::Direction::SendOnly;
+        }
+        let version = call
+            .local_sdp
+            .as_ref()
+            .map(|s| s.origin.session_version + 1)
+            .unwrap_or(2);
+        let (answer, negotiated) =
+            match peerline_sdp::create_answer(&offer, &caps, local, session_id, version) {
+                Ok(a) => a,
+                Err(e) => {
+                    respond(&mut self.endpoint, e.sip_status(), &e.to_string());
+                    return;
+                }
+            };
+        let mut ok = make_response(&request, 200, None);
+        if let Some(c) = call.dialog.as_ref().and_then(|d| d.local_contact.clone()) {
+            ok.headers.push(make_header("Contact", &format!("<{c}>")));
+        }
+        ok.headers.push(make_header("Allow", ALLOW));
+        ok.headers
+            .push(make_header("Content-Type", "application/sdp"));
+        ok.body = answer.to_string().into_bytes();
+        if self.endpoint.send_response(now, &key, ok).is_err() {
+            return;
+        }
+        call.local_sdp = Some(answer);
+        if let Some(m) = &call.media {
+            m.command(media::MediaCommand::Update {
+                remote: negotiated.remote_rtp,
+                send: negotiated.direction.sends(),
+                receive: negotiated.direction.receives(),
+            });
+        }
+        self.emit(Event::RemoteUpdate {
+            call: id,
+            send: negotiated.direction.sends(),
+            receive: negotiated.direction.receives(),
+        });
+    }
+
     fn send_bye(&mut self, id: CallId) -> Result<(), PhoneError> {
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
@@ -508,6 +762,9 @@ impl Driver {
             send_pt: negotiated.send_pt,
             recv_pt: negotiated.recv_pt,
             dtmf_pt: negotiated.telephone_event.map(|t| t.recv_pt),
+            dtmf_send_pt: negotiated.telephone_event.map(|t| t.send_pt),
+            send: negotiated.direction.sends(),
+            receive: negotiated.direction.receives(),
             remote: negotiated.remote_rtp,
             ptime_ms: ptime,
             rtp_timeout,
@@ -549,10 +806,21 @@ impl Driver {
         });
     }
 
-    async fn notice(&mut self, id: CallId, notice: MediaNotice) {
+    async fn notice(&mut self, id: CallId, notice: Notice) {
         match notice {
-            MediaNotice::Dtmf(digit) => self.emit(Event::Dtmf { call: id, digit }),
-            MediaNotice::Timeout => {
+            Notice::Dtmf(digit) => self.emit(Event::Dtmf { call: id, digit }),
+            Notice::RetryReinvite => {
+                let hold = self
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|c| c.reinvite_retry.take());
+                if let Some(hold) = hold {
+                    if let Err(e) = self.send_reinvite(id, hold) {
+                        tracing::warn!("re-INVITE retry failed: {e}");
+                    }
+                }
+            }
+            Notice::Timeout => {
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.ending = Some(EndReason::RtpTimeout);
                     if matches!(call.state, State::Accepted | State::Confirmed)
@@ -676,8 +944,7 @@ impl Driver {
                 None => respond(&mut self.endpoint, 481, None),
             },
             Method::Invite => match self.find_dialog(&request) {
-                // Re-INVITE: media changes are not handled yet; refuse without tearing down.
-                Some(_) => respond(&mut self.endpoint, 488, Some("Re-INVITE Not Supported Yet")),
+                Some(id) => self.incoming_reinvite(id, key, request),
                 None => respond(&mut self.endpoint, 481, None),
             },
             _ => {
@@ -754,6 +1021,11 @@ impl Driver {
                 ack: None,
                 bye_key: None,
                 ending: None,
+                local_sdp: None,
+                reinvite: None,
+                reinvite_retry: None,
+                on_hold: false,
+                outgoing: false,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
@@ -771,6 +1043,15 @@ impl Driver {
             if code >= 200 {
                 self.end_call(id, EndReason::LocalHangup).await;
             }
+            return;
+        }
+        if let Some(id) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.reinvite.as_ref().is_some_and(|r| r.0 == key))
+            .map(|(id, _)| *id)
+        {
+            self.reinvite_response(id, response).await;
             return;
         }
         let Some(id) = self
@@ -905,6 +1186,22 @@ impl Driver {
     }
 
     async fn transaction_timeout(&mut self, key: TransactionKey) {
+        // Our re-INVITE got no answer: the dialog is considered gone (RFC 3261 §14.1).
+        if let Some(id) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.reinvite.as_ref().is_some_and(|r| r.0 == key))
+            .map(|(id, _)| *id)
+        {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.reinvite = None;
+                call.ending = Some(EndReason::Timeout);
+            }
+            if self.send_bye(id).is_err() {
+                self.end_call(id, EndReason::Timeout).await;
+            }
+            return;
+        }
         let id = self
             .calls
             .iter()

@@ -72,13 +72,30 @@ pub struct MediaReport {
     pub error: Option<String>,
 }
 
-/// Things the media task tells the phone while it runs.
+/// Things the media task (or a call timer) tells the phone's driver.
 #[derive(Debug)]
-pub(crate) enum MediaNotice {
+pub(crate) enum Notice {
     /// No RTP for the configured timeout.
     Timeout,
     /// A DTMF digit arrived.
     Dtmf(char),
+    /// The glare back-off (RFC 3261 §14.1) ran out: send the re-INVITE again.
+    RetryReinvite,
+}
+
+/// Changes to a running media task.
+#[derive(Debug)]
+pub(crate) enum MediaCommand {
+    /// Send these digits as RFC 4733 events (100 ms each, 60 ms apart).
+    Dtmf(String),
+    /// Send silence instead of the source (true) or the source again (false).
+    Mute(bool),
+    /// After a re-INVITE: where to send, and whether to send and to play.
+    Update {
+        remote: SocketAddr,
+        send: bool,
+        receive: bool,
+    },
 }
 
 /// Parameters the call hands to the media task.
@@ -87,7 +104,13 @@ pub(crate) struct MediaParams {
     pub codec: Codec,
     pub send_pt: u8,
     pub recv_pt: u8,
+    /// Telephone-event PT we receive with.
     pub dtmf_pt: Option<u8>,
+    /// Telephone-event PT we send with.
+    pub dtmf_send_pt: Option<u8>,
+    /// Whether to send and to play at start (from the SDP direction).
+    pub send: bool,
+    pub receive: bool,
     pub remote: SocketAddr,
     pub ptime_ms: u32,
     pub rtp_timeout: Duration,
@@ -99,11 +122,17 @@ pub(crate) struct MediaParams {
 /// A running media task.
 #[derive(Debug)]
 pub(crate) struct MediaHandle {
+    commands: mpsc::UnboundedSender<MediaCommand>,
     stop: Option<oneshot::Sender<()>>,
     done: oneshot::Receiver<MediaReport>,
 }
 
 impl MediaHandle {
+    /// Sends a command; ignored when the task already ended.
+    pub(crate) fn command(&self, c: MediaCommand) {
+        let _ = self.commands.send(c);
+    }
+
     /// Stops the media and returns its report.
     pub(crate) async fn stop(mut self) -> MediaReport {
         if let Some(s) = self.stop.take() {
@@ -138,16 +167,18 @@ pub(crate) fn start(
     socket: UdpSocket,
     params: MediaParams,
     options: MediaOptions,
-    notices: mpsc::UnboundedSender<(u64, MediaNotice)>,
+    notices: mpsc::UnboundedSender<(u64, Notice)>,
     call: u64,
 ) -> MediaHandle {
     let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let report = run(socket, params, options, stop_rx, notices, call).await;
+        let report = run(socket, params, options, stop_rx, cmd_rx, notices, call).await;
         let _ = done_tx.send(report);
     });
     MediaHandle {
+        commands: cmd_tx,
         stop: Some(stop_tx),
         done: done_rx,
     }
@@ -197,7 +228,8 @@ async fn run(
     params: MediaParams,
     options: MediaOptions,
     mut stop: oneshot::Receiver<()>,
-    notices: mpsc::UnboundedSender<(u64, MediaNotice)>,
+    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
+    notices: mpsc::UnboundedSender<(u64, Notice)>,
     call: u64,
 ) -> MediaReport {
     let mut report = MediaReport {
@@ -251,33 +283,93 @@ async fn run(
     let mut buf = vec![0u8; 2048];
     let mut last_rx = Instant::now();
     let mut timeout_reported = false;
+    let mut sending = params.send;
+    let mut playing = params.receive;
+    let mut muted = false;
+    // Digits waiting, and the packets of the digit being sent with its start timestamp.
+    let mut digits: std::collections::VecDeque<char> = std::collections::VecDeque::new();
+    let mut dtmf_now: Option<(u32, std::collections::VecDeque<peerline_media::DtmfPacket>)> = None;
+    let mut dtmf_gap = 0u32;
     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(params.ptime_ms)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
 
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            Some(cmd) = commands.recv() => match cmd {
+                MediaCommand::Dtmf(keys) => digits.extend(keys.chars()),
+                MediaCommand::Mute(m) => muted = m,
+                MediaCommand::Update { remote: r, send, receive } => {
+                    if r != remote && !(latched && r.ip() == remote.ip()) {
+                        remote = r;
+                        latched = false;
+                        report.remote = Some(r);
+                    }
+                    if send && !sending {
+                        sender.start_talkspurt();
+                    }
+                    sending = send;
+                    playing = receive;
+                }
+            },
             _ = tick.tick() => {
                 let now = Instant::now();
                 source.fill(&mut pcm);
-                match encoder.encode(&pcm) {
-                    Ok(payload) => {
-                        if let Ok(datagram) = sender.send_frame(&payload, ticks_per_frame) {
-                            if socket.send_to(&datagram, remote).await.is_ok() {
-                                report.ledger.record(remote, TrafficClass::Media, LedgerDirection::Sent, datagram.len());
+                if muted {
+                    pcm.fill(0);
+                }
+                if dtmf_now.is_none() && dtmf_gap == 0 {
+                    if let Some(key) = digits.pop_front() {
+                        match (params.dtmf_send_pt, peerline_media::DtmfSender::new(key, 100, 10, rate, params.ptime_ms)) {
+                            (Some(_), Ok(d)) => {
+                                dtmf_now = Some((sender.next_timestamp(), d.packets().iter().copied().collect()));
                             }
+                            (None, _) => report.error = Some("the peer did not accept telephone-event; DTMF not sent".into()),
+                            (_, Err(e)) => report.error = Some(format!("DTMF {key:?}: {e}")),
                         }
                     }
-                    Err(e) => report.error = Some(e.to_string()),
+                }
+                dtmf_gap = dtmf_gap.saturating_sub(1);
+                let datagram = match (&mut dtmf_now, params.dtmf_send_pt) {
+                    _ if !sending => {
+                        sender.skip(ticks_per_frame);
+                        None
+                    }
+                    (Some((start, packets)), Some(pt)) => {
+                        let start = *start;
+                        let next = packets.pop_front();
+                        if packets.is_empty() {
+                            dtmf_now = None;
+                            dtmf_gap = 60 / params.ptime_ms.max(1) + 1;
+                        }
+                        // The audio clock runs on under the event (RFC 4733 §2.5.1.2).
+                        sender.skip(ticks_per_frame);
+                        next.and_then(|p| sender.send_raw(pt, start, p.marker, &p.payload).ok())
+                    }
+                    _ => match encoder.encode(&pcm) {
+                        Ok(payload) => sender.send_frame(&payload, ticks_per_frame).ok(),
+                        Err(e) => {
+                            report.error = Some(e.to_string());
+                            None
+                        }
+                    },
+                };
+                if let Some(datagram) = datagram {
+                    if socket.send_to(&datagram, remote).await.is_ok() {
+                        report.ledger.record(remote, TrafficClass::Media, LedgerDirection::Sent, datagram.len());
+                    }
                 }
                 let playout = receiver.pop(now);
-                let out = decoder.play(&playout);
+                let mut out = decoder.play(&playout);
+                if !playing {
+                    out.fill(0);
+                }
                 if options.record.is_some() {
                     recording.extend_from_slice(&out);
                 }
                 if !timeout_reported && now.duration_since(last_rx) > params.rtp_timeout {
                     timeout_reported = true;
-                    let _ = notices.send((call, MediaNotice::Timeout));
+                    let _ = notices.send((call, Notice::Timeout));
                 }
             }
             r = socket.recv_from(&mut buf) => {
@@ -310,7 +402,7 @@ async fn run(
                         let before = dtmf.keys().len();
                         let _ = dtmf.handle(timestamp, marker, &payload);
                         for key in dtmf.keys().chars().skip(before) {
-                            let _ = notices.send((call, MediaNotice::Dtmf(key)));
+                            let _ = notices.send((call, Notice::Dtmf(key)));
                         }
                     }
                     Ok(Received::Audio { .. }) => last_rx = now,

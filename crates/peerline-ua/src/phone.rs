@@ -89,6 +89,22 @@ pub enum Event {
         /// The codec.
         codec: &'static str,
     },
+    /// Our hold or resume re-INVITE was accepted.
+    Hold {
+        /// The call.
+        call: CallId,
+        /// True when the call is now on hold.
+        held: bool,
+    },
+    /// The remote party changed the media (re-INVITE): whether we now send and receive.
+    RemoteUpdate {
+        /// The call.
+        call: CallId,
+        /// We send audio.
+        send: bool,
+        /// We receive audio.
+        receive: bool,
+    },
     /// An RFC 4733 digit arrived.
     Dtmf {
         /// The call.
@@ -119,6 +135,9 @@ pub enum PhoneError {
     /// No such call, or not in a state where this command applies.
     #[error("call {0}: {1}")]
     Call(CallId, &'static str),
+    /// Not a DTMF digit.
+    #[error("{0:?} is not a DTMF digit (0-9, *, #, A-D)")]
+    BadDigit(char),
     /// The phone's driver is gone.
     #[error("the phone has shut down")]
     Closed,
@@ -149,6 +168,21 @@ pub(crate) enum Command {
     },
     Ledger {
         reply: oneshot::Sender<Ledger>,
+    },
+    Dtmf {
+        call: CallId,
+        digits: String,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Mute {
+        call: CallId,
+        mute: bool,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Hold {
+        call: CallId,
+        hold: bool,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -247,6 +281,50 @@ impl Phone {
     /// Ends a call: BYE when established, CANCEL while ringing out, 486 while ringing in.
     pub async fn hangup(&self, call: CallId) -> Result<(), PhoneError> {
         self.ask(|reply| Command::Hangup { call, reply }).await?
+    }
+
+    /// Sends DTMF digits (`0-9 * # A-D`) as RFC 4733 telephone-events.
+    pub async fn send_dtmf(&self, call: CallId, digits: &str) -> Result<(), PhoneError> {
+        if let Some(bad) = digits
+            .chars()
+            .find(|c| !"0123456789*#ABCDabcd".contains(*c))
+        {
+            return Err(PhoneError::BadDigit(bad));
+        }
+        let digits = digits.to_ascii_uppercase();
+        self.ask(|reply| Command::Dtmf {
+            call,
+            digits,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends silence instead of the call's source (`true`), or the source again.
+    pub async fn mute(&self, call: CallId, mute: bool) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::Mute { call, mute, reply })
+            .await?
+    }
+
+    /// Puts the call on hold with a re-INVITE (`a=sendonly`, RFC 6337); [`Event::Hold`]
+    /// follows when the peer accepts.
+    pub async fn hold(&self, call: CallId) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::Hold {
+            call,
+            hold: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Takes the call off hold (`a=sendrecv`).
+    pub async fn resume(&self, call: CallId) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::Hold {
+            call,
+            hold: false,
+            reply,
+        })
+        .await?
     }
 
     /// The process-wide traffic ledger: every datagram this phone sent or received.

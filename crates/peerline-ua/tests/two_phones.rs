@@ -1,0 +1,210 @@
+//! Two phones on loopback through the public API: DTMF, hold and resume, reject, cancel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Real UDP sockets on 127.0.0.1, real timers; every wait is bounded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peerline_ua::{AudioSource, Config, EndReason, Event, Events, MediaOptions, Phone};
+
+fn config(user: &str) -> Config {
+    let mut c = Config::default();
+    c.identity.user = user.into();
+    c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c
+}
+
+async fn wait_for<T>(
+    events: &mut Events,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(ev) = events.recv().await {
+            if let Some(t) = pick(&ev) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await;
+    match r {
+        Ok(Some(t)) => t,
+        _ => panic!("timed out waiting for {what}"),
+    }
+}
+
+fn tone(hz: f32, record: Option<PathBuf>) -> MediaOptions {
+    MediaOptions {
+        source: AudioSource::Tone(hz),
+        record,
+    }
+}
+
+/// Alice calls Bob, Bob answers; returns both call ids.
+async fn connect(
+    alice: &Phone,
+    ae: &mut Events,
+    bob: &Phone,
+    be: &mut Events,
+    bob_record: Option<PathBuf>,
+) -> (u64, u64) {
+    let a = alice
+        .call(&bob.uri("bob"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_for(be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, bob_record)).await.unwrap();
+    wait_for(ae, "answered", |e| {
+        matches!(e, Event::Answered { .. }).then_some(())
+    })
+    .await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_digits_arrive_in_order() {
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let (a, _) = connect(&alice, &mut ae, &bob, &mut be, None).await;
+    assert!(matches!(
+        alice.send_dtmf(a, "12x").await,
+        Err(peerline_ua::PhoneError::BadDigit('x'))
+    ));
+    alice.send_dtmf(a, "0123456789*#").await.unwrap();
+    let mut got = String::new();
+    while got.len() < 12 {
+        let d = wait_for(&mut be, "dtmf", |e| match e {
+            Event::Dtmf { digit, .. } => Some(*digit),
+            _ => None,
+        })
+        .await;
+        got.push(d);
+    }
+    assert_eq!(got, "0123456789*#");
+    alice.hangup(a).await.unwrap();
+    let (reason, dtmf) = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { reason, media, .. } => Some((reason.clone(), media.dtmf.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::RemoteHangup);
+    assert_eq!(dtmf, "0123456789*#");
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_resume_by_reinvite() {
+    let dir = std::env::temp_dir().join(format!("peerline-hold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("bob.wav");
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let (a, _) = connect(&alice, &mut ae, &bob, &mut be, Some(rec.clone())).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    alice.hold(a).await.unwrap();
+    let held = wait_for(&mut ae, "hold", |e| match e {
+        Event::Hold { held, .. } => Some(*held),
+        _ => None,
+    })
+    .await;
+    assert!(held);
+    // Alice offered sendonly: Bob answers recvonly, so Bob stops sending and keeps hearing.
+    let (send, receive) = wait_for(&mut be, "remote update", |e| match e {
+        Event::RemoteUpdate { send, receive, .. } => Some((*send, *receive)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((send, receive), (false, true));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    alice.resume(a).await.unwrap();
+    let held = wait_for(&mut ae, "resume", |e| match e {
+        Event::Hold { held, .. } => Some(*held),
+        _ => None,
+    })
+    .await;
+    assert!(!held);
+    let (send, receive) = wait_for(&mut be, "remote update", |e| match e {
+        Event::RemoteUpdate { send, receive, .. } => Some((*send, *receive)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((send, receive), (true, true));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    alice.hangup(a).await.unwrap();
+    let lost = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { media, .. } => Some(media.received.packets_lost),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        lost, 0,
+        "alice kept sending through her own hold (sendonly)"
+    );
+    // Bob heard Alice's 440 Hz throughout: a sendonly hold still sends (RFC 6337).
+    let audio = peerline_audio::read_wav(&rec).unwrap();
+    let secs = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 440.0, 0.5);
+    assert!(secs >= 1.2, "bob heard alice for {secs} s");
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_and_cancel_end_both_sides() {
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    // Bob rejects with 486.
+    alice
+        .call(&bob.uri("bob"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.reject(b, 486).await.unwrap();
+    let reason = wait_for(&mut ae, "alice's end", |e| match e {
+        Event::Ended { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Rejected(486, "Busy Here".into()));
+    let reason = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::RejectedLocally(486));
+    // Alice cancels while Bob's phone rings.
+    let a = alice
+        .call(&bob.uri("bob"), tone(440.0, None))
+        .await
+        .unwrap();
+    wait_for(&mut ae, "ringing", |e| {
+        matches!(e, Event::Ringing { .. }).then_some(())
+    })
+    .await;
+    alice.hangup(a).await.unwrap();
+    let reason = wait_for(&mut be, "bob's cancelled call", |e| match e {
+        Event::Ended { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Cancelled);
+    let reason = wait_for(&mut ae, "alice's cancelled call", |e| match e {
+        Event::Ended { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Cancelled);
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
