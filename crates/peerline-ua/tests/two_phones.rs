@@ -1,7 +1,7 @@
 //! Two phones on loopback through the public API: DTMF, hold and resume, reject, cancel.
+//! Real UDP sockets on 127.0.0.1, real timers; every wait is bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Real UDP sockets on 127.0.0.1, real timers; every wait is bounded.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
