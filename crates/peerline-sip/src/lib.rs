@@ -16,6 +16,7 @@ pub mod message;
 pub mod parse;
 pub mod syntax;
 pub mod transaction;
+pub mod transport;
 
 pub use error::{BuildError, ParseError};
 pub use message::{serialize, MessageExt};
@@ -39,4 +40,5 @@ pub fn fuzz_parse(data: &[u8]) {
         }
     }
 }
-pub use transaction::{Config, Endpoint, Event, TransactionKey, Transmit};
+pub use transaction::{Config, Endpoint, Event, Target, TransactionKey, Transmit};
+pub use transport::{ConnectionId, StreamFramer, Transport};

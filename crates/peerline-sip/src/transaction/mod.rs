@@ -13,6 +13,7 @@
 use crate::message::{make_ack_non2xx, make_response, serialize, MessageExt, MAGIC_COOKIE};
 use crate::parse::{error_response, parse_message_with, Limits};
 use crate::syntax;
+use crate::transport::{ConnectionId, Transport};
 use rsip::{Method, Request, Response, SipMessage};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -62,13 +63,56 @@ pub struct TransactionKey {
     pub method: String,
 }
 
-/// A datagram to send.
+/// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Destination address.
     pub dest: SocketAddr,
     /// Serialized SIP message.
     pub bytes: Vec<u8>,
+    /// Transport to send it on (`Udp` unless the transaction runs over a stream).
+    pub transport: Transport,
+    /// Stream connection to send it on. `None` with a reliable transport: use
+    /// any open connection to `dest` or open a new one (RFC 3261 §18.2.2).
+    pub conn: Option<ConnectionId>,
+}
+
+/// Where a request goes (or a server transaction's peer): address, transport and
+/// optionally the stream connection. `From<SocketAddr>` gives UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// Transport.
+    pub transport: Transport,
+    /// Existing connection to reuse (reliable transports).
+    pub conn: Option<ConnectionId>,
+}
+
+impl Target {
+    /// UDP to `addr`.
+    pub fn udp(addr: SocketAddr) -> Self {
+        Target {
+            addr,
+            transport: Transport::Udp,
+            conn: None,
+        }
+    }
+
+    /// A stream transport to `addr`, on connection `conn` if given.
+    pub fn stream(addr: SocketAddr, transport: Transport, conn: Option<ConnectionId>) -> Self {
+        Target {
+            addr,
+            transport,
+            conn,
+        }
+    }
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Self {
+        Target::udp(addr)
+    }
 }
 
 /// Something the TU must know about.
@@ -154,6 +198,8 @@ pub struct Stats {
     pub merged_requests: u64,
     /// Our own retransmissions.
     pub retransmissions_sent: u64,
+    /// Client transactions failed because their connection closed (RFC 3261 §17.1.4).
+    pub transport_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +228,8 @@ struct Txn {
     kind: Kind,
     state: State,
     peer: SocketAddr,
+    transport: Transport,
+    conn: Option<ConnectionId>,
     request: Request,
     /// Client: serialized request. Server: last response sent.
     wire: Option<Vec<u8>>,
@@ -351,10 +399,64 @@ impl Endpoint {
 
     /// Send a message outside any transaction (ACK for 2xx, TU-driven retransmissions).
     pub fn send_stateless(&mut self, dest: SocketAddr, msg: SipMessage) {
+        self.send_stateless_to(Target::udp(dest), msg);
+    }
+
+    /// [`Endpoint::send_stateless`] on any transport.
+    pub fn send_stateless_to(&mut self, target: Target, msg: SipMessage) {
         self.transmits.push_back(Transmit {
-            dest,
+            dest: target.addr,
             bytes: serialize(&msg),
+            transport: target.transport,
+            conn: target.conn,
         });
+    }
+
+    /// Where a transaction's messages go: the request's source for a server
+    /// transaction (with the connection it arrived on), the destination for a client one.
+    pub fn target_of(&self, key: &TransactionKey) -> Option<Target> {
+        self.txns.get(key).map(|t| Target {
+            addr: t.peer,
+            transport: t.transport,
+            conn: t.conn,
+        })
+    }
+
+    /// The driver lost a stream connection. Client transactions bound to it fail
+    /// (RFC 3261 §17.1.4: reported as [`Event::TransactionTimeout`], which the TU
+    /// treats like a 503); server transactions keep going and send later responses
+    /// with `conn: None` (the driver opens a new connection, RFC 3261 §18.2.2).
+    pub fn connection_closed(&mut self, conn: ConnectionId) {
+        let mut failed = Vec::new();
+        for (key, txn) in self.txns.iter_mut() {
+            if txn.conn != Some(conn) {
+                continue;
+            }
+            txn.conn = None;
+            let pending = matches!(
+                (txn.kind, txn.state),
+                (Kind::InviteClient, State::Calling | State::Proceeding)
+                    | (Kind::NonInviteClient, State::Trying | State::Proceeding)
+            );
+            if pending {
+                failed.push(key.clone());
+            }
+        }
+        for key in failed {
+            self.stats.transport_errors += 1;
+            self.remove_txn(&key);
+            self.events.push_back(Event::TransactionTimeout { key });
+        }
+    }
+
+    fn remove_txn(&mut self, key: &TransactionKey) {
+        if let Some(t) = self.txns.remove(key) {
+            if let Some(m) = t.merge_key {
+                if self.merge.get(&m) == Some(key) {
+                    self.merge.remove(&m);
+                }
+            }
+        }
     }
 
     /// Start a client transaction: sends `request` to `dest` and retransmits it as
@@ -365,6 +467,19 @@ impl Endpoint {
         request: Request,
         dest: SocketAddr,
     ) -> Result<TransactionKey, TransactionError> {
+        self.send_request_to(now, request, Target::udp(dest))
+    }
+
+    /// [`Endpoint::send_request`] on any transport. Over TCP/TLS nothing is
+    /// retransmitted (Timers A and E are not started, RFC 3261 §17.1.1.2/§17.1.2.2);
+    /// Timers B and F still bound the wait for a final response.
+    pub fn send_request_to(
+        &mut self,
+        now: Instant,
+        request: Request,
+        target: Target,
+    ) -> Result<TransactionKey, TransactionError> {
+        let dest = target.addr;
         if request.method == Method::Ack {
             return Err(TransactionError::AckNotTransaction);
         }
@@ -380,7 +495,10 @@ impl Endpoint {
         self.transmits.push_back(Transmit {
             dest,
             bytes: bytes.clone(),
+            transport: target.transport,
+            conn: target.conn,
         });
+        let reliable = target.transport.is_reliable();
         let t1 = self.config.t1;
         let (kind, state) = if request.method == Method::Invite {
             (Kind::InviteClient, State::Calling)
@@ -393,11 +511,13 @@ impl Endpoint {
                 kind,
                 state,
                 peer: dest,
+                transport: target.transport,
+                conn: target.conn,
                 request,
                 wire: Some(bytes),
                 ack: None,
                 interval: t1,
-                retrans_at: Some(now + t1),
+                retrans_at: (!reliable).then(|| now + t1),
                 timeout_at: Some(now + 64 * t1),
                 end_at: None,
                 trying_at: None,
@@ -424,8 +544,12 @@ impl Endpoint {
             return Err(TransactionError::AlreadyCompleted);
         }
         let cancel = crate::message::make_cancel(&txn.request)?;
-        let dest = txn.peer;
-        self.send_request(now, cancel, dest)
+        let target = Target {
+            addr: txn.peer,
+            transport: txn.transport,
+            conn: txn.conn,
+        };
+        self.send_request_to(now, cancel, target)
     }
 
     /// Send a response in a server transaction.
@@ -448,10 +572,13 @@ impl Endpoint {
         let bytes = serialize(&response.into());
         self.transmits.push_back(Transmit {
             dest: txn.peer,
+            transport: txn.transport,
+            conn: txn.conn,
             bytes: bytes.clone(),
         });
         txn.wire = Some(bytes);
         txn.trying_at = None;
+        let reliable = txn.transport.is_reliable();
         match (txn.kind, code) {
             (_, 100..=199) => txn.state = State::Proceeding,
             (Kind::InviteServer, 200..=299) => {
@@ -463,12 +590,14 @@ impl Endpoint {
             (Kind::InviteServer, _) => {
                 txn.state = State::Completed;
                 txn.interval = cfg.t1;
-                txn.retrans_at = Some(now + cfg.t1);
+                // Timer G only on unreliable transports; Timer H always.
+                txn.retrans_at = (!reliable).then(|| now + cfg.t1);
                 txn.timeout_at = Some(now + 64 * cfg.t1);
             }
             (_, _) => {
                 txn.state = State::Completed;
-                txn.end_at = Some(now + 64 * cfg.t1);
+                // Timer J: 64*T1 for UDP, zero for reliable transports.
+                txn.end_at = Some(if reliable { now } else { now + 64 * cfg.t1 });
             }
         }
         Ok(())
@@ -476,6 +605,24 @@ impl Endpoint {
 
     /// Feed a received datagram.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        self.handle_input(now, Target::udp(source), bytes);
+    }
+
+    /// Feed one complete message framed by a [`crate::transport::StreamFramer`]
+    /// from stream connection `conn` (TCP or TLS). Server transactions created by
+    /// it answer on the same connection.
+    pub fn handle_stream_message(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        transport: Transport,
+        source: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.handle_input(now, Target::stream(source, transport, Some(conn)), bytes);
+    }
+
+    fn handle_input(&mut self, now: Instant, source: Target, bytes: &[u8]) {
         let msg = match parse_message_with(bytes, &self.config.limits) {
             Ok(m) => m,
             Err(crate::ParseError::Empty) => return, // CRLF keep-alive
@@ -483,7 +630,7 @@ impl Endpoint {
                 self.stats.parse_errors += 1;
                 if let Some(resp) = error_response(bytes, &e) {
                     self.stats.error_responses_sent += 1;
-                    self.send_stateless(source, resp.into());
+                    self.send_stateless_to(source, resp.into());
                 }
                 return;
             }
@@ -506,6 +653,7 @@ impl Endpoint {
             return;
         };
         let code = resp.status_code.code();
+        let reliable = txn.transport.is_reliable();
         let mut deliver = false;
         match (txn.kind, txn.state, code) {
             (Kind::InviteClient, State::Calling | State::Proceeding, 100..=199) => {
@@ -527,6 +675,8 @@ impl Endpoint {
                         let b = serialize(&ack.into());
                         self.transmits.push_back(Transmit {
                             dest: txn.peer,
+                            transport: txn.transport,
+                            conn: txn.conn,
                             bytes: b.clone(),
                         });
                         txn.ack = Some(b);
@@ -536,13 +686,20 @@ impl Endpoint {
                 txn.state = State::Completed;
                 txn.retrans_at = None;
                 txn.timeout_at = None;
-                txn.end_at = Some(now + std::cmp::max(Duration::from_secs(32), 64 * cfg.t1));
+                // Timer D: > 32 s for UDP, zero for reliable transports.
+                txn.end_at = Some(if reliable {
+                    now
+                } else {
+                    now + std::cmp::max(Duration::from_secs(32), 64 * cfg.t1)
+                });
                 deliver = true;
             }
             (Kind::InviteClient, State::Completed, _) if code >= 300 => {
                 if let Some(a) = &txn.ack {
                     self.transmits.push_back(Transmit {
                         dest: txn.peer,
+                        transport: txn.transport,
+                        conn: txn.conn,
                         bytes: a.clone(),
                     });
                     self.stats.retransmissions_sent += 1;
@@ -556,7 +713,8 @@ impl Endpoint {
                 txn.state = State::Completed;
                 txn.retrans_at = None;
                 txn.timeout_at = None;
-                txn.end_at = Some(now + cfg.t4); // Timer K
+                // Timer K: T4 for UDP, zero for reliable transports.
+                txn.end_at = Some(if reliable { now } else { now + cfg.t4 });
                 deliver = true;
             }
             _ => {}
@@ -569,7 +727,8 @@ impl Endpoint {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, source: SocketAddr, mut req: Request) {
+    fn handle_request(&mut self, now: Instant, from: Target, mut req: Request) {
+        let source = from.addr;
         stamp_via(&mut req, source);
         let Some(key) = server_key(&req) else {
             return;
@@ -591,6 +750,8 @@ impl Endpoint {
                     self.transmits.push_back(Transmit {
                         dest: source,
                         bytes: w.clone(),
+                        transport: from.transport,
+                        conn: from.conn,
                     });
                     self.stats.retransmissions_sent += 1;
                 }
@@ -625,6 +786,8 @@ impl Endpoint {
                     State::Trying
                 },
                 peer: source,
+                transport: from.transport,
+                conn: from.conn,
                 request: req.clone(),
                 wire: None,
                 ack: None,
@@ -681,7 +844,12 @@ impl Endpoint {
                     txn.state = State::Confirmed;
                     txn.retrans_at = None;
                     txn.timeout_at = None;
-                    txn.end_at = Some(now + self.config.t4); // Timer I
+                    // Timer I: T4 for UDP, zero for reliable transports.
+                    txn.end_at = Some(if txn.transport.is_reliable() {
+                        now
+                    } else {
+                        now + self.config.t4
+                    });
                     return;
                 }
                 State::Confirmed => {
@@ -725,6 +893,8 @@ impl Endpoint {
                     let b = serialize(&make_response(&txn.request, 100, None).into());
                     self.transmits.push_back(Transmit {
                         dest: txn.peer,
+                        transport: txn.transport,
+                        conn: txn.conn,
                         bytes: b.clone(),
                     });
                     txn.wire = Some(b);
@@ -734,6 +904,8 @@ impl Endpoint {
                 if let Some(w) = &txn.wire {
                     self.transmits.push_back(Transmit {
                         dest: txn.peer,
+                        transport: txn.transport,
+                        conn: txn.conn,
                         bytes: w.clone(),
                     });
                     self.stats.retransmissions_sent += 1;
@@ -767,13 +939,7 @@ impl Endpoint {
             }
         }
         for key in terminated {
-            if let Some(t) = self.txns.remove(&key) {
-                if let Some(m) = t.merge_key {
-                    if self.merge.get(&m) == Some(&key) {
-                        self.merge.remove(&m);
-                    }
-                }
-            }
+            self.remove_txn(&key);
         }
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::message::RequestBuilder;
 use crate::parse::parse_message;
+use crate::transport::{ConnectionId, Transport};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -448,4 +449,178 @@ fn custom_t1_scales_timers() {
     assert_eq!(&sent[..5], &[100, 300, 700, 1100, 1500]);
     assert_eq!(*sent.last().unwrap(), 6300);
     assert_eq!(events(&mut ep).len(), 1); // timeout at 6.4 s
+}
+
+// ---- reliable transports (RFC 3261 §17 with TCP/TLS) ----
+
+const CONN: ConnectionId = ConnectionId(7);
+
+fn tcp() -> Target {
+    Target::stream(addr(PEER), Transport::Tcp, Some(CONN))
+}
+
+#[test]
+fn reliable_invite_client_no_timer_a_b_still_fires() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let key = ep
+        .send_request_to(t0, request(Method::Invite, "z9hG4bKt1"), tcp())
+        .unwrap();
+    let t = ep.poll_transmit().unwrap();
+    assert_eq!(
+        (t.transport, t.conn, t.dest),
+        (Transport::Tcp, Some(CONN), addr(PEER))
+    );
+    // Only Timer B (64*T1 = 32 s) is armed; nothing is retransmitted.
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+    assert!(run(&mut ep, t0, Duration::from_secs(40)).is_empty());
+    assert_eq!(events(&mut ep), vec![Event::TransactionTimeout { key }]);
+}
+
+#[test]
+fn reliable_invite_client_timer_d_is_zero() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKt2");
+    ep.send_request_to(t0, req.clone(), tcp()).unwrap();
+    drain(&mut ep);
+    let t = t0 + Duration::from_millis(300);
+    ep.handle_stream_message(
+        t,
+        CONN,
+        Transport::Tcp,
+        addr(PEER),
+        &response_bytes(&req, 486, Some("b")),
+    );
+    // ACK goes out on the same connection.
+    let ack = ep.poll_transmit().unwrap();
+    assert_eq!(ack.conn, Some(CONN));
+    assert!(ack.bytes.starts_with(b"ACK "));
+    assert_eq!(ep.poll_timeout(), Some(t), "Timer D = 0");
+    ep.handle_timeout(t);
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn reliable_non_invite_client_no_timer_e_and_timer_k_zero() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Register, "z9hG4bKt3");
+    ep.send_request_to(t0, req.clone(), tcp()).unwrap();
+    drain(&mut ep);
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(t0 + Duration::from_secs(32)),
+        "only F"
+    );
+    let t = t0 + Duration::from_secs(2);
+    ep.handle_stream_message(
+        t,
+        CONN,
+        Transport::Tcp,
+        addr(PEER),
+        &response_bytes(&req, 200, Some("b")),
+    );
+    assert_eq!(events(&mut ep).len(), 1);
+    assert_eq!(ep.poll_timeout(), Some(t), "Timer K = 0");
+    ep.handle_timeout(t);
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn reliable_invite_server_no_timer_g_and_timer_i_zero() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Invite, "z9hG4bKt4");
+    ep.handle_stream_message(
+        t0,
+        CONN,
+        Transport::Tcp,
+        addr(PEER),
+        &serialize(&req.clone().into()),
+    );
+    let ev = events(&mut ep);
+    let [Event::IncomingRequest { key, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(ep.target_of(key), Some(tcp()));
+    ep.send_response(t0, key, make_response(&req, 486, Some("x")))
+        .unwrap();
+    let r = ep.poll_transmit().unwrap();
+    assert_eq!((r.transport, r.conn), (Transport::Tcp, Some(CONN)));
+    // Timer H (32 s) only: no Timer G retransmissions.
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+    let t = t0 + Duration::from_secs(1);
+    let ack = make_ack_non2xx(&req, &make_response(&req, 486, Some("x"))).unwrap();
+    ep.handle_stream_message(t, CONN, Transport::Tcp, addr(PEER), &serialize(&ack.into()));
+    assert_eq!(ep.poll_timeout(), Some(t), "Timer I = 0");
+    ep.handle_timeout(t);
+    assert_eq!(ep.transaction_count(), 0);
+    assert!(ep.poll_transmit().is_none());
+}
+
+#[test]
+fn reliable_non_invite_server_timer_j_zero() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let req = request(Method::Options, "z9hG4bKt5");
+    ep.handle_stream_message(
+        t0,
+        CONN,
+        Transport::Tls,
+        addr(PEER),
+        &serialize(&req.clone().into()),
+    );
+    let ev = events(&mut ep);
+    let [Event::IncomingRequest { key, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    ep.send_response(t0, key, make_response(&req, 200, Some("x")))
+        .unwrap();
+    assert_eq!(ep.poll_transmit().unwrap().transport, Transport::Tls);
+    assert_eq!(ep.poll_timeout(), Some(t0), "Timer J = 0");
+    ep.handle_timeout(t0);
+    assert_eq!(ep.transaction_count(), 0);
+}
+
+#[test]
+fn connection_loss_fails_pending_client_transactions() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let key = ep
+        .send_request_to(t0, request(Method::Options, "z9hG4bKt6"), tcp())
+        .unwrap();
+    let other = ep
+        .send_request(t0, request(Method::Options, "z9hG4bKt7"), addr(PEER))
+        .unwrap();
+    drain(&mut ep);
+    ep.connection_closed(CONN);
+    assert_eq!(events(&mut ep), vec![Event::TransactionTimeout { key }]);
+    assert_eq!(ep.stats().transport_errors, 1);
+    assert!(ep.target_of(&other).is_some());
+    assert_eq!(ep.transaction_count(), 1);
+}
+
+#[test]
+fn malformed_stream_request_answered_on_its_connection() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let bad = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKq\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    ep.handle_stream_message(t0, CONN, Transport::Tcp, addr(PEER), bad);
+    let t = ep.poll_transmit().unwrap();
+    assert_eq!((t.conn, t.transport), (Some(CONN), Transport::Tcp));
+    assert!(t.bytes.starts_with(b"SIP/2.0 400"));
+}
+
+#[test]
+fn udp_api_unchanged_transmits_default_to_udp() {
+    let mut ep = Endpoint::new(Config::default());
+    ep.send_request(
+        Instant::now(),
+        request(Method::Options, "z9hG4bKt8"),
+        addr(PEER),
+    )
+    .unwrap();
+    let t = ep.poll_transmit().unwrap();
+    assert_eq!((t.transport, t.conn), (Transport::Udp, None));
 }
