@@ -1,11 +1,17 @@
 //! Connectivity for Peerline: the traffic ledger every packet is counted in, the RTP port
-//! range admins can open or block, and (on `webrtc-ice`) ICE with STUN/TURN taken only from
-//! the user's config.
+//! range admins can open or block, and ICE ([`ice`], on `webrtc-ice`) with STUN/TURN taken
+//! only from the user's config.
 //!
-//! Everything here except the ICE driver is sans-IO: no sockets, no clocks.
+//! Everything here except the ICE driver is sans-IO: no sockets, no clocks. The ICE
+//! session is async (tokio) and belongs to the IO side: the phone's per-call media task.
 
+pub mod ice;
 pub mod ledger;
 pub mod ports;
 
+pub use ice::{
+    CandidateKind, Connected, IceConfig, IceError, IceSession, PathReport, StunServer, TurnServer,
+    TurnTransport,
+};
 pub use ledger::{Direction, Ledger, LedgerEntry, TrafficClass};
 pub use ports::{PortRange, PortRangeError};
