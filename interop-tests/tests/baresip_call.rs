@@ -1,8 +1,8 @@
 //! Peerline against a real baresip 1.0.0 on loopback: calls both ways, per codec, with
 //! two-way audio proven by tone detection on both recordings.
 //!
-//! Peerline plays 1000 Hz when it answers and 440 Hz when it calls; baresip plays the other
-//! tone from a WAV file. Each side's recording of what it received must hold the other
+//! Peerline plays 1000 Hz when it answers and 440 Hz when it calls; baresip plays 600 Hz
+//! when it calls and 1000 Hz when it answers, from a WAV file. Each side's recording of what it received must hold the other
 //! side's tone, and not its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -39,6 +39,42 @@ fn tone_secs(path: &Path, freq: f32) -> f32 {
     let audio = peerline_audio::read_wav(path).unwrap();
     let skip = (audio.sample_rate as usize / 5).min(audio.samples.len());
     peerline_media::tone_seconds(&audio.samples[skip..], audio.sample_rate, freq, 0.5)
+}
+
+/// Share of the recording, after its first 500 ms and before its last 200 ms (the hang-up),
+/// whose 100 ms blocks carry `freq`: dominant frequency within ±2 % and most of the power
+/// at it. Also returns the seconds judged.
+fn tone_coverage(path: &Path, freq: f32) -> (f32, f32) {
+    let audio = peerline_audio::read_wav(path).unwrap();
+    let rate = audio.sample_rate as usize;
+    let end = audio.samples.len().saturating_sub(rate / 5);
+    let body = audio.samples.get(rate / 2..end).unwrap_or(&[]);
+    let blocks: Vec<&[i16]> = body.chunks_exact(rate / 10).collect();
+    if blocks.is_empty() {
+        return (0.0, 0.0);
+    }
+    let good = blocks
+        .iter()
+        .filter(|b| {
+            let f = peerline_media::dominant_frequency(b, audio.sample_rate);
+            (f - freq).abs() <= 0.02 * freq
+                && peerline_media::detect_tone(b, audio.sample_rate, freq) > 0.5
+        })
+        .count();
+    (
+        good as f32 / blocks.len() as f32,
+        blocks.len() as f32 / 10.0,
+    )
+}
+
+/// The bar: the other side's tone for ≥ 90 % of at least `min_secs` judged.
+fn assert_heard(who: &str, path: &Path, freq: f32, min_secs: f32, logs: &str) {
+    let (share, secs) = tone_coverage(path, freq);
+    assert!(
+        share >= 0.9 && secs >= min_secs,
+        "{who} should hear {freq} Hz for ≥ 90 % of ≥ {min_secs} s: {:.0} % of {secs} s\n{logs}",
+        share * 100.0
+    );
 }
 
 async fn next_event<T>(
@@ -80,11 +116,11 @@ fn check_baresip_heard(b: &Baresip, freq: f32, other: f32, logs: &str) {
     let rx = b.recordings(true);
     assert!(!rx.is_empty(), "baresip recorded nothing\n{logs}");
     let path = &rx[0];
-    let heard = tone_secs(path, freq);
+    assert_heard("baresip", path, freq, 2.0, logs);
     let own = tone_secs(path, other);
     assert!(
-        heard >= 2.0 && own == 0.0,
-        "baresip should hear Peerline's {freq} Hz: {heard} s (own {other} Hz: {own} s)\n{logs}"
+        own == 0.0,
+        "baresip heard its own {other} Hz for {own} s\n{logs}"
     );
 }
 
@@ -101,8 +137,8 @@ fn baresip_calls_peerline(test: &str, codec: CodecName) {
         "udp",
     );
     let dir = TestDir::new(test).unwrap();
-    let wav = dir.path().join("tone440.wav");
-    write_tone_wav(&wav, 440.0, srate, 1, 4.0, 0.5).unwrap();
+    let wav = dir.path().join("tone600.wav");
+    write_tone_wav(&wav, 600.0, srate, 1, 4.0, 0.5).unwrap();
     let rec = dir.path().join("peerline-heard.wav");
 
     let rt = runtime();
@@ -154,13 +190,13 @@ fn baresip_calls_peerline(test: &str, codec: CodecName) {
         );
         assert!(media.error.is_none(), "{:?}", media.error);
         assert!(media.received.packets_received >= 100, "{media:?}");
-        let heard = tone_secs(&rec, 440.0);
+        assert_heard("Peerline", &rec, 600.0, 2.5, &logs);
         let own = tone_secs(&rec, 1000.0);
         assert!(
-            heard >= 2.5 && own == 0.0,
-            "Peerline should hear baresip's 440 Hz: {heard} s (own 1000 Hz: {own} s)\n{logs}"
+            own == 0.0,
+            "Peerline heard its own 1000 Hz for {own} s\n{logs}"
         );
-        check_baresip_heard(&b, 1000.0, 440.0, &logs);
+        check_baresip_heard(&b, 1000.0, 600.0, &logs);
     });
     entry.pass();
     assert!(
@@ -237,11 +273,11 @@ fn peerline_calls_baresip(test: &str, codec: CodecName) {
             "baresip did not use {blog}\n{logs}"
         );
         assert!(media.received.packets_received >= 100, "{media:?}");
-        let heard = tone_secs(&rec, 1000.0);
+        assert_heard("Peerline", &rec, 1000.0, 3.0, &logs);
         let own = tone_secs(&rec, 440.0);
         assert!(
-            heard >= 2.5 && own == 0.0,
-            "Peerline should hear baresip's 1000 Hz: {heard} s (own 440 Hz: {own} s)\n{logs}"
+            own == 0.0,
+            "Peerline heard its own 440 Hz for {own} s\n{logs}"
         );
         check_baresip_heard(&b, 440.0, 1000.0, &logs);
     });
@@ -273,6 +309,12 @@ fn baresip_calls_peerline_pcma() {
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_baresip_pcma() {
+    peerline_calls_baresip("peerline_calls_baresip_pcma", CodecName::Pcma);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
 fn peerline_calls_baresip_opus() {
     peerline_calls_baresip("peerline_calls_baresip_opus", CodecName::Opus);
 }
@@ -281,4 +323,90 @@ fn peerline_calls_baresip_opus() {
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn baresip_calls_peerline_opus() {
     baresip_calls_peerline("baresip_calls_peerline_opus", CodecName::Opus);
+}
+
+/// DTMF `0123456789*#` both ways over RFC 4733: Peerline → baresip (baresip logs each digit
+/// it receives) and baresip → Peerline (`sndcode` through ctrl_tcp; Peerline's Dtmf events).
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn dtmf_both_ways_with_baresip() {
+    const DIGITS: &str = "0123456789*#";
+    let started = Instant::now();
+    let entry = MatrixEntry::new("baresip", "dtmf-rfc4733", "udp");
+    let dir = TestDir::new("dtmf_both_ways_with_baresip").unwrap();
+    let wav = dir.path().join("tone1000.wav");
+    write_tone_wav(&wav, 1000.0, 8000, 1, 20.0, 0.5).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut b = Baresip::start(
+            BaresipOptions::new("b")
+                .audio_source(&wav)
+                .audio_codecs("PCMU")
+                .ctrl_tcp()
+                .run_for(Duration::from_secs(25)),
+            &dir,
+        )
+        .unwrap();
+        b.wait_ready(READY)
+            .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 40)));
+        let (phone, mut events) = Phone::start(config(CodecName::Pcmu)).await.unwrap();
+        let call = phone.call(&b.uri(), MediaOptions::default()).await.unwrap();
+        next_event(&mut events, Duration::from_secs(5), |ev| {
+            matches!(ev, Event::Answered { .. }).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("not answered\n{}", tails(&[b.process()], 40)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Peerline → baresip.
+        phone.send_dtmf(call, DIGITS).await.unwrap();
+        // baresip logs each RFC 4733 event as `received event: 'D' (end=0|1)`; count the ends.
+        let received = |b: &Baresip| -> String {
+            let log = b.process().stdout_text() + &b.process().stderr_text();
+            log.match_indices("received event: '")
+                .filter_map(|(i, m)| {
+                    let rest = &log[i + m.len()..];
+                    let digit = rest.chars().next()?;
+                    rest.get(digit.len_utf8()..)?
+                        .starts_with("' (end=1)")
+                        .then_some(digit)
+                })
+                .collect()
+        };
+        let limit = Instant::now() + Duration::from_secs(6);
+        while received(&b).len() < DIGITS.len() && Instant::now() < limit {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(received(&b), DIGITS, "{}", tails(&[b.process()], 60));
+
+        // baresip → Peerline.
+        for d in DIGITS.chars() {
+            let resp = b.command("sndcode", &d.to_string()).unwrap();
+            assert!(resp.contains("\"ok\":true"), "sndcode {d}: {resp}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut got = String::new();
+        while got.len() < DIGITS.len() {
+            match next_event(&mut events, Duration::from_secs(3), |ev| match ev {
+                Event::Dtmf { digit, .. } => Some(digit),
+                _ => None,
+            })
+            .await
+            {
+                Some(d) => got.push(d),
+                None => break,
+            }
+        }
+        assert_eq!(got, DIGITS, "{}", tails(&[b.process()], 60));
+        phone.hangup(call).await.unwrap();
+        ended(&mut events, Duration::from_secs(5)).await.unwrap();
+        b.stop();
+        phone.shutdown().await;
+    });
+    entry.pass();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
