@@ -1,14 +1,16 @@
-//! Audio devices (cpal), WAV files (hound) and resampling.
+//! Audio devices (cpal: listing, capture and playback streams), WAV files (hound) and resampling.
 //!
 //! Tone generation and analysis live in `peerline-media::tone` (they are used on
 //! decoded RTP audio); this crate deals with files, devices and sample rates.
 
 pub mod devices;
 pub mod resample;
+pub mod stream;
 pub mod wav;
 
 pub use devices::{list_devices, DeviceInfo};
 pub use resample::{resample, Resampler};
+pub use stream::{find_device, InputStream, OutputStream, SampleRing, StreamStats};
 pub use wav::{read_wav, read_wav_from, write_wav, write_wav_to, Audio};
 
 /// Errors from this crate.

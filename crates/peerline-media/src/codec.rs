@@ -1,8 +1,9 @@
-//! Audio codecs behind one interface: G.711 µ-law/A-law (8 kHz) and Opus (48 kHz mono,
-//! in-band FEC). [`AudioDecoder::play`] turns jitter-buffer output into PCM, with
+//! Audio codecs behind one interface: G.711 µ-law/A-law (8 kHz), G.722 (16 kHz PCM,
+//! 8 kHz RTP clock) and Opus (48 kHz mono, in-band FEC). [`AudioDecoder::play`] turns jitter-buffer output into PCM, with
 //! concealment for missing frames (repeat-and-fade for G.711, Opus PLC or FEC).
 
 use crate::g711;
+use crate::g722::{G722Decoder, G722Encoder};
 use crate::jitter::Playout;
 use crate::plc::RepeatPlc;
 
@@ -25,6 +26,8 @@ pub enum Codec {
     Pcmu,
     Pcma,
     Opus,
+    /// G.722 64 kbit/s: 16 kHz PCM, but an 8000 Hz RTP clock (RFC 3551).
+    G722,
 }
 
 impl Codec {
@@ -34,6 +37,7 @@ impl Codec {
             ("PCMU", 8000) => Some(Self::Pcmu),
             ("PCMA", 8000) => Some(Self::Pcma),
             ("OPUS", 48000) => Some(Self::Opus),
+            ("G722", 8000) => Some(Self::G722),
             _ => None,
         }
     }
@@ -42,15 +46,33 @@ impl Codec {
         match self {
             Self::Pcmu => Some(0),
             Self::Pcma => Some(8),
+            Self::G722 => Some(9),
             Self::Opus => None,
         }
     }
-    /// RTP clock rate, which is also the PCM sample rate used here.
+    /// RTP clock rate: the unit of RTP timestamps, of the jitter buffer
+    /// ([`crate::JitterConfig::new`]), of [`crate::RtpSender`] and of RFC 4733 DTMF
+    /// durations. Equal to [`Codec::pcm_rate`] except for G.722 (8000 vs 16000).
     pub fn clock_rate(self) -> u32 {
         match self {
-            Self::Pcmu | Self::Pcma => 8000,
+            Self::Pcmu | Self::Pcma | Self::G722 => 8000,
             Self::Opus => 48000,
         }
+    }
+    /// Sample rate of the PCM that [`AudioEncoder::encode`] takes and
+    /// [`AudioDecoder`] returns: what WAV files, tone generators and devices are
+    /// resampled to.
+    pub fn pcm_rate(self) -> u32 {
+        match self {
+            Self::Pcmu | Self::Pcma => 8000,
+            Self::G722 => 16000,
+            Self::Opus => 48000,
+        }
+    }
+    /// RTP timestamp increment for one frame of `ptime_ms` (the `samples` argument of
+    /// [`crate::RtpSender::send_frame`]): 160 for 20 ms of G.711 or G.722, 960 for Opus.
+    pub fn rtp_ticks_per_frame(self, ptime_ms: u32) -> u32 {
+        self.clock_rate() / 1000 * ptime_ms
     }
     /// SDP encoding name.
     pub fn name(self) -> &'static str {
@@ -58,11 +80,13 @@ impl Codec {
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
             Self::Opus => "opus",
+            Self::G722 => "G722",
         }
     }
-    /// PCM samples in one frame of `ptime_ms`.
+    /// PCM samples (at [`Codec::pcm_rate`]) in one frame of `ptime_ms`: 160 for 20 ms
+    /// of G.711, 320 for G.722, 960 for Opus.
     pub fn samples_per_frame(self, ptime_ms: u32) -> usize {
-        (self.clock_rate() as usize) * ptime_ms as usize / 1000
+        (self.pcm_rate() as usize) * ptime_ms as usize / 1000
     }
 }
 
@@ -201,6 +225,7 @@ impl OpusDecoder {
 pub struct AudioEncoder {
     codec: Codec,
     opus: Option<OpusEncoder>,
+    g722: G722Encoder,
 }
 
 impl AudioEncoder {
@@ -209,7 +234,11 @@ impl AudioEncoder {
             Codec::Opus => Some(OpusEncoder::new(OpusSettings::default())?),
             _ => None,
         };
-        Ok(Self { codec, opus })
+        Ok(Self {
+            codec,
+            opus,
+            g722: G722Encoder::new(),
+        })
     }
     pub fn codec(&self) -> Codec {
         self.codec
@@ -218,12 +247,13 @@ impl AudioEncoder {
     pub fn opus_mut(&mut self) -> Option<&mut OpusEncoder> {
         self.opus.as_mut()
     }
-    /// Encodes one frame of PCM at the codec's clock rate.
+    /// Encodes one frame of PCM at the codec's [`Codec::pcm_rate`].
     pub fn encode(&mut self, pcm: &[i16]) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(pcm.len());
         match (self.codec, self.opus.as_mut()) {
             (Codec::Pcmu, _) => g711::encode_ulaw(pcm, &mut out),
             (Codec::Pcma, _) => g711::encode_alaw(pcm, &mut out),
+            (Codec::G722, _) => self.g722.encode(pcm, &mut out),
             (Codec::Opus, Some(enc)) => return enc.encode(pcm),
             (Codec::Opus, None) => return Err(CodecError::Opus("no encoder".into())),
         }
@@ -238,6 +268,7 @@ pub struct AudioDecoder {
     frame_samples: usize,
     plc: RepeatPlc,
     opus: Option<OpusDecoder>,
+    g722: G722Decoder,
     decode_errors: u64,
     concealed: u64,
 }
@@ -254,6 +285,7 @@ impl AudioDecoder {
             frame_samples: codec.samples_per_frame(ptime_ms.max(1)),
             plc: RepeatPlc::new(3),
             opus,
+            g722: G722Decoder::new(),
             decode_errors: 0,
             concealed: 0,
         })
@@ -277,6 +309,7 @@ impl AudioDecoder {
         match (self.codec, self.opus.as_mut()) {
             (Codec::Pcmu, _) => g711::decode_ulaw(payload, &mut out),
             (Codec::Pcma, _) => g711::decode_alaw(payload, &mut out),
+            (Codec::G722, _) => self.g722.decode(payload, &mut out),
             (Codec::Opus, Some(dec)) => match dec.decode(payload) {
                 Ok(pcm) => out = pcm,
                 Err(_) => {
@@ -326,6 +359,16 @@ impl AudioDecoder {
             Playout::Buffering => vec![0; self.frame_samples],
         }
     }
+
+    /// Like [`AudioDecoder::play`], but a missing frame is concealed with the help of
+    /// `next_payload`, the buffered packet that follows it (Opus in-band FEC); get it
+    /// from [`crate::RtpReceiver::peek_next`] or [`crate::JitterBuffer::peek_next`].
+    pub fn play_with_next(&mut self, playout: &Playout, next_payload: Option<&[u8]>) -> Vec<i16> {
+        match playout {
+            Playout::Missing { .. } => self.conceal(next_payload),
+            other => self.play(other),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +385,41 @@ mod tests {
         assert_eq!(Codec::Pcmu.static_payload_type(), Some(0));
         assert_eq!(Codec::Opus.samples_per_frame(20), 960);
         assert_eq!(Codec::Pcma.samples_per_frame(20), 160);
+        assert_eq!(Codec::from_rtpmap("g722", 8000), Some(Codec::G722));
+        assert_eq!(Codec::from_rtpmap("G722", 16000), None);
+        assert_eq!(Codec::G722.static_payload_type(), Some(9));
+        assert_eq!(Codec::G722.clock_rate(), 8000);
+        assert_eq!(Codec::G722.pcm_rate(), 16000);
+        assert_eq!(Codec::G722.samples_per_frame(20), 320);
+        assert_eq!(Codec::G722.rtp_ticks_per_frame(20), 160);
+        assert_eq!(Codec::Opus.rtp_ticks_per_frame(20), 960);
+        assert_eq!(Codec::Pcmu.rtp_ticks_per_frame(30), 240);
+    }
+
+    #[test]
+    fn g722_codec_round_trip_and_concealment() {
+        let mut enc = AudioEncoder::new(Codec::G722).unwrap();
+        let mut dec = AudioDecoder::new(Codec::G722, 20).unwrap();
+        let pcm = sine(1000.0, 0.5, 16000, 16000);
+        let mut out = Vec::new();
+        for (i, frame) in pcm.chunks(320).enumerate() {
+            let payload = enc.encode(frame).unwrap();
+            assert_eq!(payload.len(), 160);
+            if i == 30 {
+                // Lost: concealed by repeat-and-fade, 320 samples, not silence.
+                let c = dec.play(&Playout::Missing { timestamp: 0 });
+                assert_eq!(c.len(), 320);
+                assert!(crate::tone::rms(&c) > 3000.0);
+                out.extend(c);
+            } else {
+                out.extend(dec.decode(&payload));
+            }
+        }
+        assert_eq!(out.len(), 16000);
+        assert!((dominant_frequency(&out[1600..], 16000) - 1000.0).abs() < 2.0);
+        assert!(detect_tone(&out[1600..], 16000, 1000.0) > 0.9);
+        assert_eq!(dec.play(&Playout::Buffering).len(), 320);
+        assert_eq!(dec.concealed(), 1);
     }
 
     #[test]

@@ -347,6 +347,19 @@ impl JitterBuffer {
         }
     }
 
+    /// The buffered frame that follows the frame at RTP `timestamp` (normally the one
+    /// just reported as [`Playout::Missing`]), without removing it: its payload carries
+    /// Opus in-band FEC for the missing frame (see
+    /// [`crate::AudioDecoder::play_with_next`]).
+    pub fn peek_next(&self, timestamp: u32) -> Option<&Frame> {
+        let want = timestamp.wrapping_add(self.frame_ticks as u32);
+        self.entries
+            .values()
+            .take(4)
+            .map(|e| &e.frame)
+            .find(|f| f.timestamp == want)
+    }
+
     /// Returns what to play for the next frame period.
     pub fn pop(&mut self, now: Instant) -> Playout {
         self.late_bump_ms *= 0.998;

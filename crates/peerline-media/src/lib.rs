@@ -1,4 +1,4 @@
-//! RTP/RTCP, jitter buffer, codecs (G.711, Opus), RFC 4733 DTMF, tone analysis.
+//! RTP/RTCP, jitter buffer, codecs (G.711, G.722, Opus), RFC 4733 DTMF, tone analysis.
 //!
 //! Everything here is sans-IO: no sockets, no clocks. Time is passed in as
 //! [`std::time::Instant`], randomness (SSRC, initial sequence number and timestamp)
@@ -7,8 +7,10 @@
 
 pub mod codec;
 pub mod dtmf;
+pub mod emodel;
 pub mod fuzz;
 pub mod g711;
+pub mod g722;
 pub mod jitter;
 pub mod plc;
 pub mod rtcp;
@@ -28,6 +30,8 @@ pub use codec::{
     AudioDecoder, AudioEncoder, Codec, CodecError, OpusDecoder, OpusEncoder, OpusSettings,
 };
 pub use dtmf::{DtmfError, DtmfPacket, DtmfReceiver, DtmfSender, DtmfUpdate, TelephoneEvent};
+pub use emodel::{mos, r_factor, r_to_mos, CodecImpairment};
+pub use g722::{G722Decoder, G722Encoder};
 pub use rtcp::{
     build_compound, parse_compound, rtt_from_block, Bye, NtpTime, ReceiverReport, ReportBlock,
     RtcpError, RtcpPacket, RtcpState, SdesChunk, SenderReport,

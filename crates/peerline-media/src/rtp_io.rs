@@ -540,4 +540,12 @@ impl RtpReceiver {
     pub fn pop(&mut self, now: Instant) -> Playout {
         self.jitter_buffer.pop(now)
     }
+
+    /// Payload of the buffered packet after the missing frame at `timestamp` (for
+    /// Opus FEC): see [`JitterBuffer::peek_next`].
+    pub fn peek_next(&self, timestamp: u32) -> Option<&[u8]> {
+        self.jitter_buffer
+            .peek_next(timestamp)
+            .map(|f| f.payload.as_ref())
+    }
 }
