@@ -12,8 +12,10 @@
 pub mod auth;
 pub mod dialog;
 pub mod error;
+pub mod lint;
 pub mod message;
 pub mod parse;
+pub mod register;
 pub mod syntax;
 pub mod transaction;
 pub mod transport;
