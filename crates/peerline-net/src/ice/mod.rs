@@ -37,7 +37,9 @@ use peerline_sdp::{IceParams, RemoteIce};
 use tokio::sync::{mpsc, watch};
 use webrtc_ice::agent::agent_config::AgentConfig;
 use webrtc_ice::agent::Agent;
-use webrtc_ice::candidate::{Candidate as IceCandidate, CandidateType as IceType};
+use webrtc_ice::candidate::{
+    Candidate as IceCandidate, CandidatePairState, CandidateType as IceType,
+};
 use webrtc_ice::mdns::MulticastDnsMode;
 use webrtc_ice::network_type::NetworkType;
 use webrtc_ice::state::ConnectionState;
@@ -425,6 +427,18 @@ impl IceSession {
                 }
             }
         };
+        // webrtc-ice only reports Failed after 30 s; every pair having failed its checks
+        // (MAX_BINDING_REQUESTS unanswered) is the same verdict, reached in seconds.
+        let all_pairs_failed = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let stats = self.agent.get_candidate_pairs_stats().await;
+                if !stats.is_empty() && stats.iter().all(|p| p.state == CandidatePairState::Failed)
+                {
+                    return;
+                }
+            }
+        };
         let checks = async {
             if self.config.controlling {
                 self.agent
@@ -441,6 +455,7 @@ impl IceSession {
         let conn = tokio::select! {
             r = checks => r.map_err(|e| IceError::Agent(e.to_string()))?,
             _ = failed => return Err(no_path(started.elapsed())),
+            _ = all_pairs_failed => return Err(no_path(started.elapsed())),
             _ = tokio::time::sleep(self.config.connect_timeout) => return Err(no_path(started.elapsed())),
         };
         let connect_time = started.elapsed();

@@ -1,0 +1,383 @@
+//! A NAT lab in Linux network namespaces: a "public" segment (a bridge in its own
+//! namespace, where coturn runs) and home hosts, each either on the public segment itself
+//! or behind its own NAT router namespace (iptables MASQUERADE).
+//!
+//! ```text
+//!   pl-<pid>-<tag>-pub:  br0 203.0.113.1/24  (coturn listens here)
+//!        │ v1            │ v2
+//!   pl-…-r1: wan 203.0.113.11   pl-…-h2: eth0 203.0.113.12  (Nat::None)
+//!            lan 10.0.1.1
+//!   pl-…-h1: eth0 10.0.1.2, default via 10.0.1.1
+//! ```
+//!
+//! Everything is created inside namespaces named `pl-<pid>-<tag>-…` (veth pairs are created
+//! straight across namespaces, so nothing appears in the root namespace) and deleted when
+//! the [`NatLab`] drops, also on panic. Namespaces left by a killed earlier run (their PID
+//! is gone) are deleted by [`NatLab::new`]. Addresses are from TEST-NET-3 and 10/8: no
+//! route leads out of the lab.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// NAT behaviour of a home router (measured on Debian 12, see the notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// No NAT: the host sits on the public segment.
+    None,
+    /// Plain MASQUERADE: endpoint-independent mapping, address-and-port-dependent
+    /// filtering ("port-restricted cone").
+    EndpointIndependent,
+    /// MASQUERADE `--random-fully`: address-and-port-dependent mapping ("symmetric").
+    Symmetric,
+}
+
+impl Nat {
+    /// Short name for test and matrix names: `none`, `eim`, `sym`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::EndpointIndependent => "eim",
+            Self::Symmetric => "sym",
+        }
+    }
+}
+
+/// One host of the lab.
+#[derive(Debug, Clone)]
+pub struct LabHost {
+    /// The host's namespace (run peers with `ProcessOptions::netns(Some(&host.netns))`).
+    pub netns: String,
+    /// The host's own address (private behind a NAT).
+    pub ip: Ipv4Addr,
+    /// The address the public segment sees it as (router WAN, or `ip` without NAT).
+    pub public_ip: Ipv4Addr,
+    /// Its NAT.
+    pub nat: Nat,
+    /// The router namespace, if behind a NAT.
+    pub router_netns: Option<String>,
+}
+
+/// The lab. Drop deletes every namespace it created (and with them their veths, bridge
+/// and iptables rules), after killing by PID any process still running inside them.
+#[derive(Debug)]
+pub struct NatLab {
+    prefix: String,
+    created: Vec<String>,
+    hosts: usize,
+}
+
+/// The public segment's prefix length.
+const PUB_PREFIX: u8 = 24;
+
+impl NatLab {
+    /// The address of the public namespace's bridge (where a STUN/TURN server runs).
+    pub const PUBLIC_SERVER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+
+    /// Creates the public namespace with its bridge. `tag` keeps labs of one test
+    /// process apart (short: namespace names carry it).
+    pub fn new(tag: &str) -> Result<Self> {
+        cleanup_stale();
+        let prefix = format!("pl-{}-{}", std::process::id(), tag);
+        let mut lab = Self {
+            prefix,
+            created: Vec::new(),
+            hosts: 0,
+        };
+        let p = lab.public_netns();
+        lab.add_netns(&p)?;
+        ip(&["-n", &p, "link", "add", "br0", "type", "bridge"])?;
+        ip(&[
+            "-n",
+            &p,
+            "addr",
+            "add",
+            &format!("{}/{PUB_PREFIX}", Self::PUBLIC_SERVER_IP),
+            "dev",
+            "br0",
+        ])?;
+        ip(&["-n", &p, "link", "set", "br0", "up"])?;
+        Ok(lab)
+    }
+
+    /// The public segment's namespace (run coturn here).
+    pub fn public_netns(&self) -> String {
+        format!("{}-pub", self.prefix)
+    }
+
+    /// Names of every namespace created so far.
+    pub fn namespaces(&self) -> &[String] {
+        &self.created
+    }
+
+    /// Adds a host with the given NAT in front of it.
+    pub fn add_host(&mut self, nat: Nat) -> Result<LabHost> {
+        self.hosts += 1;
+        let i = self.hosts;
+        let i8 = u8::try_from(i).map_err(|_| lab_err("too many hosts".into()))?;
+        if i8 > 200 {
+            return Err(lab_err("too many hosts".into()));
+        }
+        let public = self.public_netns();
+        let wan_ip = Ipv4Addr::new(203, 0, 113, 10 + i8);
+        let host_ns = format!("{}-h{i}", self.prefix);
+        let bridge_port = format!("v{i}");
+        self.add_netns(&host_ns)?;
+        match nat {
+            Nat::None => {
+                self.uplink(&public, &bridge_port, &host_ns, "eth0", wan_ip)?;
+                Ok(LabHost {
+                    netns: host_ns,
+                    ip: wan_ip,
+                    public_ip: wan_ip,
+                    nat,
+                    router_netns: None,
+                })
+            }
+            Nat::EndpointIndependent | Nat::Symmetric => {
+                let router = format!("{}-r{i}", self.prefix);
+                self.add_netns(&router)?;
+                self.uplink(&public, &bridge_port, &router, "wan", wan_ip)?;
+                let lan_gw = Ipv4Addr::new(10, 0, i8, 1);
+                let host_ip = Ipv4Addr::new(10, 0, i8, 2);
+                ip(&[
+                    "-n", &router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0",
+                    "netns", &host_ns,
+                ])?;
+                ip(&[
+                    "-n",
+                    &router,
+                    "addr",
+                    "add",
+                    &format!("{lan_gw}/24"),
+                    "dev",
+                    "lan",
+                ])?;
+                ip(&["-n", &router, "link", "set", "lan", "up"])?;
+                ip(&[
+                    "-n",
+                    &host_ns,
+                    "addr",
+                    "add",
+                    &format!("{host_ip}/24"),
+                    "dev",
+                    "eth0",
+                ])?;
+                ip(&["-n", &host_ns, "link", "set", "eth0", "up"])?;
+                ip(&[
+                    "-n",
+                    &host_ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &lan_gw.to_string(),
+                ])?;
+                in_ns(&router, "sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"])?;
+                let mut rule = vec![
+                    "-t",
+                    "nat",
+                    "-A",
+                    "POSTROUTING",
+                    "-o",
+                    "wan",
+                    "-j",
+                    "MASQUERADE",
+                ];
+                if nat == Nat::Symmetric {
+                    rule.push("--random-fully");
+                }
+                in_ns(&router, "iptables", &rule)?;
+                // Unsolicited packets to the WAN address are dropped *before* conntrack
+                // confirms an entry for them. Without this, a peer's early check (sent
+                // before ours went out) leaves an unreplied entry whose tuple clashes with
+                // our later outgoing mapping, and MASQUERADE then picks another port: hole
+                // punching fails even between two endpoint-independent NATs. Home routers
+                // drop such packets the same way.
+                in_ns(
+                    &router,
+                    "iptables",
+                    &[
+                        "-A",
+                        "INPUT",
+                        "-i",
+                        "wan",
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "NEW",
+                        "-j",
+                        "DROP",
+                    ],
+                )?;
+                Ok(LabHost {
+                    netns: host_ns,
+                    ip: host_ip,
+                    public_ip: wan_ip,
+                    nat,
+                    router_netns: Some(router),
+                })
+            }
+        }
+    }
+
+    fn add_netns(&mut self, name: &str) -> Result<()> {
+        ip(&["netns", "add", name])?;
+        self.created.push(name.to_owned());
+        ip(&["-n", name, "link", "set", "lo", "up"])
+    }
+
+    /// A veth from the public bridge to `ns` (interface `ifname`, address `addr`/24).
+    fn uplink(
+        &self,
+        public: &str,
+        bridge_port: &str,
+        ns: &str,
+        ifname: &str,
+        addr: Ipv4Addr,
+    ) -> Result<()> {
+        ip(&[
+            "-n",
+            public,
+            "link",
+            "add",
+            bridge_port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifname,
+            "netns",
+            ns,
+        ])?;
+        ip(&["-n", public, "link", "set", bridge_port, "master", "br0"])?;
+        ip(&["-n", public, "link", "set", bridge_port, "up"])?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}/{PUB_PREFIX}"),
+            "dev",
+            ifname,
+        ])?;
+        ip(&["-n", ns, "link", "set", ifname, "up"])
+    }
+
+    /// Deletes everything now (also done on drop). Returns the namespaces that could not
+    /// be deleted.
+    pub fn teardown(&mut self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for ns in self.created.drain(..).rev() {
+            kill_pids_in(&ns);
+            if ip(&["netns", "del", &ns]).is_err() && netns_exists(&ns) {
+                failed.push(ns);
+            }
+        }
+        failed
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        let failed = self.teardown();
+        if !failed.is_empty() {
+            eprintln!("NatLab: could not delete namespaces {failed:?}");
+        }
+    }
+}
+
+fn lab_err(reason: String) -> Error {
+    Error::Peer {
+        peer: "netns".into(),
+        reason,
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(lab_err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run("ip", args)
+}
+
+fn in_ns(ns: &str, program: &str, args: &[&str]) -> Result<()> {
+    let mut v = vec!["netns", "exec", ns, program];
+    v.extend_from_slice(args);
+    run("ip", &v)
+}
+
+fn netns_exists(ns: &str) -> bool {
+    list_netns().iter().any(|n| n == ns)
+}
+
+fn list_netns() -> Vec<String> {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILL, by PID, every process still inside a namespace this lab created (each was
+/// started by the test; normally their own guards stopped them already).
+fn kill_pids_in(ns: &str) {
+    let Ok(out) = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if pid.parse::<u32>().is_ok() {
+            let _ = Command::new("kill")
+                .args(["-KILL", pid])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Deletes `pl-<pid>-…` namespaces whose creating process is gone (a run killed before its
+/// guards ran).
+fn cleanup_stale() {
+    for ns in list_netns() {
+        let Some(rest) = ns.strip_prefix("pl-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            kill_pids_in(&ns);
+            let _ = ip(&["netns", "del", &ns]);
+        }
+    }
+}
