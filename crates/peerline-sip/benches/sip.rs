@@ -13,7 +13,7 @@ use rsip::Method;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+const HEAD: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP client.atlanta.example.com:5060;branch=z9hG4bK74bf9;rport\r\n\
 Max-Forwards: 70\r\n\
 From: \"Alice\" <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n\
@@ -24,10 +24,9 @@ Contact: <sip:alice@client.atlanta.example.com;transport=udp>\r\n\
 Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, MESSAGE, NOTIFY, REFER, UPDATE\r\n\
 Supported: replaces, timer\r\n\
 User-Agent: Peerline/0.1\r\n\
-Content-Type: application/sdp\r\n\
-Content-Length: 280\r\n\
-\r\n\
-v=0\r\n\
+Content-Type: application/sdp\r\n";
+
+const SDP: &str = "v=0\r\n\
 o=alice 2890844526 2890844526 IN IP4 client.atlanta.example.com\r\n\
 s=-\r\n\
 c=IN IP4 192.0.2.101\r\n\
@@ -41,21 +40,27 @@ a=ptime:20\r\n\
 a=sendrecv\r\n\
 a=rtcp-mux\r\n";
 
+fn invite() -> Vec<u8> {
+    format!("{HEAD}Content-Length: {}\r\n\r\n{SDP}", SDP.len()).into_bytes()
+}
+
 fn parse_serialize(c: &mut Criterion) {
-    let msg = parse_message(INVITE).unwrap();
+    let bytes = invite();
+    let invite_bytes: &[u8] = &bytes;
+    let msg = parse_message(invite_bytes).unwrap();
     c.bench_function("parse INVITE+SDP", |b| {
-        b.iter(|| parse_message(black_box(INVITE)).unwrap())
+        b.iter(|| parse_message(black_box(invite_bytes)).unwrap())
     });
     c.bench_function("serialize INVITE+SDP", |b| {
         b.iter(|| serialize(black_box(&msg)))
     });
     c.bench_function("parse+serialize INVITE+SDP", |b| {
-        b.iter(|| serialize(&parse_message(black_box(INVITE)).unwrap()))
+        b.iter(|| serialize(&parse_message(black_box(invite_bytes)).unwrap()))
     });
     c.bench_function("stream framer INVITE+SDP", |b| {
         let mut f = StreamFramer::default();
         b.iter(|| {
-            f.push(black_box(INVITE));
+            f.push(black_box(invite_bytes));
             match f.poll() {
                 Some(Ok(Frame::Message(m))) => m.len(),
                 _ => 0,

@@ -42,5 +42,34 @@ pub fn fuzz_parse(data: &[u8]) {
         }
     }
 }
+/// Fuzzing entry point for stream transports: the first byte picks a chunk size, the
+/// rest is fed to a [`transport::StreamFramer`] in chunks; every framed message goes
+/// through a TCP [`Endpoint`] and [`lint::lint`]. Must never panic.
+pub fn fuzz_stream(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(first % 64) + 1;
+    let mut framer = transport::StreamFramer::default();
+    let mut ep = Endpoint::new(Config::default());
+    let now = std::time::Instant::now();
+    let peer = std::net::SocketAddr::from(([192, 0, 2, 1], 5060));
+    for part in rest.chunks(chunk) {
+        framer.push(part);
+        while let Some(frame) = framer.poll() {
+            match frame {
+                Ok(transport::Frame::Message(m)) => {
+                    let _ = lint::lint(&m);
+                    ep.handle_stream_message(now, ConnectionId(1), Transport::Tcp, peer, &m);
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+    while ep.poll_transmit().is_some() {}
+    ep.handle_timeout(now + std::time::Duration::from_secs(64));
+}
+
 pub use transaction::{Config, Endpoint, Event, Target, TransactionKey, Transmit};
 pub use transport::{ConnectionId, StreamFramer, Transport};

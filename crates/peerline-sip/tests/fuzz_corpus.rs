@@ -24,6 +24,30 @@ fn replay_fuzz_corpus_and_artifacts() {
 }
 
 #[test]
+fn replay_stream_corpus_and_artifacts() {
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut replayed = 0;
+    for sub in [
+        "corpus/sip_stream",
+        "artifacts/sip_stream",
+        "corpus/sip_message",
+    ] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(sub)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let data = std::fs::read(&path).unwrap();
+                peerline_sip::fuzz_stream(&data);
+                replayed += 1;
+            }
+        }
+    }
+    assert!(replayed >= 35, "stream corpus missing? replayed {replayed}");
+}
+
+#[test]
 fn truncations_and_mutations_of_seeds_do_not_panic() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rfc4475");
     for entry in std::fs::read_dir(dir).unwrap() {
