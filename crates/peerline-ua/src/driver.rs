@@ -27,6 +27,8 @@ use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, No
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+/// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
+const SUPPORTED: &[&str] = &[];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +59,7 @@ struct Call {
     invite: Option<Request>,
     offer: Option<SessionDescription>,
     remote_offer: Option<SessionDescription>,
-    rtp: Option<UdpSocket>,
+    rtp: Option<media::MediaSockets>,
     rtp_addr: Option<SocketAddr>,
     media_options: MediaOptions,
     media: Option<MediaHandle>,
@@ -226,7 +228,7 @@ impl Driver {
             dtmf: self.config.media.dtmf,
             ptime: Some(self.config.media.ptime),
             srtp: SrtpPolicy::Off,
-            rtcp_mux: false,
+            rtcp_mux: true,
             username: self.config.identity.user.clone(),
             ..LocalCapabilities::default()
         }
@@ -303,7 +305,7 @@ impl Driver {
             .map_err(|e| PhoneError::BadTarget(target.into(), e))?;
         let ip = self.local_ip_for(dest);
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
-        let rtp_addr = rtp.local_addr()?;
+        let rtp_addr = rtp.rtp.local_addr()?;
         let offer = peerline_sdp::create_offer(&self.capabilities(), rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
@@ -389,7 +391,7 @@ impl Driver {
             ip
         };
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
-        let rtp_addr = rtp.local_addr()?;
+        let rtp_addr = rtp.rtp.local_addr()?;
         let (answer, negotiated) =
             match peerline_sdp::create_answer(&offer, &caps, rtp_addr, session_id, 1) {
                 Ok(a) => a,
@@ -766,6 +768,17 @@ impl Driver {
             send: negotiated.direction.sends(),
             receive: negotiated.direction.receives(),
             remote: negotiated.remote_rtp,
+            remote_rtcp: if negotiated.rtcp_mux {
+                None
+            } else {
+                Some(negotiated.remote_rtcp.unwrap_or_else(|| {
+                    SocketAddr::new(
+                        negotiated.remote_rtp.ip(),
+                        negotiated.remote_rtp.port().saturating_add(1),
+                    )
+                }))
+            },
+            cname: format!("{}@{}", self.config.identity.user, self.sip_addr.ip()),
             ptime_ms: ptime,
             rtp_timeout,
             ssrc,
@@ -958,6 +971,20 @@ impl Driver {
     async fn incoming_invite(&mut self, key: TransactionKey, request: Request, source: SocketAddr) {
         let now = Instant::now();
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
+        // RFC 3261 §8.2.2.3: refuse extensions we do not support, naming them.
+        let unsupported: Vec<String> = peerline_sip::message::header_values(&request, "Require")
+            .into_iter()
+            .flat_map(peerline_sip::syntax::split_list)
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty() && !SUPPORTED.contains(&t.to_ascii_lowercase().as_str()))
+            .collect();
+        if !unsupported.is_empty() {
+            let mut resp = make_response(&request, 420, Some(&local_tag));
+            resp.headers
+                .push(make_header("Unsupported", &unsupported.join(", ")));
+            let _ = self.endpoint.send_response(now, &key, resp);
+            return;
+        }
         if request.contact().is_none() {
             // RFC 3261 §8.1.1.8: a dialog-creating request must carry a Contact.
             let resp = make_response_with_reason(
@@ -993,7 +1020,12 @@ impl Driver {
             .from_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let ringing = make_response(&request, 180, Some(&local_tag));
+        // The 180 creates an early dialog: it carries our Contact (RFC 3261 §12.1.1).
+        let mut ringing = make_response(&request, 180, Some(&local_tag));
+        let ip = local_ip_toward(source, self.sip_addr.ip());
+        ringing
+            .headers
+            .push(make_header("Contact", &self.contact_for(ip)));
         let _ = self.endpoint.send_response(now, &key, ringing);
         let id = self.next_call;
         self.next_call += 1;

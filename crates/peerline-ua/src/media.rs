@@ -60,6 +60,16 @@ pub struct MediaReport {
     pub jitter_ms: f64,
     /// Frames played by concealment.
     pub concealed_frames: u64,
+    /// Round-trip time from RTCP (RFC 3550 LSR/DLSR), when the peer sent reports.
+    pub rtt_ms: Option<f64>,
+    /// RTCP compound packets received.
+    pub rtcp_received: u64,
+    /// RTCP compound packets sent (reports and the final BYE).
+    pub rtcp_sent: u64,
+    /// The jitter buffer's playout delay at the end of the call.
+    pub playout_delay_ms: f64,
+    /// E-model (ITU-T G.107) MOS estimate from codec, loss and one-way delay.
+    pub mos: Option<f32>,
     /// Datagrams from addresses other than the call's peer, dropped.
     pub foreign_source_drops: u64,
     /// DTMF digits received (RFC 4733).
@@ -112,6 +122,10 @@ pub(crate) struct MediaParams {
     pub send: bool,
     pub receive: bool,
     pub remote: SocketAddr,
+    /// Where RTCP goes: `None` with rtcp-mux (same as RTP).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Our CNAME for RTCP SDES.
+    pub cname: String,
     pub ptime_ms: u32,
     pub rtp_timeout: Duration,
     pub ssrc: u32,
@@ -145,15 +159,29 @@ impl MediaHandle {
     }
 }
 
-/// Binds an RTP socket on `ip` at an even port of `range`.
+/// A call's media sockets: RTP on an even port of the range and RTCP on the odd port
+/// above it (used when the peer does not accept rtcp-mux).
+#[derive(Debug)]
+pub(crate) struct MediaSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: Option<UdpSocket>,
+}
+
+/// Binds the media sockets on `ip` inside `range`.
 pub(crate) async fn bind_rtp(
     ip: std::net::IpAddr,
     range: &mut PortRange,
-) -> std::io::Result<UdpSocket> {
+) -> std::io::Result<MediaSockets> {
     let mut last_err = None;
     for port in range.candidates() {
         match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-            Ok(s) => return Ok(s),
+            Ok(rtp) => {
+                let rtcp = match port.checked_add(1).filter(|p| range.contains(*p)) {
+                    Some(p) => UdpSocket::bind(SocketAddr::new(ip, p)).await.ok(),
+                    None => None,
+                };
+                return Ok(MediaSockets { rtp, rtcp });
+            }
             Err(e) => last_err = Some(e),
         }
     }
@@ -164,7 +192,7 @@ pub(crate) async fn bind_rtp(
 
 /// Starts the media task on `socket`.
 pub(crate) fn start(
-    socket: UdpSocket,
+    socket: MediaSockets,
     params: MediaParams,
     options: MediaOptions,
     notices: mpsc::UnboundedSender<(u64, Notice)>,
@@ -224,7 +252,7 @@ impl Source {
 }
 
 async fn run(
-    socket: UdpSocket,
+    sockets: MediaSockets,
     params: MediaParams,
     options: MediaOptions,
     mut stop: oneshot::Receiver<()>,
@@ -232,6 +260,10 @@ async fn run(
     notices: mpsc::UnboundedSender<(u64, Notice)>,
     call: u64,
 ) -> MediaReport {
+    let MediaSockets {
+        rtp: socket,
+        rtcp: rtcp_socket,
+    } = sockets;
     let mut report = MediaReport {
         local: socket.local_addr().ok(),
         remote: Some(params.remote),
@@ -280,6 +312,7 @@ async fn run(
     let mut latched = false;
     let mut recording: Vec<i16> = Vec::new();
     let mut pcm = vec![0i16; frame];
+    let mut playout_pcm: std::collections::VecDeque<i16> = std::collections::VecDeque::new();
     let mut buf = vec![0u8; 2048];
     let mut last_rx = Instant::now();
     let mut timeout_reported = false;
@@ -290,6 +323,18 @@ async fn run(
     let mut digits: std::collections::VecDeque<char> = std::collections::VecDeque::new();
     let mut dtmf_now: Option<(u32, std::collections::VecDeque<peerline_media::DtmfPacket>)> = None;
     let mut dtmf_gap = 0u32;
+    let mut rtcp = peerline_media::RtcpState::new(params.cname.clone());
+    let mut rtcp_buf = vec![0u8; 2048];
+    // RFC 3550 §6.2/§6.3.5: every 5 s on average, each interval randomised to 0.5–1.5×
+    // so that the two sides' reports do not stay in step; the first after half of that.
+    let mut jitter_seed = params.ssrc | 1;
+    let mut rtcp_interval = move || {
+        jitter_seed ^= jitter_seed << 13;
+        jitter_seed ^= jitter_seed >> 17;
+        jitter_seed ^= jitter_seed << 5;
+        Duration::from_millis(2500 + u64::from(jitter_seed % 5000))
+    };
+    let mut next_rtcp = Instant::now() + rtcp_interval() / 2;
     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(params.ptime_ms)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
 
@@ -359,17 +404,51 @@ async fn run(
                         report.ledger.record(remote, TrafficClass::Media, LedgerDirection::Sent, datagram.len());
                     }
                 }
-                let playout = receiver.pop(now);
-                let mut out = decoder.play(&playout);
+                // Playout runs on our clock, one `frame` per tick, while the peer's packets
+                // may hold 10, 20, 30 … ms: frames are popped only as the PCM runs low,
+                // so the jitter buffer is asked once per *its* frame period.
+                while playout_pcm.len() < frame {
+                    let decoded = decoder.play(&receiver.pop(now));
+                    if decoded.is_empty() {
+                        break;
+                    }
+                    playout_pcm.extend(decoded);
+                }
+                let take = frame.min(playout_pcm.len());
+                let mut out: Vec<i16> = playout_pcm.drain(..take).collect();
+                out.resize(frame, 0);
                 if !playing {
                     out.fill(0);
                 }
                 if options.record.is_some() {
                     recording.extend_from_slice(&out);
                 }
+                if now >= next_rtcp {
+                    next_rtcp = now + rtcp_interval();
+                    let ntp = peerline_media::NtpTime::from_system_time(std::time::SystemTime::now());
+                    let compound = rtcp.build_report(now, ntp, params.ssrc, Some(&sender), Some(&mut receiver));
+                    let (sock, dest) = rtcp_route(&socket, rtcp_socket.as_ref(), params.remote_rtcp, remote);
+                    if sock.send_to(&compound, dest).await.is_ok() {
+                        report.rtcp_sent += 1;
+                        report.ledger.record(dest, TrafficClass::Media, LedgerDirection::Sent, compound.len());
+                    }
+                }
                 if !timeout_reported && now.duration_since(last_rx) > params.rtp_timeout {
                     timeout_reported = true;
                     let _ = notices.send((call, Notice::Timeout));
+                }
+            }
+            r = recv_opt(rtcp_socket.as_ref(), &mut rtcp_buf) => {
+                let Ok((n, from)) = r else { continue };
+                if from.ip() != remote.ip() {
+                    report.foreign_source_drops += 1;
+                    report.ledger.record(from, TrafficClass::Dropped, LedgerDirection::Received, n);
+                    continue;
+                }
+                report.ledger.record(from, TrafficClass::Media, LedgerDirection::Received, n);
+                let ntp = peerline_media::NtpTime::from_system_time(std::time::SystemTime::now());
+                if rtcp.handle(Instant::now(), ntp, params.ssrc, &rtcp_buf[..n]).is_ok() {
+                    report.rtcp_received += 1;
                 }
             }
             r = socket.recv_from(&mut buf) => {
@@ -393,6 +472,12 @@ async fn run(
                 latched = true;
                 report.ledger.record(from, TrafficClass::Media, LedgerDirection::Received, n);
                 if peerline_media::is_rtcp(data) {
+                    let ntp = peerline_media::NtpTime::from_system_time(std::time::SystemTime::now());
+                    if rtcp.handle(Instant::now(), ntp, params.ssrc, data).is_ok() {
+                        report.rtcp_received += 1;
+                    } else {
+                        report.received.malformed += 1;
+                    }
                     continue;
                 }
                 let now = Instant::now();
@@ -411,9 +496,30 @@ async fn run(
             }
         }
     }
+    let bye = rtcp.build_bye(params.ssrc, Some("call ended"));
+    let (sock, dest) = rtcp_route(&socket, rtcp_socket.as_ref(), params.remote_rtcp, remote);
+    if sock.send_to(&bye, dest).await.is_ok() {
+        report.rtcp_sent += 1;
+        report
+            .ledger
+            .record(dest, TrafficClass::Media, LedgerDirection::Sent, bye.len());
+    }
+    report.rtt_ms = rtcp.rtt().map(|d| d.as_secs_f64() * 1000.0);
+    report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
     report.sent = sender.stats();
     report.received = receiver.stats();
     report.jitter_ms = report.received.jitter_ms(rate);
+    let rx = report.received;
+    let expected = rx.packets_received + rx.packets_lost;
+    if expected > 0 {
+        let loss = rx.packets_lost as f32 * 100.0 / expected as f32;
+        // Mouth-to-ear estimate: half the RTT (or 0 on a LAN without reports), the
+        // playout delay and one packetisation interval.
+        let one_way = report.rtt_ms.unwrap_or(0.0) / 2.0
+            + report.playout_delay_ms
+            + f64::from(params.ptime_ms);
+        report.mos = Some(peerline_media::mos(params.codec, one_way as f32, loss, 1.0));
+    }
     report.concealed_frames = decoder.concealed();
     report.dtmf = dtmf.keys().to_string();
     if let Some(path) = &options.record {
@@ -423,4 +529,31 @@ async fn run(
         }
     }
     report
+}
+
+/// Where RTCP goes and from which socket: the RTP socket with rtcp-mux (or when the odd
+/// port could not be bound), else the RTCP socket to the peer's RTCP address (its RTP port
+/// + 1 when the SDP named none).
+fn rtcp_route<'a>(
+    rtp: &'a UdpSocket,
+    rtcp: Option<&'a UdpSocket>,
+    remote_rtcp: Option<SocketAddr>,
+    remote_rtp: SocketAddr,
+) -> (&'a UdpSocket, SocketAddr) {
+    match (remote_rtcp, rtcp) {
+        (Some(dest), Some(sock)) => (sock, dest),
+        (Some(dest), None) => (rtp, dest),
+        (None, _) => (rtp, remote_rtp),
+    }
+}
+
+/// `recv_from` on an optional socket; never ready when there is none.
+async fn recv_opt(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }

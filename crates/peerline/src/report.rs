@@ -45,6 +45,11 @@ pub fn call_json(
         "rtp_malformed": media.received.malformed,
         "jitter_ms": media.jitter_ms,
         "concealed_frames": media.concealed_frames,
+        "rtt_ms": media.rtt_ms,
+        "playout_delay_ms": media.playout_delay_ms,
+        "mos": media.mos,
+        "rtcp_sent": media.rtcp_sent,
+        "rtcp_received": media.rtcp_received,
         "foreign_source_drops": media.foreign_source_drops,
         "dtmf": media.dtmf,
         "heard_dominant_hz": heard.map(|h| h.dominant_hz),
@@ -68,6 +73,20 @@ pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Op
         media.received.malformed,
         media.jitter_ms,
         media.concealed_frames
+    );
+    println!(
+        "  quality    rtt {}  playout delay {:.0} ms  MOS {}  rtcp sent {} received {}",
+        media
+            .rtt_ms
+            .map(|r| format!("{r:.1} ms"))
+            .unwrap_or_else(|| "n/a".into()),
+        media.playout_delay_ms,
+        media
+            .mos
+            .map(|m| format!("{m:.2}"))
+            .unwrap_or_else(|| "n/a".into()),
+        media.rtcp_sent,
+        media.rtcp_received
     );
     if let Some(h) = heard {
         match h.expected_secs {
