@@ -108,6 +108,7 @@ fn baresip_codec(codec: CodecName) -> (&'static str, &'static str, u32) {
     match codec {
         CodecName::Pcmu => ("PCMU", "PCMU 8000Hz", 8000),
         CodecName::Pcma => ("PCMA", "PCMA 8000Hz", 8000),
+        CodecName::G722 => ("G722", "G722 16000Hz", 16000),
         CodecName::Opus => ("opus/48000/2", "opus 48000Hz", 48000),
     }
 }
@@ -311,6 +312,18 @@ fn baresip_calls_peerline_pcma() {
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn peerline_calls_baresip_pcma() {
     peerline_calls_baresip("peerline_calls_baresip_pcma", CodecName::Pcma);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_baresip_g722() {
+    peerline_calls_baresip("peerline_calls_baresip_g722", CodecName::G722);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_calls_peerline_g722() {
+    baresip_calls_peerline("baresip_calls_peerline_g722", CodecName::G722);
 }
 
 #[test]

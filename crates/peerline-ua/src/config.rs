@@ -39,9 +39,24 @@ pub enum CodecName {
     /// G.711 A-law.
     #[serde(rename = "PCMA")]
     Pcma,
+    /// G.722 (16 kHz audio, RTP clock 8000, static PT 9).
+    #[serde(rename = "G722")]
+    G722,
     /// Opus at 48 kHz (RFC 7587), with in-band FEC.
     #[serde(rename = "opus")]
     Opus,
+}
+
+impl CodecName {
+    /// The name used in config files and SDP (`PCMU`, `PCMA`, `G722`, `opus`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+            Self::G722 => "G722",
+            Self::Opus => "opus",
+        }
+    }
 }
 
 /// `[network]`.

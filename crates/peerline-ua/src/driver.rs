@@ -222,6 +222,7 @@ impl Driver {
                 .map(|c| match c {
                     CodecName::Pcmu => SdpCodec::Pcmu,
                     CodecName::Pcma => SdpCodec::Pcma,
+                    CodecName::G722 => SdpCodec::G722,
                     CodecName::Opus => SdpCodec::opus(),
                 })
                 .collect(),
@@ -751,6 +752,7 @@ impl Driver {
             SdpCodec::Pcmu => peerline_media::Codec::Pcmu,
             SdpCodec::Pcma => peerline_media::Codec::Pcma,
             SdpCodec::Opus(_) => peerline_media::Codec::Opus,
+            SdpCodec::G722 => peerline_media::Codec::G722,
             _ => {
                 call.ending = Some(EndReason::Media(format!(
                     "codec {} has no encoder",

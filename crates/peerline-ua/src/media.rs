@@ -271,12 +271,11 @@ async fn run(
         ..MediaReport::default()
     };
     let rate = params.codec.clock_rate();
-    let sample_rate = match params.codec {
-        Codec::Opus => 48_000,
-        _ => rate,
-    };
+    // The PCM rate (what sources, decoders and recordings run at) differs from the RTP
+    // clock for G.722 (16 kHz audio, 8 kHz clock) and Opus (48 kHz).
+    let sample_rate = params.codec.pcm_rate();
     let frame = params.codec.samples_per_frame(params.ptime_ms);
-    let ticks_per_frame = (rate / 1000 * params.ptime_ms).max(1);
+    let ticks_per_frame = params.codec.rtp_ticks_per_frame(params.ptime_ms).max(1);
     let mut source = match Source::new(&options.source, sample_rate) {
         Ok(s) => s,
         Err(e) => {
@@ -408,7 +407,14 @@ async fn run(
                 // may hold 10, 20, 30 … ms: frames are popped only as the PCM runs low,
                 // so the jitter buffer is asked once per *its* frame period.
                 while playout_pcm.len() < frame {
-                    let decoded = decoder.play(&receiver.pop(now));
+                    // For a missing frame the next packet, if already here, carries Opus
+                    // in-band FEC for it.
+                    let playout = receiver.pop(now);
+                    let next = match &playout {
+                        peerline_media::Playout::Missing { timestamp } => receiver.peek_next(*timestamp),
+                        _ => None,
+                    };
+                    let decoded = decoder.play_with_next(&playout, next);
                     if decoded.is_empty() {
                         break;
                     }

@@ -3,6 +3,7 @@
 mod demo;
 mod oneshot;
 mod report;
+mod sip_lint;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,23 @@ enum Command {
     Listen(oneshot::ListenArgs),
     /// List audio devices.
     Devices,
+    /// Tools for SIP interop engineers.
+    Sip {
+        #[command(subcommand)]
+        command: SipCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SipCommand {
+    /// Check one SIP message: exit 0 valid, 1 invalid (with the reason and line), 2 unreadable.
+    Lint {
+        /// The message file, or `-` for standard input.
+        file: String,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +74,9 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => runtime.block_on(demo::run(args)),
             Command::Call(args) => runtime.block_on(oneshot::call(config, args)),
             Command::Listen(args) => runtime.block_on(oneshot::listen(config, args)),
+            Command::Sip {
+                command: SipCommand::Lint { file, json },
+            } => sip_lint::run(&file, json),
             Command::Devices => {
                 for d in peerline_audio::list_devices()? {
                     println!("{d:?}");

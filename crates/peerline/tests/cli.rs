@@ -1,0 +1,70 @@
+//! The `peerline` binary end to end: the demo's verdict and `sip lint`'s exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn peerline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_peerline"))
+}
+
+#[test]
+fn demo_reports_two_way_audio_as_json() {
+    let out = peerline()
+        .args(["demo", "--seconds", "1.5", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let calls = v["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    for c in calls {
+        assert!(c["rtp_received"].as_u64().unwrap() >= 50, "{c}");
+        assert_eq!(c["rtp_malformed"], 0);
+    }
+    assert_eq!(calls[0]["ended"], "local hangup");
+    assert_eq!(calls[1]["ended"], "remote hangup");
+    // Alice heard Bob's 1000 Hz, Bob heard Alice's 440 Hz.
+    assert!((calls[0]["heard_dominant_hz"].as_f64().unwrap() - 1000.0).abs() < 20.0);
+    assert!((calls[1]["heard_dominant_hz"].as_f64().unwrap() - 440.0).abs() < 10.0);
+}
+
+fn lint(input: &[u8]) -> (i32, String) {
+    let mut child = peerline()
+        .args(["sip", "lint", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn sip_lint_exit_codes_and_reasons() {
+    let valid = b"OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: x@1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let (code, out) = lint(valid);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("valid:"), "{out}");
+
+    let bad = String::from_utf8_lossy(valid).replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE");
+    let (code, out) = lint(bad.as_bytes());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line 7"), "{out}");
+
+    let out = peerline()
+        .args(["sip", "lint", "/nonexistent/message.sip"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
