@@ -28,14 +28,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn codec_name(c: CodecName) -> &'static str {
-    match c {
-        CodecName::Pcmu => "PCMU",
-        CodecName::Pcma => "PCMA",
-        CodecName::Opus => "opus",
-    }
-}
-
 /// A phone config on 127.0.0.1 (SIP port chosen by the kernel), with an RTP port block of
 /// its own from the harness allocator so it never collides with the peers' ports.
 pub fn config(codecs: &[CodecName]) -> Config {
@@ -43,7 +35,7 @@ pub fn config(codecs: &[CodecName]) -> Config {
     let high = low + RTP_BLOCK - 1;
     let codecs: Vec<String> = codecs
         .iter()
-        .map(|c| format!("\"{}\"", codec_name(*c)))
+        .map(|c| format!("\"{}\"", c.name()))
         .collect();
     let text = format!(
         "[identity]\nuser = \"peerline\"\n\
