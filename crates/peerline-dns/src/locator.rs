@@ -83,6 +83,50 @@ fn map_error(e: &ResolveError) -> Answer {
     }
 }
 
+fn no_records_without_soa(e: &ResolveError) -> bool {
+    matches!(
+        e.proto().map(|p| p.kind()),
+        Some(ProtoErrorKind::NoRecordsFound { soa: None, .. })
+    )
+}
+
+/// Follow CNAMEs from `name` (at most 8 hops): a loop, or an alias whose target has no
+/// record of the asked type, becomes a failure that says so.
+async fn cname_problem(resolver: &TokioResolver, name: Name, kind: QueryKind) -> Option<Answer> {
+    let mut chain = vec![name];
+    for _ in 0..8 {
+        let last = chain.last()?.clone();
+        let Ok(l) = resolver.lookup(last, RecordType::CNAME).await else {
+            break;
+        };
+        let next = l.records().iter().find_map(|r| match r.data() {
+            RData::CNAME(c) => Some(c.0.clone()),
+            _ => None,
+        })?;
+        let looped = chain.contains(&next);
+        chain.push(next);
+        if looped {
+            break;
+        }
+    }
+    if chain.len() < 2 {
+        return None;
+    }
+    let text: Vec<String> = chain.iter().map(|n| n.to_ascii()).collect();
+    let looped = chain
+        .last()
+        .is_some_and(|l| chain[..chain.len() - 1].contains(l));
+    let what = if looped {
+        "CNAME loop".to_string()
+    } else {
+        format!("CNAME chain ends without a {kind} record")
+    };
+    Some(Answer::failed(Failure::Other(format!(
+        "{what}: {}",
+        text.join(" -> ")
+    ))))
+}
+
 impl DnsSource for HickorySource {
     fn query(&self, query: &Query) -> impl Future<Output = Answer> + Send {
         let resolver = self.resolver.clone();
@@ -99,11 +143,21 @@ impl DnsSource for HickorySource {
                 QueryKind::A => RecordType::A,
                 QueryKind::Aaaa => RecordType::AAAA,
             };
-            let lookup = match resolver.lookup(name, rtype).await {
+            let lookup = match resolver.lookup(name.clone(), rtype).await {
                 Ok(l) => l,
-                Err(e) => return map_error(&e),
+                Err(e) => {
+                    // hickory reports a CNAME chain that never reaches the type as "no
+                    // records" without an SOA; walk the chain to say what is wrong.
+                    if no_records_without_soa(&e) {
+                        if let Some(a) = cname_problem(&resolver, name, query.kind).await {
+                            return a;
+                        }
+                    }
+                    return map_error(&e);
+                }
             };
             let mut ttl = u32::MAX;
+            let mut cnames: Vec<String> = Vec::new();
             let mut naptr = Vec::new();
             let mut srv = Vec::new();
             let mut addrs: Vec<IpAddr> = Vec::new();
@@ -138,6 +192,10 @@ impl DnsSource for HickorySource {
                         addrs.push(IpAddr::V6(a.0));
                         true
                     }
+                    (_, RData::CNAME(c)) => {
+                        cnames.push(c.0.to_ascii());
+                        false
+                    }
                     _ => false,
                 };
                 if kept {
@@ -148,6 +206,13 @@ impl DnsSource for HickorySource {
                 QueryKind::Naptr if !naptr.is_empty() => AnswerData::Naptr(naptr),
                 QueryKind::Srv if !srv.is_empty() => AnswerData::Srv(srv),
                 QueryKind::A | QueryKind::Aaaa if !addrs.is_empty() => AnswerData::Addrs(addrs),
+                _ if !cnames.is_empty() => {
+                    return Answer::failed(Failure::Other(format!(
+                        "CNAME chain ({}) ends without a {} record: a loop or a dangling alias",
+                        cnames.join(" -> "),
+                        query.kind
+                    )))
+                }
                 _ => return Answer::empty(0),
             };
             Answer::new(ttl, data)
@@ -277,6 +342,8 @@ impl<S: DnsSource> Locator<S> {
             if batch.is_empty() {
                 break;
             }
+            // Answers are fed in query order (not arrival order): reproducible trails.
+            let mut answers: Vec<Option<Answer>> = vec![None; batch.len()];
             let mut set = tokio::task::JoinSet::new();
             for (i, q) in batch.iter().enumerate() {
                 let cached = self
@@ -286,7 +353,9 @@ impl<S: DnsSource> Locator<S> {
                     .get(q, now);
                 match cached {
                     Some(a) => {
-                        res.handle_answer(q, a);
+                        if let Some(slot) = answers.get_mut(i) {
+                            *slot = Some(a);
+                        }
                     }
                     None => {
                         let src = Arc::clone(&self.source);
@@ -306,6 +375,14 @@ impl<S: DnsSource> Locator<S> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .put(q.clone(), &a, now);
+                if let Some(slot) = answers.get_mut(i) {
+                    *slot = Some(a);
+                }
+            }
+            for (q, a) in batch.iter().zip(answers) {
+                // A task that panicked or was cancelled: report it as a failed query.
+                let a =
+                    a.unwrap_or_else(|| Answer::failed(Failure::Other("query task failed".into())));
                 res.handle_answer(q, a);
             }
         }
