@@ -135,6 +135,45 @@ pub struct Resolved {
     pub trail: Vec<(Query, Answer)>,
 }
 
+impl Resolved {
+    /// Human-readable lines for `peerline doctor`: each query with its answer, then the
+    /// targets in order with the record they came from.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .trail
+            .iter()
+            .map(|(q, a)| format!("{q}: {}", a.summary()))
+            .collect();
+        for (i, t) in self.targets.iter().enumerate() {
+            let from = match &t.from {
+                Origin::Numeric => "numeric host".to_string(),
+                Origin::Address { name } => format!("A/AAAA {name}"),
+                Origin::Srv {
+                    naptr,
+                    srv_name,
+                    target,
+                    priority,
+                    weight,
+                } => {
+                    let via = naptr
+                        .as_ref()
+                        .map(|n| format!("NAPTR {} {} {} → ", n.order, n.preference, n.service))
+                        .unwrap_or_default();
+                    format!("{via}SRV {srv_name} {priority} {weight} {target}")
+                }
+            };
+            out.push(format!(
+                "target {}: {} {} (from {from}, ttl {} s)",
+                i + 1,
+                t.transport,
+                t.addr,
+                t.ttl.as_secs()
+            ));
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SrvPlan {
     name: String,

@@ -252,6 +252,12 @@ fn naptr_orders_transports_by_preference() {
     // The smallest TTL of NAPTR (100), SRV (80) and A (50).
     assert_eq!(r.targets[0].ttl, Duration::from_secs(50));
     assert_eq!(z.asked()[0], "NAPTR example.com");
+    let lines = r.describe();
+    assert_eq!(lines[0], "NAPTR example.com: 10 20 \"s\" \"SIP+D2U\" _sip._udp.example.com., 10 10 \"S\" \"SIP+D2T\" _sip._tcp.example.com., 10 30 \"s\" \"SIPS+D2T\" _sips._tcp.example.com.");
+    assert!(
+        lines.contains(&"target 1: TCP 192.0.2.10:5062 (from NAPTR 10 10 SIP+D2T → SRV _sip._tcp.example.com 10 0 a.example.com, ttl 50 s)".to_string()),
+        "{lines:#?}"
+    );
     // Without the TLS transport the SIPS record is skipped.
     let policy = Policy {
         transports: vec![Transport::Udp, Transport::Tcp],
