@@ -110,6 +110,11 @@ impl BaresipOptions {
         self.mediaenc = Some(enc.to_string());
         self
     }
+    /// [`Self::mediaenc`] when `Some`; no media encryption otherwise.
+    pub fn mediaenc_opt(mut self, enc: Option<&str>) -> Self {
+        self.mediaenc = enc.map(str::to_string);
+        self
+    }
     /// Account `medianat=` (`ice`, `stun`, `turn`); put `stunserver=`/`stunuser=`/`stunpass=`
     /// in [`Self::account_param`].
     pub fn medianat(mut self, nat: &str) -> Self {

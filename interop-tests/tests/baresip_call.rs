@@ -11,9 +11,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use peerline_interop::{tails, write_tone_wav, Baresip, BaresipOptions, MatrixEntry, TestDir};
+use peerline_interop::{
+    alloc_port_block, tails, write_tone_wav, Baresip, BaresipOptions, MatrixEntry, Process,
+    ProcessOptions, TestDir,
+};
 use peerline_ua::{
     AudioSource, CodecName, Config, EndReason, Event, Events, MediaOptions, MediaReport, Phone,
+    SrtpKeying, SrtpMode,
 };
 
 const READY: Duration = Duration::from_secs(5);
@@ -26,12 +30,120 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn config(codec: CodecName) -> Config {
+/// How a call is encrypted: Peerline's keying (`None`: SRTP off) and baresip's `mediaenc`.
+#[derive(Clone, Copy)]
+struct Enc {
+    keying: Option<SrtpKeying>,
+    mediaenc: Option<&'static str>,
+    /// Capture the call with tshark and check no packet carries the plaintext tone.
+    capture: bool,
+}
+
+const PLAIN: Enc = Enc {
+    keying: None,
+    mediaenc: None,
+    capture: false,
+};
+
+impl Enc {
+    fn feature_suffix(self) -> &'static str {
+        match self.keying {
+            None => "",
+            Some(SrtpKeying::Sdes) => "-srtp-sdes",
+            Some(SrtpKeying::Dtls) => "-srtp-dtls",
+        }
+    }
+}
+
+fn config(codec: CodecName, enc: Enc, rtp_ports: Option<(u16, u16)>) -> Config {
     let mut c = Config::default();
     c.identity.user = "peerline".into();
     c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.media.codecs = vec![codec];
+    match enc.keying {
+        None => c.media.srtp = SrtpMode::Off,
+        Some(k) => {
+            c.media.srtp = SrtpMode::Mandatory;
+            c.media.srtp_keying = k;
+        }
+    }
+    if let Some((lo, hi)) = rtp_ports {
+        c.network.rtp_ports = peerline_net::PortRange::new(lo, hi).unwrap();
+    }
     c
+}
+
+/// tshark on loopback for Peerline's RTP port range, started before a call.
+struct Capture {
+    process: Process,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(dir: &TestDir, lo: u16, hi: u16) -> Capture {
+        let file = dir.path().join("call.pcap");
+        let mut process = Process::spawn(
+            ProcessOptions::new("tshark", "tshark")
+                .args(["-i", "lo", "-f", &format!("udp portrange {lo}-{hi}")])
+                .args(["-w", &file.to_string_lossy(), "-a", "duration:30"]),
+            dir.path(),
+        )
+        .unwrap();
+        process
+            .wait_for_log("Capturing on", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[&process], 20)));
+        Capture { process, file }
+    }
+
+    /// Stops the capture; returns the UDP payloads that look like RTP with an audio PT.
+    fn rtp_payloads(mut self) -> Vec<Vec<u8>> {
+        self.process.stop();
+        let out = std::process::Command::new("tshark")
+            .args([
+                "-r",
+                &self.file.to_string_lossy(),
+                "-T",
+                "fields",
+                "-e",
+                "udp.payload",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|hex| {
+                let hex: String = hex.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+                (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                    .collect::<Option<Vec<u8>>>()
+            })
+            .filter(|p| p.len() > 12 && p[0] >> 6 == 2 && (p[1] & 0x7f) < 72)
+            .collect()
+    }
+}
+
+/// Asserts a capture holds ≥ 100 media packets and none whose payload is the plaintext
+/// G.711 µ-law of `freq` (a plaintext packet decodes to the tone; SRTP decodes to noise).
+fn assert_encrypted(payloads: &[Vec<u8>], freq: f32) {
+    assert!(
+        payloads.len() >= 100,
+        "only {} RTP packets captured",
+        payloads.len()
+    );
+    let plaintext = payloads
+        .iter()
+        .filter(|p| {
+            let mut pcm = Vec::new();
+            peerline_media::g711::decode_ulaw(&p[12..], &mut pcm);
+            peerline_media::detect_tone(&pcm, 8000, freq) > 0.5
+        })
+        .count();
+    assert_eq!(
+        plaintext,
+        0,
+        "{plaintext} of {} packets carry the plaintext tone",
+        payloads.len()
+    );
 }
 
 /// Seconds of `freq` in a WAV recording (after the first 200 ms).
@@ -126,14 +238,15 @@ fn check_baresip_heard(b: &Baresip, freq: f32, other: f32, logs: &str) {
 }
 
 /// baresip dials Peerline; Peerline answers and records; baresip hangs up when its WAV ends.
-fn baresip_calls_peerline(test: &str, codec: CodecName) {
+fn baresip_calls_peerline(test: &str, codec: CodecName, enc: Enc) {
     let started = Instant::now();
     let (bname, blog, srate) = baresip_codec(codec);
     let entry = MatrixEntry::new(
         "baresip",
         &format!(
-            "call-in-{}",
-            bname.split('/').next().unwrap_or(bname).to_lowercase()
+            "call-in-{}{}",
+            bname.split('/').next().unwrap_or(bname).to_lowercase(),
+            enc.feature_suffix()
         ),
         "udp",
     );
@@ -142,15 +255,20 @@ fn baresip_calls_peerline(test: &str, codec: CodecName) {
     write_tone_wav(&wav, 600.0, srate, 1, 4.0, 0.5).unwrap();
     let rec = dir.path().join("peerline-heard.wav");
 
+    let ports = alloc_port_block(20).unwrap();
+    let capture = enc.capture.then(|| Capture::start(&dir, ports, ports + 19));
     let rt = runtime();
     rt.block_on(async {
-        let (phone, mut events) = Phone::start(config(codec)).await.unwrap();
+        let (phone, mut events) = Phone::start(config(codec, enc, Some((ports, ports + 19))))
+            .await
+            .unwrap();
         let mut b = Baresip::start(
             BaresipOptions::new("b")
                 .audio_source(&wav)
                 .audio_format(srate, 1)
                 .audio_codecs(bname)
                 .ctrl_tcp()
+                .mediaenc_opt(enc.mediaenc)
                 .run_for(Duration::from_secs(20)),
             &dir,
         )
@@ -198,7 +316,16 @@ fn baresip_calls_peerline(test: &str, codec: CodecName) {
             "Peerline heard its own 1000 Hz for {own} s\n{logs}"
         );
         check_baresip_heard(&b, 1000.0, 600.0, &logs);
+        assert_eq!(
+            media.srtp.is_some(),
+            enc.keying.is_some(),
+            "{:?}",
+            media.srtp
+        );
     });
+    if let Some(c) = capture {
+        assert_encrypted(&c.rtp_payloads(), 1000.0);
+    }
     entry.pass();
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -208,14 +335,15 @@ fn baresip_calls_peerline(test: &str, codec: CodecName) {
 }
 
 /// Peerline dials baresip (auto-answer); talks 4 s; Peerline hangs up.
-fn peerline_calls_baresip(test: &str, codec: CodecName) {
+fn peerline_calls_baresip(test: &str, codec: CodecName, enc: Enc) {
     let started = Instant::now();
     let (bname, blog, srate) = baresip_codec(codec);
     let entry = MatrixEntry::new(
         "baresip",
         &format!(
-            "call-out-{}",
-            bname.split('/').next().unwrap_or(bname).to_lowercase()
+            "call-out-{}{}",
+            bname.split('/').next().unwrap_or(bname).to_lowercase(),
+            enc.feature_suffix()
         ),
         "udp",
     );
@@ -225,6 +353,8 @@ fn peerline_calls_baresip(test: &str, codec: CodecName) {
     write_tone_wav(&wav, 1000.0, srate, 1, 10.0, 0.5).unwrap();
     let rec = dir.path().join("peerline-heard.wav");
 
+    let ports = alloc_port_block(20).unwrap();
+    let capture = enc.capture.then(|| Capture::start(&dir, ports, ports + 19));
     let rt = runtime();
     rt.block_on(async {
         let mut b = Baresip::start(
@@ -232,13 +362,16 @@ fn peerline_calls_baresip(test: &str, codec: CodecName) {
                 .audio_source(&wav)
                 .audio_format(srate, 1)
                 .audio_codecs(bname)
+                .mediaenc_opt(enc.mediaenc)
                 .run_for(Duration::from_secs(20)),
             &dir,
         )
         .unwrap();
         b.wait_ready(READY)
             .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 40)));
-        let (phone, mut events) = Phone::start(config(codec)).await.unwrap();
+        let (phone, mut events) = Phone::start(config(codec, enc, Some((ports, ports + 19))))
+            .await
+            .unwrap();
         let call = phone
             .call(
                 &b.uri(),
@@ -281,7 +414,16 @@ fn peerline_calls_baresip(test: &str, codec: CodecName) {
             "Peerline heard its own 440 Hz for {own} s\n{logs}"
         );
         check_baresip_heard(&b, 440.0, 1000.0, &logs);
+        assert_eq!(
+            media.srtp.is_some(),
+            enc.keying.is_some(),
+            "{:?}",
+            media.srtp
+        );
     });
+    if let Some(c) = capture {
+        assert_encrypted(&c.rtp_payloads(), 440.0);
+    }
     entry.pass();
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -293,49 +435,49 @@ fn peerline_calls_baresip(test: &str, codec: CodecName) {
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn baresip_calls_peerline_pcmu() {
-    baresip_calls_peerline("baresip_calls_peerline_pcmu", CodecName::Pcmu);
+    baresip_calls_peerline("baresip_calls_peerline_pcmu", CodecName::Pcmu, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn peerline_calls_baresip_pcmu() {
-    peerline_calls_baresip("peerline_calls_baresip_pcmu", CodecName::Pcmu);
+    peerline_calls_baresip("peerline_calls_baresip_pcmu", CodecName::Pcmu, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn baresip_calls_peerline_pcma() {
-    baresip_calls_peerline("baresip_calls_peerline_pcma", CodecName::Pcma);
+    baresip_calls_peerline("baresip_calls_peerline_pcma", CodecName::Pcma, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn peerline_calls_baresip_pcma() {
-    peerline_calls_baresip("peerline_calls_baresip_pcma", CodecName::Pcma);
+    peerline_calls_baresip("peerline_calls_baresip_pcma", CodecName::Pcma, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn peerline_calls_baresip_g722() {
-    peerline_calls_baresip("peerline_calls_baresip_g722", CodecName::G722);
+    peerline_calls_baresip("peerline_calls_baresip_g722", CodecName::G722, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn baresip_calls_peerline_g722() {
-    baresip_calls_peerline("baresip_calls_peerline_g722", CodecName::G722);
+    baresip_calls_peerline("baresip_calls_peerline_g722", CodecName::G722, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn peerline_calls_baresip_opus() {
-    peerline_calls_baresip("peerline_calls_baresip_opus", CodecName::Opus);
+    peerline_calls_baresip("peerline_calls_baresip_opus", CodecName::Opus, PLAIN);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn baresip_calls_peerline_opus() {
-    baresip_calls_peerline("baresip_calls_peerline_opus", CodecName::Opus);
+    baresip_calls_peerline("baresip_calls_peerline_opus", CodecName::Opus, PLAIN);
 }
 
 /// DTMF `0123456789*#` both ways over RFC 4733: Peerline → baresip (baresip logs each digit
@@ -362,7 +504,9 @@ fn dtmf_both_ways_with_baresip() {
         .unwrap();
         b.wait_ready(READY)
             .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 40)));
-        let (phone, mut events) = Phone::start(config(CodecName::Pcmu)).await.unwrap();
+        let (phone, mut events) = Phone::start(config(CodecName::Pcmu, PLAIN, None))
+            .await
+            .unwrap();
         let call = phone.call(&b.uri(), MediaOptions::default()).await.unwrap();
         next_event(&mut events, Duration::from_secs(5), |ev| {
             matches!(ev, Event::Answered { .. }).then_some(())
@@ -422,4 +566,40 @@ fn dtmf_both_ways_with_baresip() {
         "{:?}",
         started.elapsed()
     );
+}
+
+const SDES: Enc = Enc {
+    keying: Some(SrtpKeying::Sdes),
+    mediaenc: Some("srtp-mand"),
+    capture: true,
+};
+
+const DTLS: Enc = Enc {
+    keying: Some(SrtpKeying::Dtls),
+    mediaenc: Some("dtls_srtp"),
+    capture: true,
+};
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_baresip_srtp_sdes() {
+    peerline_calls_baresip("peerline_calls_baresip_srtp_sdes", CodecName::Pcmu, SDES);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_calls_peerline_srtp_sdes() {
+    baresip_calls_peerline("baresip_calls_peerline_srtp_sdes", CodecName::Pcmu, SDES);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_baresip_srtp_dtls() {
+    peerline_calls_baresip("peerline_calls_baresip_srtp_dtls", CodecName::Pcmu, DTLS);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_calls_peerline_srtp_dtls() {
+    baresip_calls_peerline("baresip_calls_peerline_srtp_dtls", CodecName::Pcmu, DTLS);
 }

@@ -59,6 +59,28 @@ impl CodecName {
     }
 }
 
+/// Whether calls must, may or must not be encrypted with SRTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpMode {
+    /// Never send or accept plaintext RTP; a peer without SRTP gets 488.
+    Mandatory,
+    /// Offer SRTP in a form plain peers accept (`RTP/AVP` with `a=crypto`), fall back to RTP.
+    Optional,
+    /// Plain RTP only.
+    Off,
+}
+
+/// How SRTP keys are agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpKeying {
+    /// DTLS-SRTP (RFC 5763/5764): keys never travel in signaling.
+    Dtls,
+    /// SDES (RFC 4568): keys in `a=crypto`; safe only over TLS signaling.
+    Sdes,
+}
+
 /// `[network]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -91,6 +113,10 @@ pub struct MediaConfig {
     pub dtmf: bool,
     /// Seconds without any RTP after which a call ends.
     pub rtp_timeout_secs: u64,
+    /// SRTP policy for our offers and for offers we answer.
+    pub srtp: SrtpMode,
+    /// How our offers key SRTP (answers follow what the offer used).
+    pub srtp_keying: SrtpKeying,
 }
 
 impl Default for MediaConfig {
@@ -100,6 +126,8 @@ impl Default for MediaConfig {
             ptime: 20,
             dtmf: true,
             rtp_timeout_secs: 30,
+            srtp: SrtpMode::Mandatory,
+            srtp_keying: SrtpKeying::Dtls,
         }
     }
 }

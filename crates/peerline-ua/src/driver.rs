@@ -22,7 +22,7 @@ use rsip::{Method, Request, Response, SipMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::config::{CodecName, Config};
+use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
@@ -95,6 +95,8 @@ pub(crate) struct Driver {
     ledger: Ledger,
     rtp_ports: PortRange,
     session_id: u64,
+    /// This phone's DTLS certificate; its fingerprint goes in our SDP.
+    dtls_cert: std::sync::Arc<peerline_srtp::DtlsCert>,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -107,6 +109,7 @@ impl Driver {
         socket: UdpSocket,
         sip_addr: SocketAddr,
         events: mpsc::UnboundedSender<Event>,
+        dtls_cert: std::sync::Arc<peerline_srtp::DtlsCert>,
     ) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let mut rng = StdRng::from_entropy();
@@ -126,6 +129,7 @@ impl Driver {
             notices_rx,
             ledger: Ledger::new(),
             session_id,
+            dtls_cert,
         }
     }
 
@@ -212,8 +216,36 @@ impl Driver {
         )
     }
 
-    fn capabilities(&self) -> LocalCapabilities {
+    /// What we offer or answer with. For an offer, keys follow `srtp_keying`; for an answer
+    /// both kinds are available and the offer decides which is used.
+    fn capabilities(&self, answering: bool) -> LocalCapabilities {
+        let media = &self.config.media;
+        let srtp = match media.srtp {
+            SrtpMode::Mandatory => SrtpPolicy::Mandatory,
+            SrtpMode::Optional => SrtpPolicy::Optional,
+            SrtpMode::Off => SrtpPolicy::Off,
+        };
+        let on = media.srtp != SrtpMode::Off;
+        let sdes = on && (answering || media.srtp_keying == SrtpKeying::Sdes);
+        let dtls = on && (answering || media.srtp_keying == SrtpKeying::Dtls);
+        let crypto = if sdes {
+            // Fresh keys from the OS CSPRNG for every offer/answer (RFC 4568 §6.1).
+            peerline_srtp::generate_crypto(
+                &mut rand::rngs::OsRng,
+                &[
+                    peerline_srtp::SrtpSuite::AesCm128HmacSha1_80,
+                    peerline_srtp::SrtpSuite::AesCm128HmacSha1_32,
+                    peerline_srtp::SrtpSuite::AeadAes128Gcm,
+                ],
+                &peerline_srtp::SdesKeyOptions::default(),
+            )
+        } else {
+            Vec::new()
+        };
         LocalCapabilities {
+            srtp,
+            crypto,
+            fingerprint: dtls.then(|| self.dtls_cert.fingerprint().clone()),
             codecs: self
                 .config
                 .media
@@ -228,7 +260,6 @@ impl Driver {
                 .collect(),
             dtmf: self.config.media.dtmf,
             ptime: Some(self.config.media.ptime),
-            srtp: SrtpPolicy::Off,
             rtcp_mux: true,
             username: self.config.identity.user.clone(),
             ..LocalCapabilities::default()
@@ -307,7 +338,8 @@ impl Driver {
         let ip = self.local_ip_for(dest);
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
         let rtp_addr = rtp.rtp.local_addr()?;
-        let offer = peerline_sdp::create_offer(&self.capabilities(), rtp_addr, self.session_id, 1);
+        let offer =
+            peerline_sdp::create_offer(&self.capabilities(false), rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
         let local_uri = format!(
@@ -370,7 +402,7 @@ impl Driver {
     }
 
     async fn answer(&mut self, id: CallId, options: MediaOptions) -> Result<(), PhoneError> {
-        let caps = self.capabilities();
+        let caps = self.capabilities(true);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
@@ -636,7 +668,7 @@ impl Driver {
     /// A re-INVITE from the peer (RFC 3261 §14.2): answer its offer and update the media.
     fn incoming_reinvite(&mut self, id: CallId, key: TransactionKey, request: Request) {
         let now = Instant::now();
-        let mut caps = self.capabilities();
+        let mut caps = self.capabilities(true);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -761,7 +793,37 @@ impl Driver {
                 return;
             }
         };
+        let security = match &negotiated.security {
+            peerline_sdp::Security::None => media::MediaSecurity::None,
+            s @ peerline_sdp::Security::Sdes { .. } => {
+                match peerline_srtp::sdes_pair_from_security(s) {
+                    Ok(pair) => media::MediaSecurity::Sdes(Box::new(pair)),
+                    Err(e) => {
+                        call.ending = Some(EndReason::Negotiation(format!("SDES keys: {e}")));
+                        return;
+                    }
+                }
+            }
+            peerline_sdp::Security::Dtls {
+                remote_fingerprints,
+                local_setup,
+            } => match peerline_srtp::DtlsRole::from_setup(*local_setup) {
+                Some(role) => media::MediaSecurity::Dtls {
+                    cert: self.dtls_cert.clone(),
+                    role,
+                    remote_fingerprints: remote_fingerprints.clone(),
+                },
+                None => {
+                    call.ending = Some(EndReason::Negotiation(format!(
+                        "unusable DTLS a=setup:{}",
+                        local_setup.as_str()
+                    )));
+                    return;
+                }
+            },
+        };
         let params = MediaParams {
+            security,
             codec,
             send_pt: negotiated.send_pt,
             recv_pt: negotiated.recv_pt,
@@ -824,6 +886,15 @@ impl Driver {
     async fn notice(&mut self, id: CallId, notice: Notice) {
         match notice {
             Notice::Dtmf(digit) => self.emit(Event::Dtmf { call: id, digit }),
+            Notice::Failed(reason) => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.ending = Some(EndReason::Media(reason.clone()));
+                    let established = matches!(call.state, State::Accepted | State::Confirmed);
+                    if !established || self.send_bye(id).is_err() {
+                        self.end_call(id, EndReason::Media(reason)).await;
+                    }
+                }
+            }
             Notice::RetryReinvite => {
                 let hold = self
                     .calls

@@ -21,7 +21,7 @@ mod driver;
 pub mod media;
 mod phone;
 
-pub use config::{CodecName, Config, ConfigError};
+pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};
 pub use media::{AudioSource, MediaOptions, MediaReport};
 pub use peerline_net::Ledger;
 pub use phone::{CallId, EndReason, Event, Events, Phone, PhoneError};

@@ -70,6 +70,14 @@ pub struct MediaReport {
     pub playout_delay_ms: f64,
     /// E-model (ITU-T G.107) MOS estimate from codec, loss and one-way delay.
     pub mos: Option<f32>,
+    /// The SRTP keying and suite, or `None` for plain RTP.
+    pub srtp: Option<String>,
+    /// SRTP/SRTCP packets dropped because authentication failed (tampered or wrong key).
+    pub srtp_auth_failures: u64,
+    /// SRTP/SRTCP packets dropped as replays.
+    pub srtp_replays: u64,
+    /// SRTP packets dropped because they arrived before the keys were agreed.
+    pub srtp_early_drops: u64,
     /// Datagrams from addresses other than the call's peer, dropped.
     pub foreign_source_drops: u64,
     /// DTMF digits received (RFC 4733).
@@ -91,6 +99,8 @@ pub(crate) enum Notice {
     Dtmf(char),
     /// The glare back-off (RFC 3261 §14.1) ran out: send the re-INVITE again.
     RetryReinvite,
+    /// The media path cannot work (DTLS failed, fingerprint mismatch …): end the call.
+    Failed(String),
 }
 
 /// Changes to a running media task.
@@ -108,9 +118,116 @@ pub(crate) enum MediaCommand {
     },
 }
 
+/// How the call's media is protected.
+pub(crate) enum MediaSecurity {
+    /// Plain RTP (policy allowed it).
+    None,
+    /// SDES keys from the SDP.
+    Sdes(Box<peerline_srtp::SrtpPair>),
+    /// Keys from a DTLS handshake on the media path.
+    Dtls {
+        cert: std::sync::Arc<peerline_srtp::DtlsCert>,
+        role: peerline_srtp::DtlsRole,
+        remote_fingerprints: Vec<peerline_sdp::Fingerprint>,
+    },
+}
+
+impl std::fmt::Debug for MediaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print keys.
+        f.write_str(match self {
+            Self::None => "None",
+            Self::Sdes(_) => "Sdes",
+            Self::Dtls { .. } => "Dtls",
+        })
+    }
+}
+
+/// The media path's crypto state: plain, keyed, or still shaking hands.
+struct Crypto {
+    plain: bool,
+    pair: Option<peerline_srtp::SrtpPair>,
+    dtls: Option<peerline_srtp::DtlsEndpoint>,
+    failed: bool,
+    /// SRTP packets that arrived before the keys.
+    early_drops: u64,
+}
+
+impl Crypto {
+    fn protect(&mut self, packet: &[u8], rtcp: bool) -> Option<Vec<u8>> {
+        if self.plain {
+            return Some(packet.to_vec());
+        }
+        let pair = self.pair.as_mut()?;
+        let r = if rtcp {
+            pair.outbound.protect_rtcp(packet)
+        } else {
+            pair.outbound.protect_rtp(packet)
+        };
+        r.ok()
+    }
+
+    /// Plaintext of an incoming (S)RTP/(S)RTCP packet; `None` when it must be dropped
+    /// (tampered, replayed, or before the keys) — libsrtp's counters record why.
+    fn unprotect(&mut self, packet: &[u8], rtcp: bool) -> Option<Vec<u8>> {
+        if self.plain {
+            return Some(packet.to_vec());
+        }
+        let Some(pair) = self.pair.as_mut() else {
+            self.early_drops += 1;
+            return None;
+        };
+        let r = if rtcp {
+            pair.inbound.unprotect_rtcp(packet)
+        } else {
+            pair.inbound.unprotect_rtp(packet)
+        };
+        r.ok()
+    }
+}
+
+/// Sends what the DTLS endpoint queued and applies its events. Returns a failure reason.
+async fn drive_dtls(
+    crypto: &mut Crypto,
+    socket: &UdpSocket,
+    remote: SocketAddr,
+    report: &mut MediaReport,
+) -> Option<String> {
+    let ep = crypto.dtls.as_mut()?;
+    while let Some(out) = ep.poll_transmit() {
+        if socket.send_to(&out, remote).await.is_ok() {
+            report
+                .ledger
+                .record(remote, TrafficClass::Dtls, LedgerDirection::Sent, out.len());
+        }
+    }
+    let mut failure = None;
+    while let Some(ev) = ep.poll_event() {
+        match ev {
+            peerline_srtp::DtlsEvent::Connected(keys) => match keys.srtp_pair() {
+                Ok(pair) => {
+                    report.srtp = Some(format!("DTLS-SRTP {}", keys.suite.sdes_name()));
+                    crypto.pair = Some(pair);
+                }
+                Err(e) => failure = Some(format!("DTLS-SRTP keys: {e}")),
+            },
+            peerline_srtp::DtlsEvent::Failed { reason } => {
+                failure = Some(format!("DTLS-SRTP failed: {reason}"))
+            }
+            peerline_srtp::DtlsEvent::Closed { .. } => {}
+        }
+    }
+    if failure.is_some() {
+        crypto.failed = true;
+        crypto.pair = None;
+    }
+    failure
+}
+
 /// Parameters the call hands to the media task.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct MediaParams {
+    pub security: MediaSecurity,
     pub codec: Codec,
     pub send_pt: u8,
     pub recv_pt: u8,
@@ -253,7 +370,7 @@ impl Source {
 
 async fn run(
     sockets: MediaSockets,
-    params: MediaParams,
+    mut params: MediaParams,
     options: MediaOptions,
     mut stop: oneshot::Receiver<()>,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
@@ -270,6 +387,36 @@ async fn run(
         codec: Some(params.codec.name()),
         ..MediaReport::default()
     };
+    let now0 = Instant::now();
+    let mut crypto = Crypto {
+        plain: matches!(params.security, MediaSecurity::None),
+        pair: None,
+        dtls: None,
+        failed: false,
+        early_drops: 0,
+    };
+    match std::mem::replace(&mut params.security, MediaSecurity::None) {
+        MediaSecurity::None => {}
+        MediaSecurity::Sdes(pair) => {
+            report.srtp = Some(format!("SDES {}", pair.outbound.suite().sdes_name()));
+            crypto.pair = Some(*pair);
+        }
+        MediaSecurity::Dtls {
+            cert,
+            role,
+            remote_fingerprints,
+        } => match peerline_srtp::DtlsEndpoint::new(&cert, role, remote_fingerprints, now0) {
+            Ok(ep) => crypto.dtls = Some(ep),
+            Err(e) => {
+                report.error = Some(format!("DTLS setup: {e}"));
+                let _ = notices.send((call, Notice::Failed(format!("DTLS setup: {e}"))));
+                return report;
+            }
+        },
+    }
+    if let Some(reason) = drive_dtls(&mut crypto, &socket, params.remote, &mut report).await {
+        let _ = notices.send((call, Notice::Failed(reason)));
+    }
     let rate = params.codec.clock_rate();
     // The PCM rate (what sources, decoders and recordings run at) differs from the RTP
     // clock for G.722 (16 kHz audio, 8 kHz clock) and Opus (48 kHz).
@@ -398,7 +545,8 @@ async fn run(
                         }
                     },
                 };
-                if let Some(datagram) = datagram {
+                // Never plaintext when SRTP was agreed: nothing leaves before the keys.
+                if let Some(datagram) = datagram.and_then(|d| crypto.protect(&d, false)) {
                     if socket.send_to(&datagram, remote).await.is_ok() {
                         report.ledger.record(remote, TrafficClass::Media, LedgerDirection::Sent, datagram.len());
                     }
@@ -429,12 +577,23 @@ async fn run(
                 if options.record.is_some() {
                     recording.extend_from_slice(&out);
                 }
+                if let Some(at) = crypto.dtls.as_ref().and_then(|d| d.poll_timeout()) {
+                    if at <= now {
+                        if let Some(ep) = crypto.dtls.as_mut() {
+                            ep.handle_timeout(now);
+                        }
+                        if let Some(reason) = drive_dtls(&mut crypto, &socket, remote, &mut report).await {
+                            let _ = notices.send((call, Notice::Failed(reason)));
+                        }
+                    }
+                }
                 if now >= next_rtcp {
                     next_rtcp = now + rtcp_interval();
                     let ntp = peerline_media::NtpTime::from_system_time(std::time::SystemTime::now());
                     let compound = rtcp.build_report(now, ntp, params.ssrc, Some(&sender), Some(&mut receiver));
                     let (sock, dest) = rtcp_route(&socket, rtcp_socket.as_ref(), params.remote_rtcp, remote);
-                    if sock.send_to(&compound, dest).await.is_ok() {
+                    let compound = crypto.protect(&compound, true).unwrap_or_default();
+                    if !compound.is_empty() && sock.send_to(&compound, dest).await.is_ok() {
                         report.rtcp_sent += 1;
                         report.ledger.record(dest, TrafficClass::Media, LedgerDirection::Sent, compound.len());
                     }
@@ -453,8 +612,10 @@ async fn run(
                 }
                 report.ledger.record(from, TrafficClass::Media, LedgerDirection::Received, n);
                 let ntp = peerline_media::NtpTime::from_system_time(std::time::SystemTime::now());
-                if rtcp.handle(Instant::now(), ntp, params.ssrc, &rtcp_buf[..n]).is_ok() {
-                    report.rtcp_received += 1;
+                if let Some(plain) = crypto.unprotect(&rtcp_buf[..n], true) {
+                    if rtcp.handle(Instant::now(), ntp, params.ssrc, &plain).is_ok() {
+                        report.rtcp_received += 1;
+                    }
                 }
             }
             r = socket.recv_from(&mut buf) => {
@@ -462,11 +623,12 @@ async fn run(
                 let data = &buf[..n];
                 // Symmetric RTP (RFC 4961): latch once to the address the peer really sends
                 // from, if it is the same host the SDP named; anything else is dropped.
+                let kind = peerline_srtp::classify_packet(data);
                 let latch = !latched
                     && from != remote
                     && from.ip() == remote.ip()
-                    && !peerline_media::is_rtcp(data)
-                    && peerline_media::parse_rtp(data).is_ok();
+                    && (kind == peerline_srtp::PacketKind::Dtls
+                        || (!peerline_media::is_rtcp(data) && peerline_media::parse_rtp(data).is_ok()));
                 if latch {
                     remote = from;
                     report.remote = Some(from);
@@ -476,7 +638,21 @@ async fn run(
                     continue;
                 }
                 latched = true;
+                if kind == peerline_srtp::PacketKind::Dtls {
+                    report.ledger.record(from, TrafficClass::Dtls, LedgerDirection::Received, n);
+                    if let Some(ep) = crypto.dtls.as_mut() {
+                        ep.handle_datagram(Instant::now(), data);
+                    }
+                    if let Some(reason) = drive_dtls(&mut crypto, &socket, remote, &mut report).await {
+                        let _ = notices.send((call, Notice::Failed(reason)));
+                    }
+                    continue;
+                }
                 report.ledger.record(from, TrafficClass::Media, LedgerDirection::Received, n);
+                let Some(plain) = crypto.unprotect(data, peerline_media::is_rtcp(data)) else {
+                    continue;
+                };
+                let data = &plain[..];
                 if peerline_media::is_rtcp(data) {
                     let ntp = peerline_media::NtpTime::from_system_time(std::time::SystemTime::now());
                     if rtcp.handle(Instant::now(), ntp, params.ssrc, data).is_ok() {
@@ -502,9 +678,11 @@ async fn run(
             }
         }
     }
-    let bye = rtcp.build_bye(params.ssrc, Some("call ended"));
+    let bye = crypto
+        .protect(&rtcp.build_bye(params.ssrc, Some("call ended")), true)
+        .unwrap_or_default();
     let (sock, dest) = rtcp_route(&socket, rtcp_socket.as_ref(), params.remote_rtcp, remote);
-    if sock.send_to(&bye, dest).await.is_ok() {
+    if !bye.is_empty() && sock.send_to(&bye, dest).await.is_ok() {
         report.rtcp_sent += 1;
         report
             .ledger
@@ -512,6 +690,12 @@ async fn run(
     }
     report.rtt_ms = rtcp.rtt().map(|d| d.as_secs_f64() * 1000.0);
     report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
+    if let Some(pair) = &crypto.pair {
+        let st = pair.stats();
+        report.srtp_auth_failures = st.auth_failures;
+        report.srtp_replays = st.replays;
+    }
+    report.srtp_early_drops = crypto.early_drops;
     report.sent = sender.stats();
     report.received = receiver.stats();
     report.jitter_ms = report.received.jitter_ms(rate);

@@ -135,6 +135,9 @@ pub enum PhoneError {
     /// No such call, or not in a state where this command applies.
     #[error("call {0}: {1}")]
     Call(CallId, &'static str),
+    /// The phone's DTLS certificate could not be made.
+    #[error("crypto: {0}")]
+    Crypto(String),
     /// Not a DTMF digit.
     #[error("{0:?} is not a DTMF digit (0-9, *, #, A-D)")]
     BadDigit(char),
@@ -210,11 +213,13 @@ impl Events {
 impl Phone {
     /// Starts a phone: binds the SIP socket and spawns the driver on the current tokio runtime.
     pub async fn start(config: Config) -> Result<(Phone, Events), PhoneError> {
+        let cert = peerline_srtp::DtlsCert::generate(&mut rand::rngs::OsRng)
+            .map_err(|e| PhoneError::Crypto(e.to_string()))?;
         let socket = UdpSocket::bind(config.network.sip_listen).await?;
         let sip_addr = socket.local_addr()?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let driver = Driver::new(config, socket, sip_addr, ev_tx);
+        let driver = Driver::new(config, socket, sip_addr, ev_tx, std::sync::Arc::new(cert));
         tokio::spawn(driver.run(cmd_rx));
         Ok((
             Phone {

@@ -45,6 +45,9 @@ pub fn call_json(
         "rtp_malformed": media.received.malformed,
         "jitter_ms": media.jitter_ms,
         "concealed_frames": media.concealed_frames,
+        "srtp": media.srtp,
+        "srtp_auth_failures": media.srtp_auth_failures,
+        "srtp_replays": media.srtp_replays,
         "rtt_ms": media.rtt_ms,
         "playout_delay_ms": media.playout_delay_ms,
         "mos": media.mos,
@@ -63,7 +66,10 @@ pub fn call_json(
 pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Option<&Heard>) {
     println!("{name}: call ended ({reason})");
     if let (Some(codec), Some(local), Some(remote)) = (media.codec, media.local, media.remote) {
-        println!("  media      {codec}  {local} <-> {remote} (direct)");
+        println!(
+            "  media      {codec}  {local} <-> {remote} (direct), {}",
+            media.srtp.as_deref().unwrap_or("plain RTP (not encrypted)")
+        );
     }
     println!(
         "  rtp        sent {}  received {}  lost {}  malformed {}  jitter {:.1} ms  concealed {}",
