@@ -35,6 +35,7 @@ const PEER_PACKAGES: &[&str] = &[
     "iptables",                // NAT inside test namespaces
     "iproute2",                // ip netns, veth, tc
     "sox",                     // tone files for peers
+    "knot",                    // authoritative DNS server for the RFC 3263 location tests
 ];
 
 fn main() -> ExitCode {
