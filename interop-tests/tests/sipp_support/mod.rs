@@ -29,18 +29,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A phone config on 127.0.0.1 (SIP port chosen by the kernel), with an RTP port block of
-/// its own from the harness allocator so it never collides with the peers' ports.
+/// its own from the harness allocator so it never collides with the peers' ports. SIPp's
+/// scenarios offer and answer plain RTP, so SRTP is off.
 pub fn config(codecs: &[CodecName]) -> Config {
     let low = alloc_port_block(RTP_BLOCK).unwrap();
     let high = low + RTP_BLOCK - 1;
-    let codecs: Vec<String> = codecs
-        .iter()
-        .map(|c| format!("\"{}\"", c.name()))
-        .collect();
+    let codecs: Vec<String> = codecs.iter().map(|c| format!("\"{}\"", c.name())).collect();
     let text = format!(
         "[identity]\nuser = \"peerline\"\n\
          [network]\nsip_listen = \"127.0.0.1:0\"\nrtp_ports = \"{low}-{high}\"\n\
-         [media]\ncodecs = [{}]\n",
+         [media]\ncodecs = [{}]\nsrtp = \"off\"\n",
         codecs.join(", ")
     );
     Config::parse(&text, Path::new("<sipp test>")).unwrap()
