@@ -9,8 +9,8 @@ pub enum PortRangeError {
     /// The text was not `LOW-HIGH`.
     #[error("port range {0:?} is not of the form LOW-HIGH")]
     Syntax(String),
-    /// LOW > HIGH, or a zero port.
-    #[error("port range {low}-{high} is empty or starts at 0")]
+    /// LOW > HIGH, a zero port, or no even port inside (e.g. `65535-65535`).
+    #[error("port range {low}-{high} is empty, starts at 0 or holds no even port")]
     Empty {
         /// First port.
         low: u16,
@@ -38,10 +38,12 @@ impl PortRange {
 
     /// A range `low..=high`.
     pub fn new(low: u16, high: u16) -> Result<Self, PortRangeError> {
-        if low == 0 || low > high {
-            return Err(PortRangeError::Empty { low, high });
-        }
-        let first = low + (low % 2);
+        // RTP needs an even port: `low` odd and `high == low` (e.g. 65535-65535) has none,
+        // and `low + 1` would overflow for 65535 (found by the `config` fuzz target).
+        let first = match low.checked_add(low % 2) {
+            Some(f) if low != 0 && f <= high => f,
+            _ => return Err(PortRangeError::Empty { low, high }),
+        };
         Ok(Self {
             low,
             high,
@@ -83,7 +85,7 @@ impl PortRange {
     /// The even ports to try for the next call, starting after the last one handed out
     /// and wrapping around once; every port returned lies inside the range.
     pub fn candidates(&mut self) -> Vec<u16> {
-        let first_even = self.low + (self.low % 2);
+        let first_even = self.low.saturating_add(self.low % 2);
         let evens: Vec<u16> = (first_even..=self.high).step_by(2).collect();
         if evens.is_empty() {
             return evens;
@@ -118,6 +120,11 @@ mod tests {
         assert!(PortRange::parse("20-10").is_err());
         assert!(PortRange::parse("0-10").is_err());
         assert!(PortRange::parse("a-b").is_err());
+        // No even port inside: refused, not an overflow (fuzz corpus `config/odd_range.toml`).
+        assert!(PortRange::parse("65535-65535").is_err());
+        assert!(PortRange::parse("5001-5001").is_err());
+        let mut top = PortRange::parse("65534-65535").unwrap();
+        assert_eq!(top.candidates(), vec![65534]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod lint;
 pub mod message;
 pub mod parse;
+pub mod rate_limit;
 pub mod register;
 pub mod syntax;
 pub mod transaction;
