@@ -22,7 +22,7 @@ mod sipp_support;
 use std::time::{Duration, Instant};
 
 use peerline_interop::{MatrixEntry, Sipp, SippOptions, SippScenario, SippStats, TestDir};
-use peerline_ua::{AudioSource, CodecName, EndReason, Event, MediaOptions, Phone};
+use peerline_ua::{AudioSource, CodecName, Config, EndReason, Event, MediaOptions, Phone};
 use sipp_support::{
     config, diag, finish_sipp, next_event, reasons, runtime, sipp_options, AnswerMode, AutoAnswer,
     Ended,
@@ -138,6 +138,7 @@ fn screen_count(sipp_stdout: &str, message: &str) -> Option<u64> {
 /// figures. `after_answer`: hang up this long after `Answered`.
 fn peerline_calls_sipp(
     dir: &TestDir,
+    config: Config,
     opts: SippOptions,
     after_answer: Duration,
     limit: Duration,
@@ -146,7 +147,7 @@ fn peerline_calls_sipp(
     rt.block_on(async {
         let opts = opts.calls(1).timeout(limit);
         let mut sipp = Sipp::start(sipp_options(opts, dir, true), dir).unwrap();
-        let (phone, mut events) = Phone::start(config(&[CodecName::Pcmu])).await.unwrap();
+        let (phone, mut events) = Phone::start(config).await.unwrap();
         let media = MediaOptions {
             source: AudioSource::Silence,
             record: None,
@@ -190,8 +191,13 @@ fn sipp_uas_busy_486() {
     let entry = MatrixEntry::new("sipp", "uas-486-busy", "udp");
     let dir = TestDir::new("sipp_uas_busy_486").unwrap();
     let opts = SippOptions::new("sipp", SippScenario::project("uas_486.xml"));
-    let (reason, code, stats, stdout, logs) =
-        peerline_calls_sipp(&dir, opts, Duration::ZERO, Duration::from_secs(8));
+    let (reason, code, stats, stdout, logs) = peerline_calls_sipp(
+        &dir,
+        config(&[CodecName::Pcmu]),
+        opts,
+        Duration::ZERO,
+        Duration::from_secs(8),
+    );
     assert_eq!(
         reason,
         Some(EndReason::Rejected(486, "Busy Here".into())),
@@ -251,17 +257,22 @@ fn sipp_uac_lost_200_retransmitted() {
 }
 
 #[test]
-#[ignore = "blocked: the phone has no digest credentials for calls (no account/password in \
-            Config, a 401/407 to INVITE ends the call as Rejected(401))"]
-fn blocked_sipp_uas_digest_401() {
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uas_digest_401() {
     let started = Instant::now();
     let entry = MatrixEntry::new("sipp", "uas-401-digest", "udp");
     let dir = TestDir::new("sipp_uas_digest_401").unwrap();
-    // The scenario verifies the Authorization for user "alice", password "secret". When
-    // the phone gets call credentials, configure them here (Config has no field for them).
+    // The scenario verifies the Authorization for user "alice", password "secret": the
+    // phone's account (not registering) carries those credentials.
     let opts = SippOptions::new("sipp", SippScenario::project("uas_401.xml"));
+    let mut cfg = config(&[CodecName::Pcmu]);
+    cfg.accounts = vec![toml::from_str(
+        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nregister = false\n",
+    )
+    .unwrap()];
     let (reason, code, stats, _stdout, logs) = peerline_calls_sipp(
         &dir,
+        cfg,
         opts,
         Duration::from_millis(200),
         Duration::from_secs(8),

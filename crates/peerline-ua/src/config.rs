@@ -161,6 +161,9 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Codecs and media timing.
     pub media: MediaConfig,
+    /// Accounts (`[[account]]`); calls use the first one.
+    #[serde(rename = "account")]
+    pub accounts: Vec<crate::account::AccountConfig>,
 }
 
 impl Config {
@@ -190,6 +193,17 @@ impl Config {
             line: line_of_key(text, key),
             message: format!("{key}: {message}"),
         };
+        for (i, a) in self.accounts.iter().enumerate() {
+            a.check().map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: text
+                    .match_indices("[[account]]")
+                    .nth(i)
+                    .map(|(o, _)| line_of(text, o))
+                    .unwrap_or(1),
+                message: format!("account {}: {e}", a.aor),
+            })?;
+        }
         if self.media.codecs.is_empty() {
             return Err(invalid("codecs", "at least one codec is needed".into()));
         }

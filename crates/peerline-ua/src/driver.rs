@@ -78,6 +78,20 @@ struct Call {
     on_hold: bool,
     /// We placed the call (we own the Call-ID for the glare back-off).
     outgoing: bool,
+    /// Answers 401/407 to our INVITE when the call's account has credentials.
+    digest: Option<peerline_sip::auth::DigestClient>,
+}
+
+/// One configured account at run time.
+struct Account {
+    config: crate::account::AccountConfig,
+    credentials: Option<peerline_sip::auth::Credentials>,
+    /// Where the account's calls go first: its outbound proxy, if it has one.
+    proxy: Option<SocketAddr>,
+    registrar: Option<SocketAddr>,
+    registration: Option<peerline_sip::register::Registration>,
+    /// The REGISTER transaction in flight.
+    register_key: Option<TransactionKey>,
 }
 
 pub(crate) struct Driver {
@@ -97,6 +111,7 @@ pub(crate) struct Driver {
     session_id: u64,
     /// This phone's DTLS certificate; its fingerprint goes in our SDP.
     dtls_cert: std::sync::Arc<peerline_srtp::DtlsCert>,
+    accounts: Vec<Account>,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -130,15 +145,25 @@ impl Driver {
             ledger: Ledger::new(),
             session_id,
             dtls_cert,
+            accounts: Vec::new(),
         }
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut buf = vec![0u8; 65_536];
+        self.start_accounts().await;
+        self.flush().await;
         loop {
             let deadline = self
                 .endpoint
                 .poll_timeout()
+                .into_iter()
+                .chain(
+                    self.accounts
+                        .iter()
+                        .filter_map(|a| a.registration.as_ref()?.poll_timeout()),
+                )
+                .min()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -161,7 +186,17 @@ impl Driver {
                     }
                 }
                 Some((call, notice)) = self.notices_rx.recv() => self.notice(call, notice).await,
-                _ = tokio::time::sleep_until(deadline) => self.endpoint.handle_timeout(Instant::now()),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    self.endpoint.handle_timeout(now);
+                    for a in &mut self.accounts {
+                        if let Some(r) = a.registration.as_mut() {
+                            if r.poll_timeout().is_some_and(|t| t <= now) {
+                                r.handle_timeout(now);
+                            }
+                        }
+                    }
+                }
             }
             self.flush().await;
         }
@@ -187,10 +222,158 @@ impl Driver {
                 progressed = true;
                 self.sip_event(ev).await;
             }
+            // A response may have made a registration send again or report.
+            progressed |= self.pump_registrations();
             if !progressed {
                 break;
             }
         }
+    }
+
+    /// Resolves each account's proxy and registrar and creates its registration.
+    async fn start_accounts(&mut self) {
+        let configs = self.config.accounts.clone();
+        for config in configs {
+            let credentials = match config.resolve_password() {
+                Ok(Some(password)) => Some(peerline_sip::auth::Credentials {
+                    username: config.auth_user(),
+                    password,
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    self.emit(Event::RegistrationFailed {
+                        aor: config.aor.clone(),
+                        code: 0,
+                        reason: e,
+                    });
+                    None
+                }
+            };
+            let registrar_uri = config.registrar_uri();
+            let registrar = match rsip::Uri::try_from(registrar_uri.as_str()) {
+                Ok(u) => resolve(&u).await.ok(),
+                Err(_) => None,
+            };
+            let proxy = match &config.outbound_proxy {
+                Some(p) => match rsip::Uri::try_from(p.as_str()) {
+                    Ok(u) => resolve(&u).await.ok(),
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            let registration = match (config.register, registrar) {
+                (true, Some(addr)) => {
+                    let (user, _) = config.aor_parts().unwrap_or_default();
+                    let local = SocketAddr::new(
+                        local_ip_toward(addr, self.sip_addr.ip()),
+                        self.sip_addr.port(),
+                    );
+                    let contact = format!("sip:{user}@{local}");
+                    let mut rc = peerline_sip::register::RegistrationConfig::new(
+                        &registrar_uri,
+                        &config.aor,
+                        &contact,
+                        &local.to_string(),
+                    );
+                    rc.expires = config.expires;
+                    rc.credentials = credentials.clone();
+                    Some(peerline_sip::register::Registration::new(rc, &mut self.rng))
+                }
+                (true, None) => {
+                    self.emit(Event::RegistrationFailed {
+                        aor: config.aor.clone(),
+                        code: 0,
+                        reason: format!("cannot resolve registrar {registrar_uri}"),
+                    });
+                    None
+                }
+                (false, _) => None,
+            };
+            self.accounts.push(Account {
+                config,
+                credentials,
+                proxy,
+                registrar,
+                registration,
+                register_key: None,
+            });
+        }
+    }
+
+    /// Removes every binding (REGISTER with expires=0) and waits, at most 2 s, for the
+    /// registrars to answer.
+    async fn unregister_all(&mut self) {
+        let now = Instant::now();
+        let mut pending = 0;
+        for a in &mut self.accounts {
+            if let Some(r) = a.registration.as_mut() {
+                if r.state() == peerline_sip::register::RegistrationState::Registered {
+                    r.unregister(now);
+                    pending += 1;
+                }
+            }
+        }
+        if pending == 0 {
+            return;
+        }
+        self.flush().await;
+        let limit = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut buf = vec![0u8; 65_536];
+        while self.accounts.iter().any(|a| {
+            a.registration.as_ref().is_some_and(|r| {
+                r.state() == peerline_sip::register::RegistrationState::Unregistering
+            })
+        }) {
+            match tokio::time::timeout_at(limit, self.socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) => {
+                    self.ledger
+                        .record(from, TrafficClass::Sip, LedgerDirection::Received, n);
+                    self.endpoint
+                        .handle_datagram(Instant::now(), from, &buf[..n]);
+                    self.flush().await;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Sends due REGISTERs and turns registration events into phone events; `true` when
+    /// it did anything.
+    fn pump_registrations(&mut self) -> bool {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        let mut sent = false;
+        for a in &mut self.accounts {
+            let (Some(r), Some(dest)) = (a.registration.as_mut(), a.registrar) else {
+                continue;
+            };
+            while let Some(req) = r.poll_request(now) {
+                sent = true;
+                match self.endpoint.send_request(now, req, dest) {
+                    Ok(key) => a.register_key = Some(key),
+                    Err(e) => tracing::warn!("REGISTER not sent: {e}"),
+                }
+            }
+            while let Some(ev) = r.poll_event() {
+                let aor = a.config.aor.clone();
+                events.push(match ev {
+                    peerline_sip::register::RegistrationEvent::Registered { expires } => {
+                        Event::Registered { aor, expires }
+                    }
+                    peerline_sip::register::RegistrationEvent::Failed { code, reason } => {
+                        Event::RegistrationFailed { aor, code, reason }
+                    }
+                    peerline_sip::register::RegistrationEvent::Unregistered => {
+                        Event::Unregistered { aor }
+                    }
+                });
+            }
+        }
+        let did = sent || !events.is_empty();
+        for e in events {
+            self.emit(e);
+        }
+        did
     }
 
     fn emit(&self, event: Event) {
@@ -332,9 +515,21 @@ impl Driver {
     ) -> Result<CallId, PhoneError> {
         let uri = rsip::Uri::try_from(target)
             .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
-        let dest = resolve(&uri)
-            .await
-            .map_err(|e| PhoneError::BadTarget(target.into(), e))?;
+        // With an account, requests go through its outbound proxy (or registrar) and carry
+        // its AOR and credentials; without one, straight to the target.
+        let account = self.accounts.first();
+        let via_proxy = account.and_then(|a| a.proxy);
+        let route = account.and_then(|a| a.config.outbound_proxy.clone());
+        let aor = account.map(|a| a.config.aor.clone());
+        let digest = account
+            .and_then(|a| a.credentials.clone())
+            .map(peerline_sip::auth::DigestClient::new);
+        let dest = match via_proxy {
+            Some(p) => p,
+            None => resolve(&uri)
+                .await
+                .map_err(|e| PhoneError::BadTarget(target.into(), e))?,
+        };
         let ip = self.local_ip_for(dest);
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
         let rtp_addr = rtp.rtp.local_addr()?;
@@ -342,24 +537,32 @@ impl Driver {
             peerline_sdp::create_offer(&self.capabilities(false), rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
-        let local_uri = format!(
+        let our_contact = format!(
             "sip:{}@{}",
-            self.config.identity.user,
+            aor.as_deref()
+                .and_then(|a| rsip::Uri::try_from(a).ok())
+                .and_then(|u| u.user().map(str::to_string))
+                .unwrap_or_else(|| self.config.identity.user.clone()),
             SocketAddr::new(ip, self.sip_addr.port())
         );
+        let from_uri = aor.unwrap_or_else(|| our_contact.clone());
         let branch = self.branch();
         let sent_by = SocketAddr::new(ip, self.sip_addr.port()).to_string();
-        let invite = RequestBuilder::new(Method::Invite, target)
+        let mut builder = RequestBuilder::new(Method::Invite, target)
             .via("UDP", &sent_by, &branch)
             .from(
-                &local_uri,
+                &from_uri,
                 self.config.identity.display_name.as_deref(),
                 &local_tag,
             )
             .to(target, None)
             .call_id(&call_id)
             .cseq(1)
-            .contact(&local_uri)
+            .contact(&our_contact);
+        if let Some(r) = &route {
+            builder = builder.route(&format!("<{};lr>", contact_uri(r)));
+        }
+        let invite = builder
             .header(make_header("Allow", ALLOW))
             .header(make_header("User-Agent", USER_AGENT))
             .body("application/sdp", offer.to_string().into_bytes())
@@ -396,6 +599,7 @@ impl Driver {
                 reinvite: None,
                 reinvite_retry: None,
                 on_hold: false,
+                digest,
             },
         );
         Ok(id)
@@ -920,6 +1124,7 @@ impl Driver {
     }
 
     async fn shutdown(&mut self) {
+        self.unregister_all().await;
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
             let _ = self.hangup(id).await;
@@ -1130,6 +1335,7 @@ impl Driver {
                 reinvite: None,
                 reinvite_retry: None,
                 on_hold: false,
+                digest: None,
                 outgoing: false,
             },
         );
@@ -1138,6 +1344,16 @@ impl Driver {
 
     async fn response(&mut self, key: TransactionKey, response: Response) {
         let code = response.status_code.code();
+        if let Some(a) = self
+            .accounts
+            .iter_mut()
+            .find(|a| a.register_key.as_ref() == Some(&key))
+        {
+            if let Some(r) = a.registration.as_mut() {
+                r.handle_response(Instant::now(), &response);
+            }
+            return;
+        }
         // A BYE or CANCEL answered (or refused): the call is over either way.
         if let Some(id) = self
             .calls
@@ -1178,6 +1394,7 @@ impl Driver {
                 }
             }
             200..=299 => self.invite_accepted(id, response).await,
+            401 | 407 if self.retry_with_credentials(id, &response) => {}
             _ => {
                 let reason = response.status_code.to_string();
                 let reason = reason
@@ -1190,6 +1407,58 @@ impl Driver {
                 };
                 self.end_call(id, reason).await;
             }
+        }
+    }
+
+    /// Resends the INVITE with digest credentials after a 401/407 (RFC 3261 §22.2): same
+    /// Call-ID and From tag, next CSeq, new branch. `false` when the call cannot retry.
+    fn retry_with_credentials(&mut self, id: CallId, response: &Response) -> bool {
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if call.state != State::Calling {
+            return false;
+        }
+        let (Some(digest), Some(invite)) = (call.digest.as_mut(), call.invite.as_ref()) else {
+            return false;
+        };
+        if digest.handle_challenge(response).is_err() {
+            return false;
+        }
+        let mut retry = invite.clone();
+        let seq = retry.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        for h in retry.headers.iter_mut() {
+            match h {
+                rsip::Header::CSeq(_) => *h = make_header("CSeq", &format!("{seq} INVITE")),
+                rsip::Header::Via(v) => {
+                    let text = v.to_string();
+                    let text = text.trim_start_matches("Via:").trim();
+                    let replaced = match text.split_once(";branch=") {
+                        Some((head, rest)) => {
+                            let tail = rest.split_once(';').map(|(_, t)| format!(";{t}"));
+                            format!("{head};branch={branch}{}", tail.unwrap_or_default())
+                        }
+                        None => text.to_string(),
+                    };
+                    *h = make_header("Via", &replaced);
+                }
+                _ => {}
+            }
+        }
+        if digest.authorize(&mut retry, &mut self.rng).is_err() {
+            return false;
+        }
+        match self
+            .endpoint
+            .send_request(Instant::now(), retry.clone(), call.next_hop)
+        {
+            Ok(key) => {
+                call.invite_key = Some(key);
+                call.invite = Some(retry);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -1291,6 +1560,16 @@ impl Driver {
     }
 
     async fn transaction_timeout(&mut self, key: TransactionKey) {
+        if let Some(a) = self
+            .accounts
+            .iter_mut()
+            .find(|a| a.register_key.as_ref() == Some(&key))
+        {
+            if let Some(r) = a.registration.as_mut() {
+                r.handle_transaction_timeout(Instant::now());
+            }
+            return;
+        }
         // Our re-INVITE got no answer: the dialog is considered gone (RFC 3261 §14.1).
         if let Some(id) = self
             .calls

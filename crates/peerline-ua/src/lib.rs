@@ -16,11 +16,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod account;
 pub mod config;
 mod driver;
 pub mod media;
 mod phone;
 
+pub use account::AccountConfig;
 pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};
 pub use media::{AudioSource, MediaOptions, MediaReport};
 pub use peerline_net::Ledger;

@@ -57,6 +57,27 @@ impl std::fmt::Display for EndReason {
 /// What happened on the phone.
 #[derive(Debug)]
 pub enum Event {
+    /// An account's registration succeeded (or was refreshed).
+    Registered {
+        /// The account's AOR.
+        aor: String,
+        /// Seconds the registrar granted.
+        expires: u32,
+    },
+    /// An account's registration failed (it is retried with back-off).
+    RegistrationFailed {
+        /// The account's AOR.
+        aor: String,
+        /// The final status (0 when no response: resolution or transport failure).
+        code: u16,
+        /// Why.
+        reason: String,
+    },
+    /// An account's binding was removed (at shutdown).
+    Unregistered {
+        /// The account's AOR.
+        aor: String,
+    },
     /// A call arrives; answer with [`Phone::answer`] or refuse with [`Phone::reject`].
     Incoming {
         /// The call.

@@ -1,0 +1,180 @@
+//! Peerline against a real Kamailio 5.6 (registrar + proxy, digest users in SQLite): digest
+//! REGISTER, a call through the proxy to a registered baresip with its INVITE challenged
+//! (407), two-way tone, and unregistration at shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use peerline_interop::{
+    tails, write_tone_wav, Baresip, BaresipOptions, Kamailio, KamailioOptions, MatrixEntry, TestDir,
+};
+use peerline_ua::{
+    AccountConfig, AudioSource, CodecName, Config, EndReason, Event, Events, MediaOptions, Phone,
+    SrtpMode,
+};
+
+async fn next<T>(
+    events: &mut Events,
+    limit: Duration,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(limit, async {
+        while let Some(ev) = events.recv().await {
+            if let Some(t) = pick(ev) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+fn account(kam: &Kamailio, user: &str, password: &str) -> AccountConfig {
+    let text = format!(
+        "aor = \"{}\"\npassword = \"{password}\"\nregistrar = \"{}\"\noutbound_proxy = \"{}\"\nexpires = 300\n",
+        kam.aor(user),
+        kam.proxy_uri(),
+        kam.proxy_uri()
+    );
+    toml::from_str(&text).unwrap()
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_registers_and_calls_through_kamailio() {
+    let started = Instant::now();
+    let entry = MatrixEntry::new("kamailio", "register-digest-call", "udp");
+    let dir = TestDir::new("peerline_registers_and_calls_through_kamailio").unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .user("alice", "alice-secret")
+            .user("bob", "bob-secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let wav = dir.path().join("tone1000.wav");
+    write_tone_wav(&wav, 1000.0, 8000, 1, 10.0, 0.5).unwrap();
+    let rec = dir.path().join("alice-heard.wav");
+    let mut bob = Baresip::start(
+        BaresipOptions::new("bob")
+            .account_uri(&kam.aor("bob"))
+            .account_param("auth_pass=bob-secret")
+            .account_param(&format!("outbound=\"{}\"", kam.proxy_uri()))
+            .account_param("regint=60")
+            .audio_codecs("PCMU")
+            .audio_source(&wav)
+            .run_for(Duration::from_secs(20)),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_registered("bob", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[bob.process(), kam.process()], 30)));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config = Config::default();
+        config.identity.user = "alice".into();
+        config.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.media.codecs = vec![CodecName::Pcmu];
+        config.media.srtp = SrtpMode::Off;
+        // First a wrong password: a clear failure, not a loop.
+        let mut bad = config.clone();
+        bad.accounts = vec![account(&kam, "alice", "wrong")];
+        let (phone, mut events) = Phone::start(bad).await.unwrap();
+        let failed = next(&mut events, Duration::from_secs(5), |ev| match ev {
+            Event::RegistrationFailed { code, reason, .. } => Some((code, reason)),
+            Event::Registered { .. } => Some((200, "registered with a wrong password".into())),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("no registration outcome\n{}", tails(&[kam.process()], 30)));
+        assert_eq!(failed.0, 401, "{failed:?}");
+        phone.shutdown().await;
+
+        config.accounts = vec![account(&kam, "alice", "alice-secret")];
+        let (phone, mut events) = Phone::start(config).await.unwrap();
+        let expires = next(&mut events, Duration::from_secs(5), |ev| match ev {
+            Event::Registered { expires, .. } => Some(Ok(expires)),
+            Event::RegistrationFailed { code, reason, .. } => Some(Err((code, reason))),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("no registration outcome\n{}", tails(&[kam.process()], 30)));
+        let expires = expires.unwrap_or_else(|e| panic!("{e:?}\n{}", tails(&[kam.process()], 30)));
+        assert!(expires > 0 && expires <= 300, "{expires}");
+        kam.wait_registered("alice", Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 30)));
+
+        // Call bob by AOR through the proxy; Kamailio challenges the INVITE.
+        let call = phone
+            .call(
+                &kam.aor("bob"),
+                MediaOptions {
+                    source: AudioSource::Tone(440.0),
+                    record: Some(rec.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        let answered = next(&mut events, Duration::from_secs(8), |ev| match ev {
+            Event::Answered { .. } => Some(Ok(())),
+            Event::Ended { reason, .. } => Some(Err(reason)),
+            _ => None,
+        })
+        .await;
+        let logs = || tails(&[bob.process(), kam.process()], 40);
+        match answered {
+            Some(Ok(())) => {}
+            other => panic!("not answered: {other:?}\n{}", logs()),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        phone.hangup(call).await.unwrap();
+        let (reason, media) = next(&mut events, Duration::from_secs(5), |ev| match ev {
+            Event::Ended { reason, media, .. } => Some((reason, media)),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("BYE not answered\n{}", logs()));
+        assert_eq!(reason, EndReason::LocalHangup, "{}", logs());
+        assert!(media.received.packets_received >= 100, "{media:?}");
+        let audio = peerline_audio::read_wav(&rec).unwrap();
+        let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 1000.0, 0.5);
+        assert!(
+            heard >= 2.0,
+            "alice heard bob's 1000 Hz for {heard} s\n{}",
+            logs()
+        );
+        // Shutdown removes the binding.
+        phone.shutdown().await;
+        let unregistered = next(&mut events, Duration::from_secs(3), |ev| match ev {
+            Event::Unregistered { .. } => Some(()),
+            _ => None,
+        })
+        .await;
+        assert!(unregistered.is_some(), "no Unregistered event\n{}", logs());
+    });
+    bob.stop();
+    let l = tails(&[bob.process(), kam.process()], 30);
+    let rx = bob.received_audio().unwrap_or_else(|e| panic!("{e}\n{l}"));
+    let b440 = peerline_interop::detect_tone(&rx, 440.0);
+    assert!(
+        b440.tone_secs() >= 2.0,
+        "bob heard alice's 440 Hz: {b440:?}\n{l}"
+    );
+    entry.pass();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
