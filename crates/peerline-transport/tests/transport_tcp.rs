@@ -317,7 +317,10 @@ async fn max_connections_holds_for_accepts_and_opens() {
         other => panic!("{other:?}"),
     }
     let _fourth = TcpStream::connect(b_tcp).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.stats().connections_accepted < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(b.stats().connections_accepted, 3);
     assert_eq!(b.stats().connections_refused, 3);
 }
