@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub scenario: Arc<Scenario>,
     /// `${leg.NAME.uri}`.
     pub uris: HashMap<String, String>,
+    /// `${leg.NAME.addr}`.
+    pub addrs: HashMap<String, String>,
     /// When the run started.
     pub t0: Instant,
     /// When the run must end (`timeout`).
@@ -56,6 +58,9 @@ pub(crate) fn leg_config(scenario: &Scenario, leg: &Leg) -> Result<Config, BotEr
     if let Some(p) = leg.ptime {
         t.push_str(&format!("ptime = {p}\n"));
     }
+    for (k, v) in &leg.media {
+        t.push_str(&format!("{k} = {v:?}\n"));
+    }
     Config::parse(&t, &scenario.path).map_err(|e| BotError::Phone {
         leg: leg.name.clone(),
         message: e.to_string(),
@@ -63,11 +68,18 @@ pub(crate) fn leg_config(scenario: &Scenario, leg: &Leg) -> Result<Config, BotEr
 }
 
 /// Starts one phone per leg.
+/// Where each leg's phone listens.
+pub(crate) struct Addresses {
+    pub uris: HashMap<String, String>,
+    pub addrs: HashMap<String, String>,
+}
+
 pub(crate) async fn start_phones(
     scenario: &Scenario,
-) -> Result<(Vec<LegPhone>, HashMap<String, String>), BotError> {
+) -> Result<(Vec<LegPhone>, Addresses), BotError> {
     let mut phones = Vec::new();
     let mut uris = HashMap::new();
+    let mut addrs = HashMap::new();
     for leg in &scenario.legs {
         let config = leg_config(scenario, leg)?;
         let (phone, events) = match Phone::start(config).await {
@@ -84,6 +96,7 @@ pub(crate) async fn start_phones(
             }
         };
         uris.insert(leg.name.clone(), phone.uri(&leg.user));
+        addrs.insert(leg.name.clone(), phone.sip_addr().to_string());
         let (router, incoming) = Router::start(events);
         phones.push(LegPhone {
             phone,
@@ -91,7 +104,7 @@ pub(crate) async fn start_phones(
             incoming,
         });
     }
-    Ok((phones, uris))
+    Ok((phones, Addresses { uris, addrs }))
 }
 
 static RECORDING: AtomicU64 = AtomicU64::new(0);
@@ -183,7 +196,8 @@ impl CallCtx {
                     at: r.at,
                 })
             }
-            Event::Incoming { .. } | Event::RemoteUpdate { .. } => {}
+            // Incoming, remote media updates and account events change no step's outcome.
+            _ => {}
         }
     }
 
@@ -248,29 +262,6 @@ impl CallCtx {
             "no response yet".into()
         }
     }
-}
-
-fn mos(media: &MediaReport, ptime: u32) -> Option<f64> {
-    let name = media.codec?;
-    let rate = if name.eq_ignore_ascii_case("opus") {
-        48_000
-    } else {
-        8000
-    };
-    let codec = peerline_media::Codec::from_rtpmap(name, rate)?;
-    let got = media.received.packets_received;
-    let lost = media.received.packets_lost;
-    if got == 0 {
-        return None;
-    }
-    let loss = 100.0 * lost as f64 / (got + lost) as f64;
-    let delay = f64::from(ptime) + 40.0 + 2.0 * media.jitter_ms;
-    Some(f64::from(peerline_media::mos(
-        codec,
-        delay as f32,
-        loss as f32,
-        1.0,
-    )))
 }
 
 /// How a leg ends its steps: wait for the call to end until `release` is true.
@@ -415,6 +406,9 @@ impl LegRun {
                 Part::LegUri(leg) => {
                     s.push_str(self.shared.uris.get(leg).map(String::as_str).unwrap_or(""))
                 }
+                Part::LegAddr(leg) => {
+                    s.push_str(self.shared.addrs.get(leg).map(String::as_str).unwrap_or(""))
+                }
                 Part::CallIndex => s.push_str(&self.call_index.to_string()),
             }
         }
@@ -489,7 +483,6 @@ impl LegRun {
         let Some(call) = self.call.take() else {
             return;
         };
-        let ptime = self.shared.scenario.legs[self.leg].ptime.unwrap_or(20);
         let mut ok = call.ok;
         if !call.audio.is_empty() {
             let audio = call.recording.as_ref().map(|(p, _)| {
@@ -569,7 +562,8 @@ impl LegRun {
             },
             jitter_ms: media.map(|m| m.jitter_ms).unwrap_or(0.0),
             concealed_frames: media.map(|m| m.concealed_frames).unwrap_or(0),
-            mos: media.and_then(|m| mos(m, ptime)),
+            mos: media.and_then(|m| m.mos).map(f64::from),
+            rtt_ms: media.and_then(|m| m.rtt_ms),
         });
     }
 
@@ -995,16 +989,17 @@ impl LegRun {
                     return false;
                 };
                 if call.ended.is_some() {
+                    // The call is over either way: hangup only makes sure of it.
                     let observed = format!("already over: {}", call.state());
                     self.end_call();
-                    return self.push(step, path, started, false, "call ended by us", observed);
+                    return self.push(step, path, started, true, "call ended", observed);
                 }
                 let _ = tokio::time::timeout(timeout, phone.hangup(call.id)).await;
                 let dl = Instant::now() + timeout;
                 let ok = call.wait(&phone, dl, |c| c.ended.is_some()).await;
                 let observed = call.state();
                 self.end_call();
-                self.push(step, path, started, ok, "call ended by us", observed)
+                self.push(step, path, started, ok, "call ended", observed)
             }
             Action::ExpectHangup { within } => {
                 let expected = format!(
@@ -1062,10 +1057,11 @@ impl LegRun {
 /// Runs every leg once, together; the result of the whole scenario.
 pub(crate) async fn run_once(scenario: Arc<Scenario>) -> Result<RunResult, BotError> {
     let t0 = Instant::now();
-    let (phones, uris) = start_phones(&scenario).await?;
+    let (phones, a) = start_phones(&scenario).await?;
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
-        uris,
+        uris: a.uris,
+        addrs: a.addrs,
         t0,
         deadline: t0 + scenario.timeout,
     });

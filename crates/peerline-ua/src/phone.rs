@@ -56,6 +56,7 @@ impl std::fmt::Display for EndReason {
 
 /// What happened on the phone.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// An account's registration succeeded (or was refreshed).
     Registered {
@@ -142,6 +143,25 @@ pub enum Event {
         /// What the media path did (empty if media never started).
         media: Box<MediaReport>,
     },
+}
+
+impl Event {
+    /// The call the event is about, if it is about one.
+    pub fn call(&self) -> Option<CallId> {
+        match self {
+            Self::Incoming { call, .. }
+            | Self::Ringing { call, .. }
+            | Self::Answered { call }
+            | Self::MediaUp { call, .. }
+            | Self::Hold { call, .. }
+            | Self::RemoteUpdate { call, .. }
+            | Self::Dtmf { call, .. }
+            | Self::Ended { call, .. } => Some(*call),
+            Self::Registered { .. } | Self::RegistrationFailed { .. } | Self::Unregistered { .. } => {
+                None
+            }
+        }
+    }
 }
 
 /// Why a phone command failed.
