@@ -164,6 +164,9 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Resolves when an outgoing connection is established or has failed.
+type Waiter = oneshot::Receiver<Result<(), ConnectError>>;
+
 enum Command {
     Send(Vec<u8>),
     Ping,
@@ -548,39 +551,38 @@ impl SipTransports {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn open_inner(
         &self,
         dest: SocketAddr,
         transport: Transport,
         server_name: Option<&str>,
         wait: bool,
-    ) -> Result<
-        (
-            ConnectionId,
-            Option<oneshot::Receiver<Result<(), ConnectError>>>,
-        ),
-        ConnectError,
-    > {
+    ) -> Result<(ConnectionId, Option<Waiter>), ConnectError> {
         if transport == Transport::Udp {
             return Err(ConnectError::NotAStream);
         }
         let shared = &self.shared;
-        // TLS settings first (may read the system root store once), outside the lock.
+        let reuse = |table: &mut Table| -> Option<(ConnectionId, Option<Waiter>)> {
+            let id = *table.by_remote.get(&(dest, transport))?;
+            let e = table.conns.get_mut(&id)?;
+            if !wait || e.info.established {
+                return Some((id, None));
+            }
+            let (tx, rx) = oneshot::channel();
+            e.waiters.push(tx);
+            Some((id, Some(rx)))
+        };
+        if let Some(found) = reuse(&mut shared.table()) {
+            return Ok(found);
+        }
+        // TLS settings (the first time: reads the system root store) outside the lock.
         let client_tls = match transport {
             Transport::Tls => Some(shared.client_tls().map_err(ConnectError::TlsConfig)?),
             _ => None,
         };
         let mut table = shared.table();
-        if let Some(&id) = table.by_remote.get(&(dest, transport)) {
-            if let Some(e) = table.conns.get_mut(&id) {
-                if !wait || e.info.established {
-                    return Ok((id, None));
-                }
-                let (tx, rx) = oneshot::channel();
-                e.waiters.push(tx);
-                return Ok((id, Some(rx)));
-            }
+        if let Some(found) = reuse(&mut table) {
+            return Ok(found);
         }
         let limit = shared.config.max_connections;
         if table.conns.len() >= limit {
