@@ -90,6 +90,8 @@ pub struct NetworkConfig {
     /// The RTP port range, `"LOW-HIGH"`.
     #[serde(deserialize_with = "port_range")]
     pub rtp_ports: PortRange,
+    /// A DNS server for RFC 3263 location instead of the system's resolver.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for NetworkConfig {
@@ -97,6 +99,7 @@ impl Default for NetworkConfig {
         Self {
             sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             rtp_ports: PortRange::DEFAULT,
+            dns_server: None,
         }
     }
 }

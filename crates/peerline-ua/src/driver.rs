@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use peerline_net::{Direction as LedgerDirection, Ledger, PortRange, TrafficClass};
 use peerline_sdp::{Codec as SdpCodec, LocalCapabilities, SessionDescription, SrtpPolicy};
+use peerline_dns::Locator;
 use peerline_sip::dialog::{Dialog, DialogError};
 use peerline_sip::message::{
     make_header, make_response, make_response_with_reason, RequestBuilder,
@@ -112,6 +113,8 @@ pub(crate) struct Driver {
     /// This phone's DTLS certificate; its fingerprint goes in our SDP.
     dtls_cert: std::sync::Arc<peerline_srtp::DtlsCert>,
     accounts: Vec<Account>,
+    /// RFC 3263 server location, with a TTL cache.
+    locator: Locator,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -125,6 +128,7 @@ impl Driver {
         sip_addr: SocketAddr,
         events: mpsc::UnboundedSender<Event>,
         dtls_cert: std::sync::Arc<peerline_srtp::DtlsCert>,
+        locator: Locator,
     ) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let mut rng = StdRng::from_entropy();
@@ -146,6 +150,7 @@ impl Driver {
             session_id,
             dtls_cert,
             accounts: Vec::new(),
+            locator,
         }
     }
 
@@ -251,12 +256,12 @@ impl Driver {
             };
             let registrar_uri = config.registrar_uri();
             let registrar = match rsip::Uri::try_from(registrar_uri.as_str()) {
-                Ok(u) => resolve(&u).await.ok(),
+                Ok(u) => resolve(&self.locator, &u).await.ok(),
                 Err(_) => None,
             };
             let proxy = match &config.outbound_proxy {
                 Some(p) => match rsip::Uri::try_from(p.as_str()) {
-                    Ok(u) => resolve(&u).await.ok(),
+                    Ok(u) => resolve(&self.locator, &u).await.ok(),
                     Err(_) => None,
                 },
                 None => None,
@@ -526,7 +531,7 @@ impl Driver {
             .map(peerline_sip::auth::DigestClient::new);
         let dest = match via_proxy {
             Some(p) => p,
-            None => resolve(&uri)
+            None => resolve(&self.locator, &uri)
                 .await
                 .map_err(|e| PhoneError::BadTarget(target.into(), e))?,
         };
@@ -1644,19 +1649,21 @@ fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
         .unwrap_or(bound)
 }
 
-/// Where to send a request for `uri`: its host and port (5060 by default). Names go through
-/// the system resolver; RFC 3263 NAPTR/SRV location is not done yet.
-async fn resolve(uri: &rsip::Uri) -> Result<SocketAddr, String> {
-    let port: u16 = match &uri.host_with_port.port {
-        Some(p) => p.to_string().parse().map_err(|_| format!("bad port {p}"))?,
-        None => 5060,
-    };
-    match &uri.host_with_port.host {
-        rsip::Host::IpAddr(ip) => Ok(SocketAddr::new(*ip, port)),
-        rsip::Host::Domain(d) => tokio::net::lookup_host((d.to_string(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {d}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{d} has no address")),
+/// Where to send a request for `uri`: RFC 3263 location (NAPTR, SRV, A/AAAA) through the
+/// locator for names, the address itself for IP literals. Only UDP targets are used: the
+/// phone speaks SIP over UDP so far.
+async fn resolve(locator: &Locator, uri: &rsip::Uri) -> Result<SocketAddr, String> {
+    if let rsip::Host::IpAddr(ip) = &uri.host_with_port.host {
+        let port: u16 = match &uri.host_with_port.port {
+            Some(p) => p.to_string().parse().map_err(|_| format!("bad port {p}"))?,
+            None => 5060,
+        };
+        return Ok(SocketAddr::new(*ip, port));
     }
+    let text = uri.to_string();
+    let targets = locator.locate(&text).await.map_err(|e| e.to_string())?;
+    targets
+        .first()
+        .map(|t| t.addr)
+        .ok_or_else(|| format!("{text}: no UDP target"))
 }

@@ -176,6 +176,9 @@ pub enum PhoneError {
     /// No such call, or not in a state where this command applies.
     #[error("call {0}: {1}")]
     Call(CallId, &'static str),
+    /// The DNS resolver could not be set up.
+    #[error("dns: {0}")]
+    Dns(String),
     /// The phone's DTLS certificate could not be made.
     #[error("crypto: {0}")]
     Crypto(String),
@@ -260,7 +263,25 @@ impl Phone {
         let sip_addr = socket.local_addr()?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let driver = Driver::new(config, socket, sip_addr, ev_tx, std::sync::Arc::new(cert));
+        // SIP over UDP only so far: location considers UDP targets alone.
+        let policy = peerline_dns::Policy {
+            transports: vec![peerline_dns::Transport::Udp],
+            srv_order: vec![peerline_dns::Transport::Udp],
+            ..peerline_dns::Policy::default()
+        };
+        let locator = match config.network.dns_server {
+            Some(server) => peerline_dns::Locator::with_server(server),
+            None => peerline_dns::Locator::system().map_err(|e| PhoneError::Dns(e.to_string()))?,
+        }
+        .policy(policy);
+        let driver = Driver::new(
+            config,
+            socket,
+            sip_addr,
+            ev_tx,
+            std::sync::Arc::new(cert),
+            locator,
+        );
         tokio::spawn(driver.run(cmd_rx));
         Ok((
             Phone {
