@@ -329,3 +329,62 @@ async fn kamailio_registrar_found_through_the_zone() {
     entry.pass();
     kam.stop();
 }
+
+/// The phone itself: an account whose registrar is only its AOR's domain registers at a
+/// Kamailio found through the zone (NAPTR → SRV `_sip._udp` → A), over UDP — the phone's
+/// transport so far (the zone prefers TCP; the phone skips what it cannot speak).
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerline_registers_at_a_registrar_found_through_the_zone() {
+    let entry = MatrixEntry::new("kamailio", "dns-register-digest", "udp");
+    let dir = TestDir::new("dns_peerline_registers_through_the_zone").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let sip_port = alloc_port_block(2).unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .listen_ip(IP1)
+            .port(sip_port)
+            .user("alice", "secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let zone = Zone {
+        ttl: 60,
+        port1: sip_port,
+        port2: sip_port + 1,
+    };
+    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+    let mut config = peerline_ua::Config::default();
+    config.identity.user = "alice".into();
+    config.network.sip_listen = sa("127.0.0.1", 0);
+    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
+    config.media.srtp = peerline_ua::SrtpMode::Off;
+    config.accounts = vec![toml::from_str(
+        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nexpires = 120\n",
+    )
+    .unwrap()];
+    let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                peerline_ua::Event::Registered { expires, .. } => return Ok(expires),
+                peerline_ua::Event::RegistrationFailed { code, reason, .. } => {
+                    return Err(format!("{code} {reason}"))
+                }
+                _ => {}
+            }
+        }
+        Err("phone stopped".into())
+    })
+    .await
+    .unwrap_or_else(|_| Err("no registration outcome within 8 s".into()));
+    let expires = outcome.unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    assert!(expires > 0 && expires <= 120, "{expires}");
+    kam.wait_registered("alice", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    phone.shutdown().await;
+    entry.pass();
+    kam.stop();
+}
