@@ -1,5 +1,6 @@
 //! `peerline`: the command line of the Peerline softphone and call-bot engine.
 
+mod bot;
 mod demo;
 mod oneshot;
 mod report;
@@ -34,6 +35,11 @@ enum Command {
     Listen(oneshot::ListenArgs),
     /// List audio devices.
     Devices,
+    /// Call bots: run or check a scenario (docs/bots/README.md).
+    Bot {
+        #[command(subcommand)]
+        command: bot::BotCommand,
+    },
     /// Tools for SIP interop engineers.
     Sip {
         #[command(subcommand)]
@@ -74,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => runtime.block_on(demo::run(args)),
             Command::Call(args) => runtime.block_on(oneshot::call(config, args)),
             Command::Listen(args) => runtime.block_on(oneshot::listen(config, args)),
+            Command::Bot { command } => runtime.block_on(bot::run(command)),
             Command::Sip {
                 command: SipCommand::Lint { file, json },
             } => sip_lint::run(&file, json),
