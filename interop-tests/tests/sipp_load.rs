@@ -92,8 +92,8 @@ fn sipp_uac_calls_peerline_500_udp() {
 }
 
 #[test]
-#[ignore = "blocked: the phone has no TCP transport yet (Phone::start binds only a UDP socket)"]
-fn blocked_sipp_uac_calls_peerline_500_tcp() {
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uac_calls_peerline_500_tcp() {
     sipp_uac_calls_peerline("sipp_uac_calls_peerline_500_tcp", SippTransport::Tcp);
 }
 
@@ -104,7 +104,9 @@ fn peerline_calls_sipp_uas_500_udp() {
 }
 
 #[test]
-#[ignore = "blocked: the phone has no TCP transport yet (no TCP client; ;transport=tcp is not honoured)"]
+#[ignore = "blocked: with 20 TCP calls started at once SIPp receives the INVITEs but the \
+            phone sees no answer within 5 s (a single TCP call to sipp -sn uas works); the \
+            phone's connection handling under concurrent first sends needs a look"]
 fn blocked_peerline_calls_sipp_uas_500_tcp() {
     peerline_calls_sipp_uas("peerline_calls_sipp_uas_500_tcp", SippTransport::Tcp);
 }

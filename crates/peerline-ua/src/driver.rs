@@ -9,18 +9,20 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use peerline_dns::Locator;
 use peerline_net::{Direction as LedgerDirection, Ledger, PortRange, TrafficClass};
 use peerline_sdp::{Codec as SdpCodec, LocalCapabilities, SessionDescription, SrtpPolicy};
-use peerline_dns::Locator;
 use peerline_sip::dialog::{Dialog, DialogError};
 use peerline_sip::message::{
     make_header, make_response, make_response_with_reason, RequestBuilder,
 };
-use peerline_sip::{serialize, Endpoint, Event as SipEvent, MessageExt, TransactionKey};
+use peerline_sip::{
+    serialize, Endpoint, Event as SipEvent, MessageExt, Target, TransactionKey, Transmit, Transport,
+};
+use peerline_transport::{SipTransports, TransportEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rsip::{Method, Request, Response, SipMessage};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
@@ -56,6 +58,8 @@ struct Call {
     /// Where in-dialog requests are sent: the first route or the remote target when it is
     /// an address, else where the INVITE went to (UAC) or came from (UAS).
     next_hop: SocketAddr,
+    /// The SIP transport of the call's signaling (the INVITE's).
+    transport: Transport,
     invite_key: Option<TransactionKey>,
     invite: Option<Request>,
     offer: Option<SessionDescription>,
@@ -97,7 +101,8 @@ struct Account {
 
 pub(crate) struct Driver {
     config: Config,
-    socket: UdpSocket,
+    /// SIP over UDP and TCP on the same port.
+    transports: SipTransports,
     sip_addr: SocketAddr,
     endpoint: Endpoint,
     rng: StdRng,
@@ -124,7 +129,7 @@ fn sip_err(e: impl std::fmt::Display) -> PhoneError {
 impl Driver {
     pub(crate) fn new(
         config: Config,
-        socket: UdpSocket,
+        transports: SipTransports,
         sip_addr: SocketAddr,
         events: mpsc::UnboundedSender<Event>,
         dtls_cert: std::sync::Arc<peerline_srtp::DtlsCert>,
@@ -136,7 +141,7 @@ impl Driver {
         Self {
             rtp_ports: config.network.rtp_ports,
             config,
-            socket,
+            transports,
             sip_addr,
             endpoint: Endpoint::new(peerline_sip::Config::default()),
             rng,
@@ -155,7 +160,6 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut buf = vec![0u8; 65_536];
         self.start_accounts().await;
         self.flush().await;
         loop {
@@ -172,13 +176,7 @@ impl Driver {
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, from)) = r {
-                        tracing::debug!(%from, "SIP in:\n{}", String::from_utf8_lossy(&buf[..n]));
-                        self.ledger.record(from, TrafficClass::Sip, LedgerDirection::Received, n);
-                        self.endpoint.handle_datagram(Instant::now(), from, &buf[..n]);
-                    }
-                }
+                ev = self.transports.recv() => self.transport_event(ev),
                 cmd = commands.recv() => {
                     match cmd {
                         None => break,
@@ -214,7 +212,7 @@ impl Driver {
             while let Some(t) = self.endpoint.poll_transmit() {
                 progressed = true;
                 tracing::debug!(to = %t.dest, "SIP out:\n{}", String::from_utf8_lossy(&t.bytes));
-                if self.socket.send_to(&t.bytes, t.dest).await.is_ok() {
+                if self.transports.send(&t).await.is_ok() {
                     self.ledger.record(
                         t.dest,
                         TrafficClass::Sip,
@@ -323,18 +321,14 @@ impl Driver {
         }
         self.flush().await;
         let limit = tokio::time::Instant::now() + Duration::from_secs(2);
-        let mut buf = vec![0u8; 65_536];
         while self.accounts.iter().any(|a| {
             a.registration.as_ref().is_some_and(|r| {
                 r.state() == peerline_sip::register::RegistrationState::Unregistering
             })
         }) {
-            match tokio::time::timeout_at(limit, self.socket.recv_from(&mut buf)).await {
-                Ok(Ok((n, from))) => {
-                    self.ledger
-                        .record(from, TrafficClass::Sip, LedgerDirection::Received, n);
-                    self.endpoint
-                        .handle_datagram(Instant::now(), from, &buf[..n]);
+            match tokio::time::timeout_at(limit, self.transports.recv()).await {
+                Ok(ev @ Some(_)) => {
+                    self.transport_event(ev);
                     self.flush().await;
                 }
                 _ => break,
@@ -379,6 +373,31 @@ impl Driver {
             self.emit(e);
         }
         did
+    }
+
+    /// Feeds what a transport received to the transaction layer.
+    fn transport_event(&mut self, ev: Option<TransportEvent>) {
+        match ev {
+            Some(TransportEvent::Incoming(m)) => {
+                tracing::debug!(from = %m.source, transport = ?m.transport, "SIP in:\n{}", String::from_utf8_lossy(&m.bytes));
+                self.ledger.record(
+                    m.source,
+                    TrafficClass::Sip,
+                    LedgerDirection::Received,
+                    m.bytes.len(),
+                );
+                let now = Instant::now();
+                match m.conn {
+                    None => self.endpoint.handle_datagram(now, m.source, &m.bytes),
+                    Some(c) => {
+                        self.endpoint
+                            .handle_stream_message(now, c, m.transport, m.source, &m.bytes)
+                    }
+                }
+            }
+            Some(TransportEvent::Closed { conn, .. }) => self.endpoint.connection_closed(conn),
+            Some(TransportEvent::Pong { .. }) | None => {}
+        }
     }
 
     fn emit(&self, event: Event) {
@@ -535,6 +554,16 @@ impl Driver {
                 .await
                 .map_err(|e| PhoneError::BadTarget(target.into(), e))?,
         };
+        let transport = match peerline_transport::uri::target_of(&uri) {
+            Ok(t) if t.transport != Transport::Tls => t.transport,
+            Ok(_) => {
+                return Err(PhoneError::BadTarget(
+                    target.into(),
+                    "SIP over TLS is not wired into the phone yet".into(),
+                ))
+            }
+            Err(e) => return Err(PhoneError::BadTarget(target.into(), e.to_string())),
+        };
         let ip = self.local_ip_for(dest);
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
         let rtp_addr = rtp.rtp.local_addr()?;
@@ -543,18 +572,22 @@ impl Driver {
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
         let our_contact = format!(
-            "sip:{}@{}",
+            "sip:{}@{}{}",
             aor.as_deref()
                 .and_then(|a| rsip::Uri::try_from(a).ok())
                 .and_then(|u| u.user().map(str::to_string))
                 .unwrap_or_else(|| self.config.identity.user.clone()),
-            SocketAddr::new(ip, self.sip_addr.port())
+            SocketAddr::new(ip, self.sip_addr.port()),
+            match transport {
+                Transport::Tcp => ";transport=tcp",
+                _ => "",
+            }
         );
         let from_uri = aor.unwrap_or_else(|| our_contact.clone());
         let branch = self.branch();
         let sent_by = SocketAddr::new(ip, self.sip_addr.port()).to_string();
         let mut builder = RequestBuilder::new(Method::Invite, target)
-            .via("UDP", &sent_by, &branch)
+            .via(transport.via_token(), &sent_by, &branch)
             .from(
                 &from_uri,
                 self.config.identity.display_name.as_deref(),
@@ -573,9 +606,13 @@ impl Driver {
             .body("application/sdp", offer.to_string().into_bytes())
             .build()
             .map_err(sip_err)?;
+        let hop = match transport {
+            Transport::Udp => Target::udp(dest),
+            t => Target::stream(dest, t, None),
+        };
         let key = self
             .endpoint
-            .send_request(Instant::now(), invite.clone(), dest)
+            .send_request_to(Instant::now(), invite.clone(), hop)
             .map_err(sip_err)?;
         let id = self.next_call;
         self.next_call += 1;
@@ -588,6 +625,7 @@ impl Driver {
                 local_tag,
                 dialog: None,
                 next_hop: dest,
+                transport,
                 invite_key: Some(key),
                 invite: Some(invite),
                 local_sdp: Some(offer.clone()),
@@ -772,7 +810,12 @@ impl Driver {
             peerline_sdp::resume(previous)
         };
         let request = dialog
-            .request(Method::Invite, "UDP", &sent_by, &branch)
+            .request(
+                Method::Invite,
+                call.transport.via_token(),
+                &sent_by,
+                &branch,
+            )
             .map_err(sip_err)?
             .header(make_header("Allow", ALLOW))
             .header(make_header("User-Agent", USER_AGENT))
@@ -781,7 +824,7 @@ impl Driver {
             .map_err(sip_err)?;
         let key = self
             .endpoint
-            .send_request(Instant::now(), request, call.next_hop)
+            .send_request_to(Instant::now(), request, call_target(call))
             .map_err(sip_err)?;
         call.reinvite = Some((key, offer, hold));
         Ok(())
@@ -804,6 +847,7 @@ impl Driver {
             200..=299 => {
                 let seq = response.cseq().map(|c| c.seq).unwrap_or(1);
                 let hop = call.next_hop;
+                let transport = call.transport;
                 let sent_by = SocketAddr::new(
                     local_ip_toward(hop, self.sip_addr.ip()),
                     self.sip_addr.port(),
@@ -812,7 +856,7 @@ impl Driver {
                 let ack = call
                     .dialog
                     .as_ref()
-                    .and_then(|d| d.ack(seq, "UDP", &sent_by, &branch).ok())
+                    .and_then(|d| d.ack(seq, transport.via_token(), &sent_by, &branch).ok())
                     .map(|a| serialize(&SipMessage::Request(a)));
                 let negotiated = SessionDescription::parse_bytes(&response.body)
                     .map_err(|e| e.to_string())
@@ -831,7 +875,7 @@ impl Driver {
                     }
                 }
                 if let Some(ack) = ack {
-                    self.send_raw(&ack, hop).await;
+                    self.send_raw(&ack, hop, transport).await;
                 }
                 match negotiated {
                     Ok(_) => self.emit(Event::Hold {
@@ -966,14 +1010,14 @@ impl Driver {
             return Err(PhoneError::Call(id, "no dialog"));
         };
         let request = dialog
-            .request(Method::Bye, "UDP", &sent_by, &branch)
+            .request(Method::Bye, call.transport.via_token(), &sent_by, &branch)
             .map_err(sip_err)?
             .header(make_header("User-Agent", USER_AGENT))
             .build()
             .map_err(sip_err)?;
         let key = self
             .endpoint
-            .send_request(Instant::now(), request, call.next_hop)
+            .send_request_to(Instant::now(), request, call_target(call))
             .map_err(sip_err)?;
         call.bye_key = Some(key);
         Ok(())
@@ -1314,6 +1358,11 @@ impl Driver {
         self.next_call += 1;
         let call_id = request.call_id().unwrap_or_default().to_string();
         self.by_call_id.insert(call_id.clone(), id);
+        let transport = self
+            .endpoint
+            .target_of(&key)
+            .map(|t| t.transport)
+            .unwrap_or(Transport::Udp);
         let to = request.uri.to_string();
         self.calls.insert(
             id,
@@ -1325,6 +1374,7 @@ impl Driver {
                 // Responses and in-dialog requests go back to where the INVITE came from
                 // unless the dialog names an address (RFC 3581 symmetric signaling).
                 next_hop: source,
+                transport,
                 invite_key: Some(key),
                 invite: Some(request),
                 offer: None,
@@ -1456,7 +1506,7 @@ impl Driver {
         }
         match self
             .endpoint
-            .send_request(Instant::now(), retry.clone(), call.next_hop)
+            .send_request_to(Instant::now(), retry.clone(), call_target(call))
         {
             Ok(key) => {
                 call.invite_key = Some(key);
@@ -1472,6 +1522,7 @@ impl Driver {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let transport = call.transport;
         let Some(invite) = call.invite.clone() else {
             return;
         };
@@ -1483,7 +1534,7 @@ impl Driver {
             // A retransmitted 2xx: our ACK was lost; send it again.
             if let Some(ack) = call.ack.clone() {
                 let hop = call.next_hop;
-                self.send_raw(&ack, hop).await;
+                self.send_raw(&ack, hop, transport).await;
             }
             return;
         }
@@ -1503,7 +1554,7 @@ impl Driver {
         .to_string();
         // ACK the 2xx (RFC 3261 §13.2.2.4): a request of its own, outside any transaction,
         // with the INVITE's CSeq number.
-        let ack = match dialog.ack(invite_seq, "UDP", &sent_by, &branch) {
+        let ack = match dialog.ack(invite_seq, transport.via_token(), &sent_by, &branch) {
             Ok(ack) => serialize(&SipMessage::Request(ack)),
             Err(e) => {
                 tracing::warn!("cannot build ACK: {e}");
@@ -1512,13 +1563,17 @@ impl Driver {
         };
         if call.dialog.is_some() {
             // A 2xx from a second fork: acknowledge it and end that dialog at once.
-            self.send_raw(&ack, hop).await;
+            self.send_raw(&ack, hop, transport).await;
             let bye_branch = self.branch();
             let bye = dialog
-                .request(Method::Bye, "UDP", &sent_by, &bye_branch)
+                .request(Method::Bye, transport.via_token(), &sent_by, &bye_branch)
                 .and_then(|b| b.build().map_err(DialogError::from));
             if let Ok(bye) = bye {
-                let _ = self.endpoint.send_request(Instant::now(), bye, hop);
+                let target = match transport {
+                    Transport::Udp => Target::udp(hop),
+                    t => Target::stream(hop, t, None),
+                };
+                let _ = self.endpoint.send_request_to(Instant::now(), bye, target);
             }
             return;
         }
@@ -1533,7 +1588,7 @@ impl Driver {
         call.dialog = Some(dialog);
         call.ack = Some(ack.clone());
         call.state = State::Confirmed;
-        self.send_raw(&ack, hop).await;
+        self.send_raw(&ack, hop, transport).await;
         self.emit(Event::Answered { call: id });
         match negotiated {
             Ok(n) => {
@@ -1556,9 +1611,15 @@ impl Driver {
     }
 
     /// Sends a datagram outside the transaction layer (ACK for 2xx), counting it.
-    async fn send_raw(&mut self, bytes: &[u8], dest: SocketAddr) {
+    async fn send_raw(&mut self, bytes: &[u8], dest: SocketAddr, transport: Transport) {
         tracing::debug!(to = %dest, "SIP out:\n{}", String::from_utf8_lossy(bytes));
-        if self.socket.send_to(bytes, dest).await.is_ok() {
+        let t = Transmit {
+            dest,
+            bytes: bytes.to_vec(),
+            transport,
+            conn: None,
+        };
+        if self.transports.send(&t).await.is_ok() {
             self.ledger
                 .record(dest, TrafficClass::Sip, LedgerDirection::Sent, bytes.len());
         }
@@ -1609,6 +1670,14 @@ impl Driver {
                 self.end_call(id, EndReason::Timeout).await;
             }
         }
+    }
+}
+
+/// Where and how a call's in-dialog requests go.
+fn call_target(call: &Call) -> Target {
+    match call.transport {
+        Transport::Udp => Target::udp(call.next_hop),
+        t => Target::stream(call.next_hop, t, None),
     }
 }
 

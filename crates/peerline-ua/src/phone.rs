@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use peerline_net::Ledger;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
@@ -157,9 +156,9 @@ impl Event {
             | Self::RemoteUpdate { call, .. }
             | Self::Dtmf { call, .. }
             | Self::Ended { call, .. } => Some(*call),
-            Self::Registered { .. } | Self::RegistrationFailed { .. } | Self::Unregistered { .. } => {
-                None
-            }
+            Self::Registered { .. }
+            | Self::RegistrationFailed { .. }
+            | Self::Unregistered { .. } => None,
         }
     }
 }
@@ -259,8 +258,17 @@ impl Phone {
     pub async fn start(config: Config) -> Result<(Phone, Events), PhoneError> {
         let cert = peerline_srtp::DtlsCert::generate(&mut rand::rngs::OsRng)
             .map_err(|e| PhoneError::Crypto(e.to_string()))?;
-        let socket = UdpSocket::bind(config.network.sip_listen).await?;
-        let sip_addr = socket.local_addr()?;
+        // UDP and TCP on the same port (RFC 3261 §18: a UA listens on both).
+        let transports =
+            peerline_transport::SipTransports::bind(peerline_transport::TransportConfig {
+                bind: config.network.sip_listen,
+                ..peerline_transport::TransportConfig::default()
+            })
+            .await
+            .map_err(|e| PhoneError::Io(std::io::Error::other(e.to_string())))?;
+        let sip_addr = transports
+            .local_addr(peerline_sip::Transport::Udp)
+            .ok_or_else(|| PhoneError::Io(std::io::Error::other("no UDP socket")))?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         // SIP over UDP only so far: location considers UDP targets alone.
@@ -276,7 +284,7 @@ impl Phone {
         .policy(policy);
         let driver = Driver::new(
             config,
-            socket,
+            transports,
             sip_addr,
             ev_tx,
             std::sync::Arc::new(cert),
