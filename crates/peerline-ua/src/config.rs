@@ -92,6 +92,11 @@ pub struct NetworkConfig {
     pub rtp_ports: PortRange,
     /// A DNS server for RFC 3263 location instead of the system's resolver.
     pub dns_server: Option<SocketAddr>,
+    /// New SIP requests per second one source may send before it gets `503` with
+    /// `Retry-After` (a flood defence; in-dialog requests are not limited).
+    pub sip_rate_limit: f64,
+    /// How many new requests one source may send at once.
+    pub sip_rate_burst: u32,
 }
 
 impl Default for NetworkConfig {
@@ -100,6 +105,8 @@ impl Default for NetworkConfig {
             sip_listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             rtp_ports: PortRange::DEFAULT,
             dns_server: None,
+            sip_rate_limit: 200.0,
+            sip_rate_burst: 400,
         }
     }
 }

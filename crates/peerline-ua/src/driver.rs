@@ -120,6 +120,8 @@ pub(crate) struct Driver {
     accounts: Vec<Account>,
     /// RFC 3263 server location, with a TTL cache.
     locator: Locator,
+    /// Per-source limit on new requests (503 + Retry-After beyond it).
+    limiter: peerline_sip::rate_limit::RateLimiter,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -136,6 +138,10 @@ impl Driver {
         locator: Locator,
     ) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let (config_rate, config_burst) = (
+            config.network.sip_rate_limit,
+            config.network.sip_rate_burst,
+        );
         let mut rng = StdRng::from_entropy();
         let session_id = rng.gen_range(1..u64::from(u32::MAX));
         Self {
@@ -156,6 +162,13 @@ impl Driver {
             dtls_cert,
             accounts: Vec::new(),
             locator,
+            limiter: peerline_sip::rate_limit::RateLimiter::new(
+                peerline_sip::rate_limit::RateLimitConfig {
+                    rate_per_sec: config_rate,
+                    burst: config_burst,
+                    ..peerline_sip::rate_limit::RateLimitConfig::default()
+                },
+            ),
         }
     }
 
@@ -1250,6 +1263,23 @@ impl Driver {
             };
             let _ = ep.send_response(now, &key, resp);
         };
+        // Flood defence: new (out-of-dialog) requests count against their source.
+        if request.to_tag().is_none() && request.method != Method::Ack {
+            match self.limiter.check(now, source.ip()) {
+                peerline_sip::rate_limit::Decision::Allow => {}
+                peerline_sip::rate_limit::Decision::Limited { retry_after_secs } => {
+                    if let Some(r) = peerline_sip::rate_limit::service_unavailable(
+                        &request,
+                        retry_after_secs,
+                        None,
+                    ) {
+                        let _ = self.endpoint.send_response(now, &key, r);
+                    }
+                    return;
+                }
+                peerline_sip::rate_limit::Decision::Drop => return,
+            }
+        }
         match request.method {
             Method::Invite if request.to_tag().is_none() => {
                 self.incoming_invite(key, request, source).await
