@@ -37,16 +37,22 @@ struct Enc {
     mediaenc: Option<&'static str>,
     /// Capture the call with tshark and check no packet carries the plaintext tone.
     capture: bool,
+    /// Start from this sip-profile instead of explicit codec and SRTP settings.
+    profile: Option<&'static str>,
 }
 
 const PLAIN: Enc = Enc {
     keying: None,
     mediaenc: None,
     capture: false,
+    profile: None,
 };
 
 impl Enc {
     fn feature_suffix(self) -> &'static str {
+        if self.profile.is_some() {
+            return "-profile-baresip";
+        }
         match self.keying {
             None => "",
             Some(SrtpKeying::Sdes) => "-srtp-sdes",
@@ -56,6 +62,17 @@ impl Enc {
 }
 
 fn config(codec: CodecName, enc: Enc, rtp_ports: Option<(u16, u16)>) -> Config {
+    if let Some(profile) = enc.profile {
+        let text = format!(
+            "profile = \"{profile}\"\n[identity]\nuser = \"peerline\"\n\
+             [network]\nsip_listen = \"127.0.0.1:0\"\n"
+        );
+        let mut c = Config::parse(&text, std::path::Path::new("<test>")).unwrap();
+        if let Some((lo, hi)) = rtp_ports {
+            c.network.rtp_ports = peerline_net::PortRange::new(lo, hi).unwrap();
+        }
+        return c;
+    }
     let mut c = Config::default();
     c.identity.user = "peerline".into();
     c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -572,12 +589,14 @@ const SDES: Enc = Enc {
     keying: Some(SrtpKeying::Sdes),
     mediaenc: Some("srtp-mand"),
     capture: true,
+    profile: None,
 };
 
 const DTLS: Enc = Enc {
     keying: Some(SrtpKeying::Dtls),
     mediaenc: Some("dtls_srtp"),
     capture: true,
+    profile: None,
 };
 
 #[test]
@@ -602,4 +621,19 @@ fn peerline_calls_baresip_srtp_dtls() {
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn baresip_calls_peerline_srtp_dtls() {
     baresip_calls_peerline("baresip_calls_peerline_srtp_dtls", CodecName::Pcmu, DTLS);
+}
+
+/// The `baresip` sip-profile (SRTP optional as SDES in RTP/AVP, Opus first) against a
+/// baresip without mediaenc: the call falls back to plain RTP and carries audio both ways.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_calls_plain_baresip_with_the_baresip_profile() {
+    peerline_calls_baresip(
+        "peerline_calls_plain_baresip_with_the_baresip_profile",
+        CodecName::Pcmu,
+        Enc {
+            profile: Some("baresip"),
+            ..PLAIN
+        },
+    );
 }

@@ -171,6 +171,9 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Codecs and media timing.
     pub media: MediaConfig,
+    /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this
+    /// file's own.
+    pub profile: Option<String>,
     /// Accounts (`[[account]]`); calls use the first one.
     #[serde(rename = "account")]
     pub accounts: Vec<crate::account::AccountConfig>,
@@ -188,11 +191,30 @@ impl Config {
 
     /// Parses and checks config text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        let invalid = |e: toml::de::Error| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
             message: e.message().to_string(),
-        })?;
+        };
+        // Parsed alone first, so every error points into the user's own file.
+        let mut config: Config = toml::from_str(text).map_err(invalid)?;
+        if let Some(name) = config.profile.clone() {
+            let profile = crate::profiles::get(&name).ok_or_else(|| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of_key(text, "profile"),
+                message: format!(
+                    "profile: no sip-profile {name:?} (known: {})",
+                    crate::profiles::names().join(", ")
+                ),
+            })?;
+            // The profile gives defaults; what the file sets wins.
+            let mut merged: toml::Table = toml::from_str(profile).map_err(invalid)?;
+            let user: toml::Table = toml::from_str(text).map_err(invalid)?;
+            merge(&mut merged, user);
+            config = toml::Value::Table(merged)
+                .try_into()
+                .map_err(invalid)?;
+        }
         config.check(text, path)?;
         Ok(config)
     }
@@ -236,6 +258,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// Deep merge: tables merge key by key, any other value in `over` replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod config;
 mod driver;
 pub mod media;
 mod phone;
+pub mod profiles;
 
 pub use account::AccountConfig;
 pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};
