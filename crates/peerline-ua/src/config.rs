@@ -211,9 +211,7 @@ impl Config {
             let mut merged: toml::Table = toml::from_str(profile).map_err(invalid)?;
             let user: toml::Table = toml::from_str(text).map_err(invalid)?;
             merge(&mut merged, user);
-            config = toml::Value::Table(merged)
-                .try_into()
-                .map_err(invalid)?;
+            config = toml::Value::Table(merged).try_into().map_err(invalid)?;
         }
         config.check(text, path)?;
         Ok(config)

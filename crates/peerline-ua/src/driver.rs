@@ -138,10 +138,8 @@ impl Driver {
         locator: Locator,
     ) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
-        let (config_rate, config_burst) = (
-            config.network.sip_rate_limit,
-            config.network.sip_rate_burst,
-        );
+        let (config_rate, config_burst) =
+            (config.network.sip_rate_limit, config.network.sip_rate_burst);
         let mut rng = StdRng::from_entropy();
         let session_id = rng.gen_range(1..u64::from(u32::MAX));
         Self {

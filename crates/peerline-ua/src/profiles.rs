@@ -2,14 +2,26 @@
 //! works wherever the phone runs. docs/profiles.md says what each sets and why.
 
 const PROFILES: &[(&str, &str)] = &[
-    ("generic", include_str!("../../../sip-profiles/generic.toml")),
-    ("baresip", include_str!("../../../sip-profiles/baresip.toml")),
+    (
+        "generic",
+        include_str!("../../../sip-profiles/generic.toml"),
+    ),
+    (
+        "baresip",
+        include_str!("../../../sip-profiles/baresip.toml"),
+    ),
     (
         "asterisk-pjsip",
         include_str!("../../../sip-profiles/asterisk-pjsip.toml"),
     ),
-    ("freeswitch", include_str!("../../../sip-profiles/freeswitch.toml")),
-    ("kamailio", include_str!("../../../sip-profiles/kamailio.toml")),
+    (
+        "freeswitch",
+        include_str!("../../../sip-profiles/freeswitch.toml"),
+    ),
+    (
+        "kamailio",
+        include_str!("../../../sip-profiles/kamailio.toml"),
+    ),
 ];
 
 /// The profile's TOML text.
@@ -45,8 +57,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.media.srtp, SrtpMode::Off);
-        assert_eq!(c.media.codecs[0], CodecName::Opus, "profile keys the file leaves alone stay");
+        assert_eq!(
+            c.media.codecs[0],
+            CodecName::Opus,
+            "profile keys the file leaves alone stay"
+        );
         let e = Config::parse("\n\nprofile = \"nope\"\n", Path::new("p.toml")).unwrap_err();
-        assert!(e.to_string().starts_with("p.toml:3: profile: no sip-profile \"nope\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("p.toml:3: profile: no sip-profile \"nope\""),
+            "{e}"
+        );
     }
 }
