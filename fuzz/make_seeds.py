@@ -177,3 +177,25 @@ w(d, "odd_range.toml", '[network]\nrtp_ports = "65535-65535"\n')
 w(d, "huge_numbers.toml", "[media]\nptime = 4294967296\nrtp_timeout_secs = -1\n")
 w(d, "not_toml.toml", "[[[media\n= = =\n")
 w(d, "multibyte.toml", '[identity]\nuser = "é"\ndisplay_name = "\\u00e9"\n')
+w(d, "srtp.toml", '[media]\nsrtp = "mandatory"\nsrtp_keying = "sdes"\n')
+w(d, "srtp_bad.toml", '[media]\nsrtp = "maybe"\nsrtp_keying = "zrtp"\n')
+w(d, "dns.toml", '[network]\ndns_server = "127.0.0.1:5353"\n')
+w(d, "account.toml", """[[account]]
+aor = "sip:alice@example.com"
+username = "alice"
+password_env = "PEERLINE_PASSWORD"
+registrar = "sip:registrar.example.com;transport=udp"
+outbound_proxy = "sip:proxy.example.com:5061;lr"
+register = true
+expires = 3600
+
+[[account]]
+aor = "sips:bob@[2001:db8::1]:5061"
+password = "secret"
+""")
+w(d, "account_bad.toml", """[[account]]
+aor = "alice"
+password = "a"
+password_env = "B"
+expires = 0
+""")
