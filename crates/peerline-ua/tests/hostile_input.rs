@@ -578,7 +578,23 @@ fn malformed_media() -> Vec<(&'static str, Vec<u8>)> {
         junk.push(x as u8);
     }
     junk[0] = 0x00; // version 0: never RTP, RTCP, DTLS or STUN
+                    // STUN (RFC 8489) with a length past the end, an attribute running past the message,
+                    // and a wrong FINGERPRINT: the media path runs no ICE, so these must be dropped too.
+    let stun = |len: u16, attrs: &[u8]| {
+        let mut m = vec![0x00, 0x01];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        m.extend_from_slice(b"hostile-tid!");
+        m.extend_from_slice(attrs);
+        m
+    };
+    let stun_len = stun(400, &[0x00, 0x06, 0x00, 0x04, b'a', b':', b'b', b'c']);
+    let stun_attr = stun(8, &[0x00, 0x06, 0x01, 0x00, b'a', b':', b'b', b'c']);
+    let stun_fp = stun(8, &[0x80, 0x28, 0x00, 0x04, 0xDE, 0xAD, 0xBE, 0xEF]);
     vec![
+        ("STUN length past the end", stun_len),
+        ("STUN attribute past the end", stun_attr),
+        ("STUN bad FINGERPRINT", stun_fp),
         ("RTP version 1", v1),
         ("bad padding", pad),
         ("CSRC count past the end", csrc),
