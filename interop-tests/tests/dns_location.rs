@@ -325,7 +325,7 @@ async fn kamailio_registrar_found_through_the_zone() {
         tails(&[kam.process()], 40)
     );
     assert!(resp.contains("realm=\"peerline.test\""), "{resp}");
-    entry.note("located via NAPTR/SRV; 401 challenge only (phone not wired)");
+    entry.note("located via NAPTR/SRV; a hand-written REGISTER over TCP gets the 401 (the phone itself: dns-register-digest)");
     entry.pass();
     kam.stop();
 }
