@@ -386,6 +386,34 @@ impl Driver {
         did
     }
 
+    /// Flood defence, before any transaction exists: a new (out-of-dialog) request counts
+    /// against its source; beyond the limit it gets a stateless 503 with Retry-After (once
+    /// per interval) or is dropped, and no server transaction is created for it.
+    fn admit(&mut self, now: Instant, from: Target, bytes: &[u8]) -> bool {
+        if bytes.starts_with(b"SIP/") {
+            return true; // a response: matched to our own transactions or dropped
+        }
+        let Ok(SipMessage::Request(request)) = peerline_sip::parse_message(bytes) else {
+            return true; // malformed: the endpoint answers 400 with the reason
+        };
+        if request.to_tag().is_some() || matches!(request.method, Method::Ack | Method::Cancel) {
+            return true;
+        }
+        match self.limiter.check(now, from.addr.ip()) {
+            peerline_sip::rate_limit::Decision::Allow => true,
+            peerline_sip::rate_limit::Decision::Limited { retry_after_secs } => {
+                if let Some(r) =
+                    peerline_sip::rate_limit::service_unavailable(&request, retry_after_secs, None)
+                {
+                    self.endpoint
+                        .send_stateless_to(from, SipMessage::Response(r));
+                }
+                false
+            }
+            peerline_sip::rate_limit::Decision::Drop => false,
+        }
+    }
+
     /// Feeds what a transport received to the transaction layer.
     fn transport_event(&mut self, ev: Option<TransportEvent>) {
         match ev {
@@ -398,6 +426,13 @@ impl Driver {
                     m.bytes.len(),
                 );
                 let now = Instant::now();
+                let target = match m.conn {
+                    None => Target::udp(m.source),
+                    Some(c) => Target::stream(m.source, m.transport, Some(c)),
+                };
+                if !self.admit(now, target, &m.bytes) {
+                    return;
+                }
                 match m.conn {
                     None => self.endpoint.handle_datagram(now, m.source, &m.bytes),
                     Some(c) => {
@@ -1261,23 +1296,6 @@ impl Driver {
             };
             let _ = ep.send_response(now, &key, resp);
         };
-        // Flood defence: new (out-of-dialog) requests count against their source.
-        if request.to_tag().is_none() && request.method != Method::Ack {
-            match self.limiter.check(now, source.ip()) {
-                peerline_sip::rate_limit::Decision::Allow => {}
-                peerline_sip::rate_limit::Decision::Limited { retry_after_secs } => {
-                    if let Some(r) = peerline_sip::rate_limit::service_unavailable(
-                        &request,
-                        retry_after_secs,
-                        None,
-                    ) {
-                        let _ = self.endpoint.send_response(now, &key, r);
-                    }
-                    return;
-                }
-                peerline_sip::rate_limit::Decision::Drop => return,
-            }
-        }
         match request.method {
             Method::Invite if request.to_tag().is_none() => {
                 self.incoming_invite(key, request, source).await
