@@ -471,6 +471,7 @@ async fn run(
     let mut dtmf_gap = 0u32;
     let mut rtcp = peerline_media::RtcpState::new(params.cname.clone());
     let mut rtcp_buf = vec![0u8; 2048];
+    let mut rtcp_malformed = 0u64;
     // RFC 3550 §6.2/§6.3.5: every 5 s on average, each interval randomised to 0.5–1.5×
     // so that the two sides' reports do not stay in step; the first after half of that.
     let mut jitter_seed = params.ssrc | 1;
@@ -615,6 +616,8 @@ async fn run(
                 if let Some(plain) = crypto.unprotect(&rtcp_buf[..n], true) {
                     if rtcp.handle(Instant::now(), ntp, params.ssrc, &plain).is_ok() {
                         report.rtcp_received += 1;
+                    } else {
+                        rtcp_malformed += 1;
                     }
                 }
             }
@@ -658,7 +661,7 @@ async fn run(
                     if rtcp.handle(Instant::now(), ntp, params.ssrc, data).is_ok() {
                         report.rtcp_received += 1;
                     } else {
-                        report.received.malformed += 1;
+                        rtcp_malformed += 1;
                     }
                     continue;
                 }
@@ -698,6 +701,8 @@ async fn run(
     report.srtp_early_drops = crypto.early_drops;
     report.sent = sender.stats();
     report.received = receiver.stats();
+    // Malformed RTCP is counted with malformed RTP: both are dropped datagrams.
+    report.received.malformed += rtcp_malformed;
     report.jitter_ms = report.received.jitter_ms(rate);
     let rx = report.received;
     let expected = rx.packets_received + rx.packets_lost;
