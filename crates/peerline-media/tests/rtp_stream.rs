@@ -614,3 +614,47 @@ fn pcmu_call_carries_the_tone_end_to_end() {
     assert!(s.packets_lost >= 1 && s.duplicates >= 1, "{s:?}");
     assert!(dec.concealed() >= s.packets_lost);
 }
+
+/// Clock drift (RFC 3550 leaves it to the receiver): the sender's clock runs 1 % fast or
+/// 1 % slow against ours for 60 s. The buffer must keep the delay bounded by dropping
+/// (fast sender) or concealing (slow sender) frames, never drifting to its cap or to empty.
+#[test]
+fn clock_drift_keeps_the_delay_bounded() {
+    for (name, sender_period_us) in [("fast sender", 19_800u64), ("slow sender", 20_200)] {
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+        let t0 = Instant::now();
+        let mut next_pop = 0u64; // our 20 ms playout clock, in µs
+        let mut frames = 0u64;
+        let mut max_delay = Duration::ZERO;
+        for i in 0..3000u64 {
+            let arrival = i * sender_period_us;
+            while next_pop <= arrival {
+                let at = t0 + Duration::from_micros(next_pop);
+                if matches!(jb.pop(at), Playout::Frame(_)) {
+                    frames += 1;
+                }
+                if i > 100 {
+                    max_delay = max_delay.max(jb.playout_delay());
+                }
+                next_pop += 20_000;
+            }
+            let p = packet(7, i as u16, (i * 160) as u32, i == 0);
+            jb.push(t0 + Duration::from_micros(arrival), &p);
+        }
+        let s = jb.stats();
+        assert!(
+            max_delay <= ms(200),
+            "{name}: delay grew to {max_delay:?} ({s:?})"
+        );
+        // 60 s at 50 frames/s minus what drift forces us to drop or conceal (~1 %).
+        assert!(
+            frames >= 2900,
+            "{name}: only {frames} frames played ({s:?})"
+        );
+        if sender_period_us < 20_000 {
+            assert!(s.dropped_to_shrink + s.overflow > 0, "{name}: {s:?}");
+        } else {
+            assert!(s.missing > 0, "{name}: {s:?}");
+        }
+    }
+}
