@@ -254,6 +254,42 @@ fn check_baresip_heard(b: &Baresip, freq: f32, other: f32, logs: &str) {
     );
 }
 
+/// The checks after every call with baresip: how it ended, the codec baresip used, each
+/// side heard the other's tone (`heard`: frequency and seconds judged) and not its own
+/// (`own`), and the media was encrypted exactly when the case asked for SRTP.
+#[allow(clippy::too_many_arguments)]
+fn check_call(
+    b: &Baresip,
+    blog: &str,
+    enc: Enc,
+    (reason, want): (&EndReason, EndReason),
+    media: &MediaReport,
+    rec: &Path,
+    (heard, secs): (f32, f32),
+    own: f32,
+) {
+    let logs = tails(&[b.process()], 40);
+    assert_eq!(*reason, want, "{logs}");
+    assert!(
+        b.process().log_contains(blog),
+        "baresip did not use {blog}\n{logs}"
+    );
+    assert!(media.received.packets_received >= 100, "{media:?}");
+    assert_heard("Peerline", rec, heard, secs, &logs);
+    let own_secs = tone_secs(rec, own);
+    assert!(
+        own_secs == 0.0,
+        "Peerline heard its own {own} Hz for {own_secs} s\n{logs}"
+    );
+    check_baresip_heard(b, own, heard, &logs);
+    assert_eq!(
+        media.srtp.is_some(),
+        enc.keying.is_some(),
+        "{:?}",
+        media.srtp
+    );
+}
+
 /// baresip dials Peerline; Peerline answers and records; baresip hangs up when its WAV ends.
 fn baresip_calls_peerline(test: &str, codec: CodecName, enc: Enc) {
     let started = Instant::now();
@@ -318,26 +354,16 @@ fn baresip_calls_peerline(test: &str, codec: CodecName, enc: Enc) {
         b.wait_call_end(Duration::from_secs(5)).ok();
         b.stop();
         phone.shutdown().await;
-        let logs = tails(&[b.process()], 40);
-        assert_eq!(reason, EndReason::RemoteHangup, "{logs}");
-        assert!(
-            b.process().log_contains(blog),
-            "baresip did not use {blog}\n{logs}"
-        );
         assert!(media.error.is_none(), "{:?}", media.error);
-        assert!(media.received.packets_received >= 100, "{media:?}");
-        assert_heard("Peerline", &rec, 600.0, 2.5, &logs);
-        let own = tone_secs(&rec, 1000.0);
-        assert!(
-            own == 0.0,
-            "Peerline heard its own 1000 Hz for {own} s\n{logs}"
-        );
-        check_baresip_heard(&b, 1000.0, 600.0, &logs);
-        assert_eq!(
-            media.srtp.is_some(),
-            enc.keying.is_some(),
-            "{:?}",
-            media.srtp
+        check_call(
+            &b,
+            blog,
+            enc,
+            (&reason, EndReason::RemoteHangup),
+            &media,
+            &rec,
+            (600.0, 2.5),
+            1000.0,
         );
     });
     if let Some(c) = capture {
@@ -417,25 +443,15 @@ fn peerline_calls_baresip(test: &str, codec: CodecName, enc: Enc) {
         b.wait_call_end(Duration::from_secs(5)).ok();
         b.stop();
         phone.shutdown().await;
-        let logs = tails(&[b.process()], 40);
-        assert_eq!(reason, EndReason::LocalHangup, "{logs}");
-        assert!(
-            b.process().log_contains(blog),
-            "baresip did not use {blog}\n{logs}"
-        );
-        assert!(media.received.packets_received >= 100, "{media:?}");
-        assert_heard("Peerline", &rec, 1000.0, 3.0, &logs);
-        let own = tone_secs(&rec, 440.0);
-        assert!(
-            own == 0.0,
-            "Peerline heard its own 440 Hz for {own} s\n{logs}"
-        );
-        check_baresip_heard(&b, 440.0, 1000.0, &logs);
-        assert_eq!(
-            media.srtp.is_some(),
-            enc.keying.is_some(),
-            "{:?}",
-            media.srtp
+        check_call(
+            &b,
+            blog,
+            enc,
+            (&reason, EndReason::LocalHangup),
+            &media,
+            &rec,
+            (1000.0, 3.0),
+            440.0,
         );
     });
     if let Some(c) = capture {
