@@ -2,51 +2,19 @@
 //! fuzz harness itself (`fuzz/harness/srtp_unprotect.rs`), plus every seed truncated and bit-flipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
 #[path = "../../../fuzz/harness/srtp_unprotect.rs"]
 mod harness;
-
-fn files(dir: &str) -> Vec<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz")
-        .join(dir);
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(&root) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    out.sort();
-    out
-}
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
 
 #[test]
 fn replay_srtp_unprotect_corpus_and_artifacts() {
-    let corpus = files("corpus/srtp_unprotect");
-    assert!(corpus.len() >= 10, "seed corpus missing: {corpus:?}");
-    for path in corpus
-        .iter()
-        .chain(files("artifacts/srtp_unprotect").iter())
-    {
-        let data = std::fs::read(path).unwrap();
-        harness::run(&data);
-    }
+    replay::replay("srtp_unprotect", 10, harness::run);
 }
 
 #[test]
 fn truncated_and_flipped_srtp_unprotect_seeds_do_not_panic() {
-    for path in files("corpus/srtp_unprotect").iter().take(64) {
-        let data = std::fs::read(path).unwrap();
-        for n in 0..data.len().min(96) {
-            harness::run(&data[..n]);
-            let mut m = data.clone();
-            m[n] ^= 0xFF;
-            harness::run(&m);
-        }
-    }
+    replay::truncate_and_flip("srtp_unprotect", harness::run);
 }
 
 #[test]
@@ -55,7 +23,7 @@ fn rtp_seeds_reach_the_protect_unprotect_round_trip() {
     // The harness protects valid RTP and unprotects it again; make sure the seeds are
     // valid enough for libsrtp to get that far with every suite.
     for (i, suite) in SrtpSuite::ALL.iter().enumerate() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join(format!("../../fuzz/corpus/srtp_unprotect/rtp_suite{i}"));
         let data = std::fs::read(path).unwrap();
         assert_eq!(usize::from(data[0]) % SrtpSuite::ALL.len(), i);
