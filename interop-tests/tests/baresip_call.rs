@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sipp_support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,16 +21,9 @@ use peerline_ua::{
     AudioSource, CodecName, Config, EndReason, Event, Events, MediaOptions, MediaReport, Phone,
     SrtpKeying, SrtpMode,
 };
+use sipp_support::{next_event, runtime};
 
 const READY: Duration = Duration::from_secs(5);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// How a call is encrypted: Peerline's keying (`None`: SRTP off) and baresip's `mediaenc`.
 #[derive(Clone, Copy)]
@@ -204,24 +199,6 @@ fn assert_heard(who: &str, path: &Path, freq: f32, min_secs: f32, logs: &str) {
         "{who} should hear {freq} Hz for ≥ 90 % of ≥ {min_secs} s: {:.0} % of {secs} s\n{logs}",
         share * 100.0
     );
-}
-
-async fn next_event<T>(
-    events: &mut Events,
-    limit: Duration,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> Option<T> {
-    tokio::time::timeout(limit, async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 async fn ended(events: &mut Events, limit: Duration) -> Option<(EndReason, MediaReport)> {

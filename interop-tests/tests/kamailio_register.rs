@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sipp_support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,27 +13,9 @@ use peerline_interop::{
     tails, write_tone_wav, Baresip, BaresipOptions, Kamailio, KamailioOptions, MatrixEntry, TestDir,
 };
 use peerline_ua::{
-    AccountConfig, AudioSource, CodecName, Config, EndReason, Event, Events, MediaOptions, Phone,
-    SrtpMode,
+    AccountConfig, AudioSource, CodecName, Config, EndReason, Event, MediaOptions, Phone, SrtpMode,
 };
-
-async fn next<T>(
-    events: &mut Events,
-    limit: Duration,
-    mut pick: impl FnMut(Event) -> Option<T>,
-) -> Option<T> {
-    tokio::time::timeout(limit, async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-}
+use sipp_support::{next_event, runtime};
 
 fn account(kam: &Kamailio, user: &str, password: &str) -> AccountConfig {
     let text = format!(
@@ -76,11 +60,7 @@ fn peerline_registers_and_calls_through_kamailio() {
     kam.wait_registered("bob", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[bob.process(), kam.process()], 30)));
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mut config = Config::default();
         config.identity.user = "alice".into();
@@ -91,7 +71,7 @@ fn peerline_registers_and_calls_through_kamailio() {
         let mut bad = config.clone();
         bad.accounts = vec![account(&kam, "alice", "wrong")];
         let (phone, mut events) = Phone::start(bad).await.unwrap();
-        let failed = next(&mut events, Duration::from_secs(5), |ev| match ev {
+        let failed = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
             Event::RegistrationFailed { code, reason, .. } => Some((code, reason)),
             Event::Registered { .. } => Some((200, "registered with a wrong password".into())),
             _ => None,
@@ -103,7 +83,7 @@ fn peerline_registers_and_calls_through_kamailio() {
 
         config.accounts = vec![account(&kam, "alice", "alice-secret")];
         let (phone, mut events) = Phone::start(config).await.unwrap();
-        let expires = next(&mut events, Duration::from_secs(5), |ev| match ev {
+        let expires = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
             Event::Registered { expires, .. } => Some(Ok(expires)),
             Event::RegistrationFailed { code, reason, .. } => Some(Err((code, reason))),
             _ => None,
@@ -126,7 +106,7 @@ fn peerline_registers_and_calls_through_kamailio() {
             )
             .await
             .unwrap();
-        let answered = next(&mut events, Duration::from_secs(8), |ev| match ev {
+        let answered = next_event(&mut events, Duration::from_secs(8), |ev| match ev {
             Event::Answered { .. } => Some(Ok(())),
             Event::Ended { reason, .. } => Some(Err(reason)),
             _ => None,
@@ -139,7 +119,7 @@ fn peerline_registers_and_calls_through_kamailio() {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         phone.hangup(call).await.unwrap();
-        let (reason, media) = next(&mut events, Duration::from_secs(5), |ev| match ev {
+        let (reason, media) = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
             Event::Ended { reason, media, .. } => Some((reason, media)),
             _ => None,
         })
@@ -156,7 +136,7 @@ fn peerline_registers_and_calls_through_kamailio() {
         );
         // Shutdown removes the binding.
         phone.shutdown().await;
-        let unregistered = next(&mut events, Duration::from_secs(3), |ev| match ev {
+        let unregistered = next_event(&mut events, Duration::from_secs(3), |ev| match ev {
             Event::Unregistered { .. } => Some(()),
             _ => None,
         })

@@ -1,4 +1,5 @@
-//! Shared pieces of the SIPp tests (`tests/sipp_*.rs`): a phone on loopback with its own
+//! Shared pieces of the interop tests that drive the phone (the SIPp, baresip, Kamailio and
+//! flood tests): a runtime, waiting for an event, a phone on loopback with its own
 //! RTP port block, an answering task for Peerline-as-UAS, a per-call event router for
 //! Peerline-as-UAC, and SIPp runs with a message trace for the failure messages.
 
