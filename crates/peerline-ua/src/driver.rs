@@ -450,17 +450,6 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
-    fn local_ip_for(&self, dest: SocketAddr) -> IpAddr {
-        if !self.sip_addr.ip().is_unspecified() {
-            return self.sip_addr.ip();
-        }
-        // Ask the kernel which address it would use; a connected UDP socket sends nothing.
-        std::net::UdpSocket::bind(SocketAddr::new(self.sip_addr.ip(), 0))
-            .and_then(|s| s.connect(dest).and_then(|()| s.local_addr()))
-            .map(|a| a.ip())
-            .unwrap_or(self.sip_addr.ip())
-    }
-
     fn contact_for(&self, ip: IpAddr) -> String {
         format!(
             "<sip:{}@{}>",
@@ -552,11 +541,9 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::Ledger { reply } => {
-                let mut total = self.ledger.clone();
-                // Calls still running have their media ledger inside their task; ended calls
-                // were merged when they ended.
-                total.merge(&Ledger::new());
-                let _ = reply.send(total);
+                // Ended calls' media ledgers were merged in when they ended; calls still
+                // running keep theirs in their media task until then.
+                let _ = reply.send(self.ledger.clone());
             }
             Command::Dtmf {
                 call,
@@ -610,7 +597,7 @@ impl Driver {
             }
             Err(e) => return Err(PhoneError::BadTarget(target.into(), e.to_string())),
         };
-        let ip = self.local_ip_for(dest);
+        let ip = local_ip_toward(dest, self.sip_addr.ip());
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
         let rtp_addr = rtp.rtp.local_addr()?;
         let offer =
@@ -710,12 +697,7 @@ impl Driver {
         ) else {
             return Err(PhoneError::Call(id, "no offer to answer"));
         };
-        let ip = self.sip_addr.ip();
-        let ip = if ip.is_unspecified() {
-            local_ip_toward(call.next_hop, ip)
-        } else {
-            ip
-        };
+        let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
         let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
         let rtp_addr = rtp.rtp.local_addr()?;
         let (answer, negotiated) =
@@ -1754,6 +1736,8 @@ fn dialog_next_hop(dialog: &Dialog) -> Option<SocketAddr> {
     uri_addr(&dialog.next_hop_uri())
 }
 
+/// Our address as `dest` sees it: the bound one, or, when bound to 0.0.0.0, the one the
+/// kernel would pick (a connected UDP socket sends nothing).
 fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
     if !bound.is_unspecified() {
         return bound;
