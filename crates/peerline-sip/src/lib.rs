@@ -15,6 +15,7 @@ pub mod error;
 pub mod lint;
 pub mod message;
 pub mod parse;
+pub mod prescan;
 pub mod rate_limit;
 pub mod register;
 pub mod syntax;
@@ -27,6 +28,7 @@ pub use parse::{error_response, parse_message, parse_message_with, Limits};
 
 /// Fuzzing entry point: parse, and on error build the error response; must never panic.
 pub fn fuzz_parse(data: &[u8]) {
+    let _ = prescan::prescan(data);
     match parse_message(data) {
         Ok(msg) => {
             let bytes = serialize(&msg);

@@ -386,31 +386,32 @@ impl Driver {
         did
     }
 
-    /// Flood defence, before any transaction exists: a new (out-of-dialog) request counts
-    /// against its source; beyond the limit it gets a stateless 503 with Retry-After (once
-    /// per interval) or is dropped, and no server transaction is created for it.
+    /// Flood defence, before any transaction exists and before parsing: a new
+    /// (out-of-dialog) request, or bytes that are not SIP at all, count against their
+    /// source; beyond the limit a request gets a stateless 503 with Retry-After (once per
+    /// interval) or is dropped, and no server transaction is created for it.
     fn admit(&mut self, now: Instant, from: Target, bytes: &[u8]) -> bool {
-        if bytes.starts_with(b"SIP/") {
-            return true; // a response: matched to our own transactions or dropped
-        }
-        let Ok(SipMessage::Request(request)) = peerline_sip::parse_message(bytes) else {
-            return true; // malformed: the endpoint answers 400 with the reason
-        };
-        if request.to_tag().is_some() || matches!(request.method, Method::Ack | Method::Cancel) {
-            return true;
+        use peerline_sip::prescan::{prescan, Prescan};
+        use peerline_sip::rate_limit::{service_unavailable, Decision};
+        // A cheap look first: under a flood most datagrams are dropped here without
+        // being parsed (the prescan reads the start line and header names only).
+        let class = prescan(bytes);
+        if matches!(class, Prescan::Response | Prescan::Exempt) {
+            return true; // responses match our own transactions; dialogs go on
         }
         match self.limiter.check(now, from.addr.ip()) {
-            peerline_sip::rate_limit::Decision::Allow => true,
-            peerline_sip::rate_limit::Decision::Limited { retry_after_secs } => {
-                if let Some(r) =
-                    peerline_sip::rate_limit::service_unavailable(&request, retry_after_secs, None)
-                {
-                    self.endpoint
-                        .send_stateless_to(from, SipMessage::Response(r));
+            Decision::Allow => true,
+            Decision::Limited { retry_after_secs } => {
+                // Parsed only to build the 503, at most once per second per source.
+                if let Ok(SipMessage::Request(request)) = peerline_sip::parse_message(bytes) {
+                    if let Some(r) = service_unavailable(&request, retry_after_secs, None) {
+                        self.endpoint
+                            .send_stateless_to(from, SipMessage::Response(r));
+                    }
                 }
                 false
             }
-            peerline_sip::rate_limit::Decision::Drop => false,
+            Decision::Drop => false,
         }
     }
 

@@ -15,7 +15,8 @@ use crate::parse::{error_response, parse_message_with, Limits};
 use crate::syntax;
 use crate::transport::{ConnectionId, Transport};
 use rsip::{Method, Request, Response, SipMessage};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -51,7 +52,7 @@ impl Default for Config {
 /// Identifies a transaction. Client keys use our own branch and the method;
 /// server keys use branch + sent-by + method (ACK is folded into INVITE), or an
 /// RFC 2543 compatibility key when the branch lacks the magic cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransactionKey {
     /// `true` for a server transaction (a request we received).
     pub server: bool,
@@ -247,6 +248,22 @@ struct Txn {
     /// INVITE server in Accepted: the 2xx has been acknowledged.
     acked: bool,
     merge_key: Option<MergeKey>,
+    /// The earliest entry this transaction has in the timer heap, if any.
+    scheduled: Option<Instant>,
+}
+
+impl Txn {
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.retrans_at,
+            self.timeout_at,
+            self.end_at,
+            self.trying_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
 }
 
 /// The transaction endpoint. See the [module docs](self).
@@ -255,6 +272,10 @@ pub struct Endpoint {
     config: Config,
     txns: HashMap<TransactionKey, Txn>,
     merge: HashMap<MergeKey, TransactionKey>,
+    /// Deadlines, earliest first. Entries go stale when a transaction ends or its
+    /// deadline moves; a stale entry only makes [`Endpoint::handle_timeout`] look at a
+    /// transaction with nothing due, so the heap is never searched or rebuilt.
+    timers: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -362,6 +383,7 @@ impl Endpoint {
             config,
             txns: HashMap::new(),
             merge: HashMap::new(),
+            timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -389,12 +411,56 @@ impl Endpoint {
     }
 
     /// Earliest instant at which [`Endpoint::handle_timeout`] must be called.
+    /// O(1): the top of the timer heap (kept exact: stale entries are pruned from the
+    /// top after every change).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txns
-            .values()
-            .flat_map(|t| [t.retrans_at, t.timeout_at, t.end_at, t.trying_at])
-            .flatten()
-            .min()
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Puts `key`'s next deadline in the timer heap unless an entry at or before it is
+    /// already there, then prunes stale entries from the top. Called after every change
+    /// to a transaction's timers.
+    fn schedule(&mut self, key: &TransactionKey) {
+        self.push_deadline(key);
+        self.prune_timers();
+    }
+
+    fn push_deadline(&mut self, key: &TransactionKey) {
+        let Some(txn) = self.txns.get_mut(key) else {
+            return;
+        };
+        let Some(at) = txn.next_deadline() else {
+            return;
+        };
+        if txn.scheduled.is_some_and(|s| s <= at) {
+            return;
+        }
+        txn.scheduled = Some(at);
+        self.timers.push(Reverse((at, key.clone())));
+    }
+
+    /// Pops entries from the top of the timer heap until the top is a live
+    /// transaction's real next deadline, so [`Endpoint::poll_timeout`] is exact. An
+    /// entry that was its transaction's scheduled one is replaced by the real deadline.
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((at, key))) = self.timers.peek() {
+            let live = self
+                .txns
+                .get(key)
+                .is_some_and(|t| t.next_deadline() == Some(*at));
+            if live {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.timers.pop() else {
+                break;
+            };
+            if let Some(txn) = self.txns.get_mut(&key) {
+                if txn.scheduled == Some(at) {
+                    txn.scheduled = None;
+                    self.push_deadline(&key);
+                }
+            }
+        }
     }
 
     /// Send a message outside any transaction (ACK for 2xx, TU-driven retransmissions).
@@ -457,6 +523,7 @@ impl Endpoint {
                 }
             }
         }
+        self.prune_timers();
     }
 
     /// Start a client transaction: sends `request` to `dest` and retransmits it as
@@ -523,8 +590,10 @@ impl Endpoint {
                 trying_at: None,
                 acked: false,
                 merge_key: None,
+                scheduled: None,
             },
         );
+        self.schedule(&key);
         Ok(key)
     }
 
@@ -600,6 +669,7 @@ impl Endpoint {
                 txn.end_at = Some(if reliable { now } else { now + 64 * cfg.t1 });
             }
         }
+        self.schedule(key);
         Ok(())
     }
 
@@ -719,6 +789,7 @@ impl Endpoint {
             }
             _ => {}
         }
+        self.schedule(&key);
         if deliver {
             self.events.push_back(Event::Response {
                 key,
@@ -798,8 +869,10 @@ impl Endpoint {
                 trying_at: is_invite.then(|| now + self.config.trying_delay),
                 acked: false,
                 merge_key: if merged { None } else { merge_key.clone() },
+                scheduled: None,
             },
         );
+        self.schedule(&key);
         if merged {
             self.stats.merged_requests += 1;
             let resp = make_response(&req, 482, None);
@@ -850,6 +923,7 @@ impl Endpoint {
                     } else {
                         now + self.config.t4
                     });
+                    self.schedule(&key);
                     return;
                 }
                 State::Confirmed => {
@@ -876,70 +950,95 @@ impl Endpoint {
                 txn.retrans_at = None;
             }
         }
+        self.prune_timers();
         self.events.push_back(Event::Ack {
             request: req,
             source,
         });
     }
 
-    /// Process expired timers.
+    /// Process expired timers: only the transactions whose deadline has come, found in
+    /// the timer heap (O(k log n) for k due entries, whatever the number of transactions).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let cfg = self.config;
-        let mut terminated = Vec::new();
-        for (key, txn) in self.txns.iter_mut() {
-            if txn.trying_at.is_some_and(|t| t <= now) {
-                txn.trying_at = None;
-                if txn.state == State::Proceeding && txn.wire.is_none() {
-                    let b = serialize(&make_response(&txn.request, 100, None).into());
-                    self.transmits.push_back(Transmit {
-                        dest: txn.peer,
-                        transport: txn.transport,
-                        conn: txn.conn,
-                        bytes: b.clone(),
-                    });
-                    txn.wire = Some(b);
+        let mut due = Vec::new();
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some(Reverse((at, key))) = self.timers.pop() else {
+                break;
+            };
+            if let Some(txn) = self.txns.get_mut(&key) {
+                if txn.scheduled == Some(at) {
+                    txn.scheduled = None;
                 }
-            }
-            while let Some(at) = txn.retrans_at.filter(|t| *t <= now) {
-                if let Some(w) = &txn.wire {
-                    self.transmits.push_back(Transmit {
-                        dest: txn.peer,
-                        transport: txn.transport,
-                        conn: txn.conn,
-                        bytes: w.clone(),
-                    });
-                    self.stats.retransmissions_sent += 1;
-                }
-                txn.interval = match (txn.kind, txn.state) {
-                    (Kind::InviteClient, _) => txn.interval * 2,
-                    (Kind::NonInviteClient, State::Proceeding) => cfg.t2,
-                    _ => std::cmp::min(txn.interval * 2, cfg.t2),
-                };
-                txn.retrans_at = Some(at + txn.interval);
-            }
-            if txn.timeout_at.is_some_and(|t| t <= now) {
-                txn.timeout_at = None;
-                txn.retrans_at = None;
-                let report = match (txn.kind, txn.state) {
-                    (Kind::InviteServer, State::Accepted) => !txn.acked,
-                    (Kind::InviteClient, State::Accepted) => false,
-                    _ => true,
-                };
-                if report {
-                    self.events
-                        .push_back(Event::TransactionTimeout { key: key.clone() });
-                }
-                txn.state = State::Terminated;
-            }
-            if txn.end_at.is_some_and(|t| t <= now) {
-                txn.state = State::Terminated;
-            }
-            if txn.state == State::Terminated {
-                terminated.push(key.clone());
+                due.push(key);
             }
         }
-        for key in terminated {
-            self.remove_txn(&key);
+        due.sort();
+        due.dedup();
+        for key in due {
+            self.fire_timers(now, &key);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant, key: &TransactionKey) {
+        let cfg = self.config;
+        let Some(txn) = self.txns.get_mut(key) else {
+            return;
+        };
+        if txn.trying_at.is_some_and(|t| t <= now) {
+            txn.trying_at = None;
+            if txn.state == State::Proceeding && txn.wire.is_none() {
+                let b = serialize(&make_response(&txn.request, 100, None).into());
+                self.transmits.push_back(Transmit {
+                    dest: txn.peer,
+                    transport: txn.transport,
+                    conn: txn.conn,
+                    bytes: b.clone(),
+                });
+                txn.wire = Some(b);
+            }
+        }
+        while let Some(at) = txn.retrans_at.filter(|t| *t <= now) {
+            if let Some(w) = &txn.wire {
+                self.transmits.push_back(Transmit {
+                    dest: txn.peer,
+                    transport: txn.transport,
+                    conn: txn.conn,
+                    bytes: w.clone(),
+                });
+                self.stats.retransmissions_sent += 1;
+            }
+            txn.interval = match (txn.kind, txn.state) {
+                (Kind::InviteClient, _) => txn.interval * 2,
+                (Kind::NonInviteClient, State::Proceeding) => cfg.t2,
+                _ => std::cmp::min(txn.interval * 2, cfg.t2),
+            };
+            txn.retrans_at = Some(at + txn.interval);
+        }
+        if txn.timeout_at.is_some_and(|t| t <= now) {
+            txn.timeout_at = None;
+            txn.retrans_at = None;
+            let report = match (txn.kind, txn.state) {
+                (Kind::InviteServer, State::Accepted) => !txn.acked,
+                (Kind::InviteClient, State::Accepted) => false,
+                _ => true,
+            };
+            if report {
+                self.events
+                    .push_back(Event::TransactionTimeout { key: key.clone() });
+            }
+            txn.state = State::Terminated;
+        }
+        if txn.end_at.is_some_and(|t| t <= now) {
+            txn.state = State::Terminated;
+        }
+        if txn.state == State::Terminated {
+            self.remove_txn(key);
+        } else {
+            self.schedule(key);
         }
     }
 }

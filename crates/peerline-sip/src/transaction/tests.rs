@@ -624,3 +624,63 @@ fn udp_api_unchanged_transmits_default_to_udp() {
     let t = ep.poll_transmit().unwrap();
     assert_eq!((t.transport, t.conn), (Transport::Udp, None));
 }
+
+/// The timer heap: with many transactions whose deadlines move (a 486 answered, then an
+/// ACK), `poll_timeout` is always the earliest real deadline, and `handle_timeout` ends
+/// exactly the transactions that are due, leaving no stale timer behind.
+#[test]
+fn timer_heap_stays_exact_with_many_transactions() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let n: u32 = 300;
+    let mut reqs = Vec::new();
+    for i in 0..n {
+        let t = t0 + Duration::from_millis(u64::from(i));
+        let req = RequestBuilder::new(Method::Invite, "sip:bob@192.0.2.9")
+            .via("UDP", "192.0.2.1:5060", &format!("z9hG4bKheap{i}"))
+            .from("sip:alice@example.com", None, "atag")
+            .to("sip:bob@example.com", None)
+            .call_id(&format!("heap-{i}@192.0.2.1"))
+            .cseq(1)
+            .build()
+            .unwrap();
+        ep.handle_datagram(t, addr(PEER), &serialize(&req.clone().into()));
+        let ev = events(&mut ep);
+        let [Event::IncomingRequest { key, .. }] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        // Earlier requests were answered (their 100 Trying timers cancelled, Timer G at
+        // 500 ms from t0 or later): the earliest deadline is this request's 100 Trying.
+        assert_eq!(
+            ep.poll_timeout(),
+            Some(t + Config::default().trying_delay),
+            "{i}"
+        );
+        ep.send_response(t, key, make_response(&req, 486, Some("x")))
+            .unwrap();
+        reqs.push((t, req));
+    }
+    drain(&mut ep);
+    // Every transaction now waits for Timer G (T1) from its own response.
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_millis(500)));
+    // The even ones are ACKed at t0 + 400 ms: Timer I (T4 = 5 s) replaces G and H.
+    let t_ack = t0 + Duration::from_millis(400);
+    for (_, req) in reqs.iter().step_by(2) {
+        let ack = make_ack_non2xx(req, &make_response(req, 486, Some("x"))).unwrap();
+        ep.handle_datagram(t_ack, addr(PEER), &serialize(&ack.into()));
+    }
+    // Odd ones still retransmit: the earliest is transaction 1's Timer G at 501 ms.
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_millis(501)));
+    // Just after Timer I of the ACKed ones: the odd ones (Timer H at 32 s) remain.
+    let t_i = t_ack + Duration::from_secs(5);
+    while let Some(at) = ep.poll_timeout().filter(|at| *at <= t_i) {
+        ep.handle_timeout(at);
+    }
+    drain(&mut ep);
+    assert_eq!(ep.transaction_count(), (n / 2) as usize);
+    // Then Timer H ends the rest, at 32 s after each one's 486.
+    ep.handle_timeout(t0 + Duration::from_secs(33));
+    assert_eq!(ep.transaction_count(), 0);
+    assert_eq!(ep.poll_timeout(), None, "no stale timer left");
+    assert!(ep.timers.is_empty());
+}
