@@ -14,8 +14,8 @@ use peerline_dns::{
     DnsError, FailReason, Failover, FailoverConfig, Locator, Origin, Target, Transport,
 };
 use peerline_interop::{
-    alloc_port_block, configs_dir, free_udp_port, tails, Kamailio, KamailioOptions, MatrixEntry,
-    Process, ProcessOptions, TestDir,
+    alloc_port_block, configs_dir, free_udp_port, tails, Coturn, CoturnOptions, Kamailio,
+    KamailioOptions, MatrixEntry, Process, ProcessOptions, TestDir,
 };
 
 const TTL: u64 = 3;
@@ -385,6 +385,81 @@ async fn peerline_registers_at_a_registrar_found_through_the_zone() {
     kam.wait_registered("alice", Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
     phone.shutdown().await;
+    entry.pass();
+    kam.stop();
+}
+
+/// `peerline doctor` (its library, `peerline_ua::doctor`) for an account whose domain only
+/// the zone knows: it shows the NAPTR and SRV records, the ordered targets, the chosen
+/// target, and Kamailio's answer to the OPTIONS probe; the configured STUN and TURN servers
+/// (a real coturn) give our server-reflexive address and an allocation.
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_shows_the_zone_and_kamailio_answers_options() {
+    let mut entry = MatrixEntry::new("kamailio", "doctor-dns-options", "udp");
+    let dir = TestDir::new("dns_doctor_shows_the_zone").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let sip_port = alloc_port_block(2).unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .listen_ip(IP1)
+            .port(sip_port)
+            .user("alice", "secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let mut turn = Coturn::start(CoturnOptions::new().user("peer", "line"), &dir).unwrap();
+    turn.wait_ready(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[turn.process()], 40)));
+    let zone = Zone {
+        ttl: 60,
+        port1: sip_port,
+        port2: sip_port + 1,
+    };
+    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+
+    let mut config = peerline_ua::Config::default();
+    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
+    config.accounts =
+        vec![toml::from_str("aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\n").unwrap()];
+    let options = peerline_ua::doctor::DoctorOptions {
+        stun_servers: vec![peerline_net::StunServer::from(turn.address())],
+        turn_servers: vec![peerline_net::TurnServer::udp(
+            turn.address(),
+            "peer",
+            "line",
+        )],
+        ..peerline_ua::doctor::DoctorOptions::default()
+    };
+    let report = peerline_ua::doctor::run(&config, &options).await;
+    let text = report.to_text();
+    eprintln!("{text}");
+    let expect = [
+        "registrar sip:peerline.test".to_string(),
+        "NAPTR peerline.test: 10 10 \"s\" \"SIP+D2T\" _sip._tcp.peerline.test., 10 20 \"s\" \"SIP+D2U\" _sip._udp.peerline.test.".to_string(),
+        format!("SRV _sip._udp.peerline.test: 10 0 {p1} sip1.peerline.test., 20 0 {p2} sip2.peerline.test.", p1 = zone.port1, p2 = zone.port2),
+        format!("A sip1.peerline.test: {IP1}"),
+        format!("target 1: UDP {IP1}:{} (from NAPTR 10 20 SIP+D2U → SRV _sip._udp.peerline.test 10 0 sip1.peerline.test", zone.port1),
+        format!("target 2: UDP {IP2}:{}", zone.port2),
+        format!("chosen: UDP {IP1}:{}", zone.port1),
+        format!("OPTIONS over UDP to {IP1}:{}: 200", zone.port1),
+        "STUN stun:127.0.0.1:".to_string(),
+        "our server-reflexive address: 127.0.0.1:".to_string(),
+        "allocate ok, relayed address: 127.0.0.1:".to_string(),
+        "relay only through: turn:127.0.0.1:".to_string(),
+        "doctor: ok".to_string(),
+    ];
+    for e in &expect {
+        assert!(
+            text.contains(e.as_str()),
+            "missing {e:?} in\n{text}\n{}",
+            tails(&[kam.process(), turn.process()], 30)
+        );
+    }
+    assert!(report.ok);
+    entry.note("doctor: NAPTR/SRV/A records, ordered targets, chosen target, OPTIONS 200 from Kamailio, STUN srflx and TURN allocation from coturn");
     entry.pass();
     kam.stop();
 }

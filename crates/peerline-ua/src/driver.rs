@@ -1739,7 +1739,7 @@ fn dialog_next_hop(dialog: &Dialog) -> Option<SocketAddr> {
 
 /// Our address as `dest` sees it: the bound one, or, when bound to 0.0.0.0, the one the
 /// kernel would pick (a connected UDP socket sends nothing).
-fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
+pub(crate) fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
     if !bound.is_unspecified() {
         return bound;
     }

@@ -18,7 +18,9 @@
 
 pub mod account;
 pub mod config;
+pub mod doctor;
 mod driver;
+pub mod location;
 pub mod media;
 mod phone;
 pub mod profiles;

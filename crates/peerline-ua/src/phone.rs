@@ -271,17 +271,8 @@ impl Phone {
             .ok_or_else(|| PhoneError::Io(std::io::Error::other("no UDP socket")))?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        // SIP over UDP only so far: location considers UDP targets alone.
-        let policy = peerline_dns::Policy {
-            transports: vec![peerline_dns::Transport::Udp],
-            srv_order: vec![peerline_dns::Transport::Udp],
-            ..peerline_dns::Policy::default()
-        };
-        let locator = match config.network.dns_server {
-            Some(server) => peerline_dns::Locator::with_server(server),
-            None => peerline_dns::Locator::system().map_err(|e| PhoneError::Dns(e.to_string()))?,
-        }
-        .policy(policy);
+        let locator = crate::location::locator(&config.network)
+            .map_err(|e| PhoneError::Dns(e.to_string()))?;
         let driver = Driver::new(
             config,
             transports,

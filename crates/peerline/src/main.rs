@@ -2,6 +2,7 @@
 
 mod bot;
 mod demo;
+mod doctor;
 mod oneshot;
 mod report;
 mod sip_lint;
@@ -33,6 +34,9 @@ enum Command {
     Call(oneshot::CallArgs),
     /// Wait for calls, answer them, play a source, record what comes in.
     Listen(oneshot::ListenArgs),
+    /// Check the config against the network: DNS location and OPTIONS probe of each
+    /// account's servers, STUN/TURN servers, ports and policies. Exit 1 when a check fails.
+    Doctor(doctor::DoctorArgs),
     /// List audio devices.
     Devices,
     /// Call bots: run or check a scenario (docs/bots/README.md).
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => runtime.block_on(demo::run(args)),
             Command::Call(args) => runtime.block_on(oneshot::call(config, args)),
             Command::Listen(args) => runtime.block_on(oneshot::listen(config, args)),
+            Command::Doctor(args) => runtime.block_on(doctor::run(config, args)),
             Command::Bot { command } => runtime.block_on(bot::run(command)),
             Command::Sip {
                 command: SipCommand::Lint { file, json },

@@ -1,0 +1,119 @@
+//! STUN and TURN checks with what `peerline-net` offers: an ICE gathering
+//! ([`IceSession::gather`]) with exactly one configured server, bounded by a short
+//! timeout. A server-reflexive candidate is a STUN answer; a relay candidate is a TURN
+//! allocation that worked.
+
+use std::net::IpAddr;
+
+use peerline_net::{IceConfig, IceSession, StunServer, TurnServer};
+use peerline_sdp::CandidateType;
+
+use super::{DoctorOptions, ServerCheck};
+use crate::config::Config;
+
+fn ice_config(config: &Config, options: &DoctorOptions, host: &str) -> IceConfig {
+    IceConfig {
+        port_range: config.network.rtp_ports,
+        gather_timeout: options.server_timeout,
+        // A server on loopback (a test, a local coturn) is reached from loopback.
+        include_loopback: host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        ..IceConfig::default()
+    }
+}
+
+/// Gathers with `ice` and returns the distinct addresses of candidates of type `typ`, or
+/// the gathering error.
+async fn gather(ice: IceConfig, typ: CandidateType) -> Result<Vec<String>, String> {
+    let session = IceSession::gather(ice).await.map_err(|e| e.to_string())?;
+    let mut found: Vec<String> = Vec::new();
+    for c in &session.local_params().candidates {
+        let addr = if c.address.contains(':') {
+            format!("[{}]:{}", c.address, c.port)
+        } else {
+            format!("{}:{}", c.address, c.port)
+        };
+        if c.typ == typ && !found.contains(&addr) {
+            found.push(addr);
+        }
+    }
+    session.close().await;
+    Ok(found)
+}
+
+/// One Binding request per STUN server: our server-reflexive address, or the error.
+pub(super) async fn check_stun(
+    servers: &[StunServer],
+    config: &Config,
+    options: &DoctorOptions,
+) -> Vec<ServerCheck> {
+    let mut out = Vec::new();
+    for s in servers {
+        let ice = IceConfig {
+            stun_servers: vec![s.clone()],
+            ..ice_config(config, options, &s.host)
+        };
+        out.push(match gather(ice, CandidateType::Srflx).await {
+            Ok(found) if !found.is_empty() => ServerCheck {
+                server: s.to_string(),
+                ok: true,
+                address: found.first().cloned(),
+                result: format!("our server-reflexive address: {}", found.join(", ")),
+            },
+            Ok(_) => ServerCheck {
+                server: s.to_string(),
+                ok: false,
+                address: None,
+                result: format!(
+                    "no Binding answer within {} ms",
+                    options.server_timeout.as_millis()
+                ),
+            },
+            Err(e) => ServerCheck {
+                server: s.to_string(),
+                ok: false,
+                address: None,
+                result: format!("error: {e}"),
+            },
+        });
+    }
+    out
+}
+
+/// One allocation per TURN server: the relayed address, or the error.
+pub(super) async fn check_turn(
+    servers: &[TurnServer],
+    config: &Config,
+    options: &DoctorOptions,
+) -> Vec<ServerCheck> {
+    let mut out = Vec::new();
+    for t in servers {
+        let ice = IceConfig {
+            turn_servers: vec![t.clone()],
+            ..ice_config(config, options, &t.host)
+        };
+        out.push(match gather(ice, CandidateType::Relay).await {
+            Ok(found) if !found.is_empty() => ServerCheck {
+                server: t.to_string(),
+                ok: true,
+                address: found.first().cloned(),
+                result: format!("allocate ok, relayed address: {}", found.join(", ")),
+            },
+            Ok(_) => ServerCheck {
+                server: t.to_string(),
+                ok: false,
+                address: None,
+                result: format!(
+                    "no allocation within {} ms (unreachable, or credentials refused)",
+                    options.server_timeout.as_millis()
+                ),
+            },
+            Err(e) => ServerCheck {
+                server: t.to_string(),
+                ok: false,
+                address: None,
+                result: format!("error: {e}"),
+            },
+        });
+    }
+    out
+}

@@ -1,0 +1,85 @@
+//! The human-readable form of a doctor [`Report`].
+
+use std::fmt::Write;
+
+use super::{DestinationCheck, Report, ServerCheck};
+
+impl Report {
+    /// Plain text for people, one finding per line, ending with the verdict.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "SIP: {}", self.sip_listen);
+        let _ = writeln!(s, "RTP ports: {}", self.rtp_ports);
+        let _ = writeln!(s, "SRTP: {}", self.srtp);
+        let _ = writeln!(s, "{}", self.relay_policy);
+        if self.accounts.is_empty() {
+            let _ = writeln!(s, "\nno [[account]] configured");
+        }
+        for a in &self.accounts {
+            let _ = writeln!(s, "\naccount {}", a.aor);
+            for d in &a.destinations {
+                destination(&mut s, d);
+            }
+        }
+        servers(&mut s, "STUN", &self.stun);
+        servers(&mut s, "TURN", &self.turn);
+        let _ = writeln!(
+            s,
+            "\n{}",
+            if self.ok {
+                "doctor: ok"
+            } else {
+                "doctor: FAILED (see the lines marked FAIL)"
+            }
+        );
+        s
+    }
+}
+
+fn destination(s: &mut String, d: &DestinationCheck) {
+    let _ = writeln!(s, "  {} {}", d.role, d.uri);
+    for r in &d.records {
+        let _ = writeln!(s, "    {r}");
+    }
+    for (i, t) in d.targets.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "    target {}: {} {} (from {}, ttl {} s)",
+            i + 1,
+            t.transport,
+            t.addr,
+            t.from,
+            t.ttl_secs
+        );
+    }
+    if let Some(e) = &d.error {
+        let _ = writeln!(s, "    FAIL location: {e}");
+    }
+    if let Some(c) = &d.chosen {
+        let _ = writeln!(s, "    chosen: {} {}", c.transport, c.addr);
+    }
+    if let Some(p) = &d.probe {
+        let verdict = match p.status {
+            Some(_) if p.answered() => format!("{} ({} ms)", p.detail, p.rtt_ms.unwrap_or(0)),
+            Some(_) => format!("FAIL {}", p.detail),
+            None => format!("FAIL {}", p.detail),
+        };
+        let _ = writeln!(
+            s,
+            "    OPTIONS over {} to {}: {verdict}",
+            p.transport, p.target
+        );
+    }
+}
+
+fn servers(s: &mut String, kind: &str, list: &[ServerCheck]) {
+    if list.is_empty() {
+        let _ = writeln!(s, "\n{kind}: none configured");
+        return;
+    }
+    let _ = writeln!(s);
+    for c in list {
+        let mark = if c.ok { "" } else { "FAIL " };
+        let _ = writeln!(s, "{kind} {}: {mark}{}", c.server, c.result);
+    }
+}
