@@ -6,8 +6,13 @@
 //!   rustfmt, clippy `-D warnings`, every unit/simulation/fuzz-replay test, and the interop
 //!   tests against real baresip, sipp, kamailio and coturn, and regenerates
 //!   `docs/interop-matrix.md` from their results.
+//! * `cargo xtask bench` — Peerline next to SIPp on loopback in one run (calls/s as UAS and
+//!   as UAC, memory per call), written to docs/benchmarks.md; `--smoke` does one tiny step
+//!   of each (see `bench/mod.rs`).
 //!
 //! Only the standard library is used so this builds in seconds on a fresh machine.
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -43,12 +48,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("install") => {
             ensure_packages(BUILD_PACKAGES).and_then(|()| ensure_packages(PEER_PACKAGES))
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|install>\n  demo     run `peerline demo`: two phones on loopback call each other\n  test     the whole test suite: fmt, clippy, unit, simulations, fuzz replay, interop\n  install  install the Debian packages the build and the interop tests need"
+                "usage: cargo xtask <demo|test|bench|install>\n  demo     run `peerline demo`: two phones on loopback call each other\n  test     the whole test suite: fmt, clippy, unit, simulations, fuzz replay, interop\n  bench    Peerline next to SIPp on loopback, written to docs/benchmarks.md (--smoke: one tiny step)\n  install  install the Debian packages the build and the interop tests need"
             );
             Err("unknown task".into())
         }

@@ -995,6 +995,8 @@ impl Parser {
                 "rtp_ports",
                 "codecs",
                 "ptime",
+                "srtp",
+                "srtp_keying",
                 "steps",
             ],
             "[[leg]]",

@@ -66,6 +66,22 @@ fn bad_values() {
         refuse("[[leg]]\nname = \"a\"\n\nsrtp = \"sometimes\"\nsteps = [\"hangup\"]\n");
     assert_eq!(line, 4, "{msg}");
     assert!(msg.contains("srtp"), "{msg}");
+    assert!(!msg.contains("unknown key"), "srtp is a leg key: {msg}");
+}
+
+#[test]
+fn leg_srtp_settings_are_accepted() {
+    let text = "[[leg]]\nname = \"a\"\nsrtp = \"off\"\nsrtp_keying = \"sdes\"\nsteps = [{ call = \"sip:b@127.0.0.1\" }]\n";
+    let s = Scenario::parse(text, Path::new("ok.toml"), &BTreeMap::new()).unwrap();
+    let media = &s.legs[0].media;
+    assert!(
+        media.contains(&("srtp".to_string(), "off".to_string())),
+        "{media:?}"
+    );
+    assert!(
+        media.contains(&("srtp_keying".to_string(), "sdes".to_string())),
+        "{media:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,175 @@
+//! `peerline-bench-uas`: a Peerline phone that answers every incoming call at once, for
+//! `cargo xtask bench` (docs/benchmarks.md "Side by side"). It plays silence, records
+//! nothing, and the caller hangs up. Every 200 ms it prints one line of counters to stdout:
+//!
+//! ```text
+//! counters incoming=N answered=N established=N ended=N answer_errors=N
+//! ```
+//!
+//! (`established` = `Event::Answered` seen, i.e. the ACK arrived). It runs until it is
+//! stopped by its PID or `--max-secs` pass.
+//!
+//! Options: `--listen IP:PORT` (SIP, default 127.0.0.1:5060), `--rtp-ports LOW-HIGH`,
+//! `--codec PCMU|opus|…` (repeatable), `--srtp off|optional|mandatory` (default off, as
+//! SIPp offers plain RTP), `--rtp-timeout SECS` (default 600, so held calls without media
+//! from the caller stay up), `--max-secs SECS` (default 900).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerline_ua::{AudioSource, Config, Event, MediaOptions, Phone};
+
+#[derive(Debug)]
+struct Options {
+    listen: String,
+    rtp_ports: String,
+    codecs: Vec<String>,
+    srtp: String,
+    rtp_timeout_secs: u64,
+    max_secs: u64,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        listen: "127.0.0.1:5060".into(),
+        rtp_ports: "30000-39999".into(),
+        codecs: Vec::new(),
+        srtp: "off".into(),
+        rtp_timeout_secs: 600,
+        max_secs: 900,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?
+            .clone();
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number"))
+        };
+        match flag.as_str() {
+            "--listen" => o.listen = value,
+            "--rtp-ports" => o.rtp_ports = value,
+            "--codec" => o.codecs.push(value),
+            "--srtp" => o.srtp = value,
+            "--rtp-timeout" => o.rtp_timeout_secs = number(&value)?,
+            "--max-secs" => o.max_secs = number(&value)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if o.codecs.is_empty() {
+        o.codecs.push("PCMU".into());
+    }
+    Ok(o)
+}
+
+/// The phone's config: the SIP rate limiter is opened wide (one load generator is one
+/// source, and 200 new requests/s from it would otherwise get 503).
+fn config(o: &Options) -> Result<Config, String> {
+    let codecs: Vec<String> = o.codecs.iter().map(|c| format!("{c:?}")).collect();
+    let text = format!(
+        "[identity]\nuser = \"bench\"\n\
+         [network]\nsip_listen = {:?}\nrtp_ports = {:?}\n\
+         sip_rate_limit = 1000000.0\nsip_rate_burst = 1000000\n\
+         [media]\ncodecs = [{}]\nsrtp = {:?}\nrtp_timeout_secs = {}\n",
+        o.listen,
+        o.rtp_ports,
+        codecs.join(", "),
+        o.srtp,
+        o.rtp_timeout_secs
+    );
+    Config::parse(&text, Path::new("<peerline-bench-uas>")).map_err(|e| e.to_string())
+}
+
+#[derive(Default)]
+struct Counters {
+    incoming: AtomicU64,
+    answered: AtomicU64,
+    established: AtomicU64,
+    ended: AtomicU64,
+    answer_errors: AtomicU64,
+}
+
+impl Counters {
+    fn line(&self) -> String {
+        format!(
+            "counters incoming={} answered={} established={} ended={} answer_errors={}",
+            self.incoming.load(Ordering::Relaxed),
+            self.answered.load(Ordering::Relaxed),
+            self.established.load(Ordering::Relaxed),
+            self.ended.load(Ordering::Relaxed),
+            self.answer_errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn serve(o: Options) -> Result<(), String> {
+    let (phone, mut events) = Phone::start(config(&o)?).await.map_err(|e| e.to_string())?;
+    println!("listening on {}", phone.sip_addr());
+    let counters = Arc::new(Counters::default());
+    let printer = {
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                println!("{}", counters.line());
+            }
+        })
+    };
+    let answering = async {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                Event::Incoming { call, .. } => {
+                    counters.incoming.fetch_add(1, Ordering::Relaxed);
+                    let (phone, counters) = (phone.clone(), counters.clone());
+                    tokio::spawn(async move {
+                        let media = MediaOptions {
+                            source: AudioSource::Silence,
+                            record: None,
+                        };
+                        let counter = match phone.answer(call, media).await {
+                            Ok(()) => &counters.answered,
+                            Err(_) => &counters.answer_errors,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+                Event::Answered { .. } => {
+                    counters.established.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Ended { .. } => {
+                    counters.ended.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(o.max_secs), answering).await;
+    printer.abort();
+    println!("{}", counters.line());
+    phone.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = parse_args(&args).and_then(|o| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(serve(o))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peerline-bench-uas: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

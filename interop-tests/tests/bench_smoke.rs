@@ -1,0 +1,92 @@
+//! `cargo xtask bench --smoke` (issue 9): the side-by-side harness runs one tiny step of
+//! each figure — SIPp → Peerline UAS, SIPp → SIPp, Peerline bot UAC → SIPp, memory per
+//! call — and writes figures that parse. Debug binaries (a release build does not fit the
+//! CI budget), so nothing here is about speed: no rate or memory figure is asserted, only
+//! that calls completed with 0 failures at the smoke rate and that RSS was read.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use peerline_interop::{target_dir, workspace_dir, Process, ProcessOptions, TestDir};
+
+/// The `key=value` fields of the `results.txt` lines that start with `kind`.
+fn lines<'a>(text: &'a str, kind: &str) -> Vec<HashMap<&'a str, &'a str>> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(fields: &HashMap<&str, &str>, key: &str) -> f64 {
+    fields
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number {key} in {fields:?}"))
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn bench_smoke_pass_writes_parsed_figures() {
+    let dir = TestDir::new("bench_smoke").unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let opts = ProcessOptions::new("xtask-bench", &cargo)
+        .args(["run", "--quiet", "-p", "xtask", "--", "bench", "--smoke"])
+        .cwd(workspace_dir());
+    let mut bench = Process::spawn(opts, dir.path()).unwrap();
+    // Debug builds are normally already there (cargo test built them); the run takes ~30 s.
+    let status = bench.wait_exit(Duration::from_secs(240)).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("xtask-bench.stdout.log"))
+        .unwrap_or_default()
+        + &std::fs::read_to_string(dir.path().join("xtask-bench.stderr.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "cargo xtask bench --smoke: {status}\n{log}"
+    );
+
+    let results = target_dir().join("bench/smoke/results.txt");
+    let text = std::fs::read_to_string(&results).unwrap();
+    for pair in ["sipp-to-peerline", "sipp-to-sipp", "peerline-bot-to-sipp"] {
+        let steps: Vec<_> = lines(&text, "step")
+            .into_iter()
+            .filter(|f| f.get("pair") == Some(&pair))
+            .collect();
+        assert_eq!(steps.len(), 1, "{pair}: one smoke step\n{text}\n{log}");
+        let s = &steps[0];
+        assert!(
+            num(s, "ok") > 0.0,
+            "{pair}: no call completed\n{text}\n{log}"
+        );
+        assert_eq!(num(s, "failed"), 0.0, "{pair}: failed calls\n{text}\n{log}");
+        assert_eq!(num(s, "ok"), num(s, "calls"), "{pair}\n{text}");
+        assert!(num(s, "achieved") > 0.0, "{pair}\n{text}");
+    }
+    let memory = lines(&text, "memory");
+    for (who, codec) in [("Peerline", "PCMU"), ("Peerline", "opus"), ("sipp", "PCMU")] {
+        let m = memory
+            .iter()
+            .find(|f| f.get("who") == Some(&who) && f.get("codec") == Some(&codec))
+            .unwrap_or_else(|| panic!("no memory figure for {who} {codec}\n{text}\n{log}"));
+        assert_eq!(
+            num(m, "held"),
+            num(m, "calls"),
+            "{who} {codec}: calls not all up\n{text}"
+        );
+        assert!(
+            num(m, "idle_kib") > 0.0 && num(m, "loaded_kib") > 0.0,
+            "{text}"
+        );
+    }
+    let section =
+        std::fs::read_to_string(target_dir().join("bench/smoke/benchmarks-section.md")).unwrap();
+    assert!(
+        section.contains("### 1. Signaling, Peerline as UAS"),
+        "{section}"
+    );
+    assert!(section.contains("ratio"), "{section}");
+}

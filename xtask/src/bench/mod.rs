@@ -1,0 +1,180 @@
+//! `cargo xtask bench`: Peerline next to the peer it is compared with, in the same run, on
+//! loopback only, written to a section of docs/benchmarks.md.
+//!
+//! * Figure 1 — signaling, Peerline as UAS: `sipp -sn uac` against `peerline-bench-uas`
+//!   and against `sipp -sn uas`, stepping the rate up; the highest rate with 0 failed calls.
+//! * Figure 2 — signaling, Peerline as UAC: `peerline bot run` in load mode against
+//!   `sipp -sn uas`, next to `sipp -sn uac` against `sipp -sn uas`.
+//! * Figure 3 — memory per established call (RSS growth / calls held), Peerline PCMU and
+//!   Opus next to `sipp -sn uas`.
+//!
+//! `--smoke` runs one tiny step of each (debug binaries unless `--release`) and writes to
+//! `target/bench/smoke/` only. Every process is stopped by its PID; every wait is bounded.
+
+mod machine;
+mod memory;
+mod process;
+mod report;
+mod signaling;
+mod sipp;
+
+use std::path::PathBuf;
+
+use super::Result;
+use signaling::Pair;
+
+/// What one bench run does.
+pub struct Bench {
+    pub smoke: bool,
+    pub release: bool,
+    /// Requested calls per second, in order.
+    pub rates: Vec<u64>,
+    pub step_secs: u64,
+    pub memory_calls: u64,
+    pub opus_calls: u64,
+    /// Logs and per-step files.
+    pub work: PathBuf,
+    /// Where the markdown section goes (spliced between markers).
+    pub out: PathBuf,
+    /// `key=value` lines for tests.
+    pub results: PathBuf,
+    pub build: bool,
+}
+
+impl Bench {
+    fn from_args(args: &[String]) -> Result<Self> {
+        let root = super::workspace_root();
+        let target = target_dir();
+        let smoke = args.iter().any(|a| a == "--smoke");
+        let release = args.iter().any(|a| a == "--release") || !smoke;
+        let work = target
+            .join("bench")
+            .join(if smoke { "smoke" } else { "full" });
+        let mut out = if smoke {
+            work.join("benchmarks-section.md")
+        } else {
+            root.join("docs/benchmarks.md")
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--smoke" | "--release" | "--no-build" => {}
+                "--out" => out = PathBuf::from(it.next().ok_or("--out needs a path")?),
+                other => return Err(format!("bench: unknown option {other}")),
+            }
+        }
+        Ok(Self {
+            smoke,
+            release,
+            rates: if smoke {
+                vec![20]
+            } else {
+                vec![250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000]
+            },
+            step_secs: if smoke { 2 } else { 6 },
+            memory_calls: if smoke { 20 } else { 1000 },
+            opus_calls: if smoke { 10 } else { 200 },
+            results: work.join("results.txt"),
+            work,
+            out,
+            build: !args.iter().any(|a| a == "--no-build"),
+        })
+    }
+
+    /// A binary of this workspace, in the profile's target directory.
+    pub fn binary(&self, name: &str) -> PathBuf {
+        let profile = if self.release { "release" } else { "debug" };
+        target_dir().join(profile).join(name)
+    }
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace root) or `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    let root = super::workspace_root();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// Everything one run measured.
+pub struct Figures {
+    pub machine: machine::Machine,
+    pub load_before: String,
+    pub load_after: String,
+    pub ladders: Vec<signaling::Ladder>,
+    pub memory: Vec<memory::Memory>,
+    pub memory_errors: Vec<String>,
+    pub minutes: f64,
+}
+
+pub fn run(args: &[String]) -> Result {
+    let bench = Bench::from_args(args)?;
+    let started = std::time::Instant::now();
+    if bench.build {
+        let mut build = vec!["build", "-p", "peerline", "-p", "peerline-bot", "--bins"];
+        if bench.release {
+            build.push("--release");
+        }
+        super::cargo(&build)?;
+    }
+    for bin in ["peerline", "peerline-bench-uas"] {
+        if !bench.binary(bin).is_file() {
+            return Err(format!("{} is missing", bench.binary(bin).display()));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&bench.work);
+    std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
+    let load_before = machine::load_average();
+    let ladders: Vec<_> = [
+        Pair::SippToPeerline,
+        Pair::SippToSipp,
+        Pair::PeerlineBotToSipp,
+    ]
+    .into_iter()
+    .map(|pair| signaling::ladder(&bench, pair))
+    .collect();
+    let mut memory = Vec::new();
+    let mut memory_errors = Vec::new();
+    let runs: [(&str, u64); 3] = [
+        ("PCMU", bench.memory_calls),
+        ("opus", bench.opus_calls),
+        ("sipp", bench.memory_calls),
+    ];
+    for (what, calls) in runs {
+        println!("bench: memory, {what}, {calls} calls held");
+        let m = match what {
+            "sipp" => memory::sipp(&bench, calls),
+            codec => memory::peerline(&bench, codec, calls),
+        };
+        match m {
+            Ok(m) => {
+                println!(
+                    "bench:   {} held, {} → {} KiB, {:.1} KiB/call",
+                    m.held,
+                    m.rss_idle_kib,
+                    m.rss_loaded_kib,
+                    m.per_call_kib()
+                );
+                memory.push(m);
+            }
+            Err(e) => memory_errors.push(format!("{what}: {e}")),
+        }
+    }
+    let figures = Figures {
+        machine: machine::Machine::probe(),
+        load_before,
+        load_after: machine::load_average(),
+        ladders,
+        memory,
+        memory_errors,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+    };
+    report::write(&bench, &figures)?;
+    println!(
+        "bench: results in {} and {}",
+        bench.out.display(),
+        bench.results.display()
+    );
+    Ok(())
+}

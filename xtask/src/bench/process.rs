@@ -1,0 +1,139 @@
+//! Processes the bench starts: output to log files, bounded waits, stopped by PID
+//! (SIGTERM, then SIGKILL after a grace period) when done or dropped, RSS from /proc.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::Result;
+
+/// One started process and its log files.
+pub struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `program args…` in `dir`, stdout/stderr to `dir/NAME.stdout.log` / `.stderr.log`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let stdout = dir.join(format!("{name}.stdout.log"));
+        let stderr = dir.join(format!("{name}.stderr.log"));
+        let out = File::create(&stdout).map_err(|e| format!("{}: {e}", stdout.display()))?;
+        let err = File::create(&stderr).map_err(|e| format!("{}: {e}", stderr.display()))?;
+        let line = format!("{} {}\n", program.display(), args.join(" "));
+        let _ = std::fs::write(dir.join(format!("{name}.cmdline")), line);
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            stdout,
+            status: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it printed on stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Whether it has exited (and its status then).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits at most `limit` for it to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        // Bounded in count too: one poll per 20 ms.
+        for _ in 0..=(limit.as_millis() / 20) {
+            if let Some(s) = self.try_status() {
+                return Some(s);
+            }
+            if start.elapsed() >= limit {
+                break;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        self.try_status()
+    }
+
+    /// Waits at most `limit` for a stdout line starting with `prefix`; returns the rest.
+    pub fn wait_line(&mut self, prefix: &str, limit: Duration) -> Result<String> {
+        let start = Instant::now();
+        for _ in 0..=(limit.as_millis() / 20) {
+            if let Some(rest) = self
+                .stdout_text()
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+            {
+                return Ok(rest.trim().to_string());
+            }
+            if self.try_status().is_some() || start.elapsed() >= limit {
+                break;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "{} did not print {prefix:?} within {limit:?} (see {})",
+            self.name,
+            self.stdout.display()
+        ))
+    }
+
+    /// Resident set size in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no VmRSS in {path}"))
+    }
+
+    /// SIGTERM to its PID, then SIGKILL if it is still there after 3 s.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if self.try_status().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                self.status = self.child.wait().ok();
+            }
+        }
+        self.status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago (the kernel's choice).
+pub fn free_udp_port() -> Result<u16> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free UDP port: {e}"))
+}
