@@ -171,6 +171,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Codecs and media timing.
     pub media: MediaConfig,
+    /// ICE in calls, and the only STUN/TURN servers it may use.
+    pub ice: crate::ice_settings::IceSettings,
     /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this
     /// file's own.
     pub profile: Option<String>,
@@ -233,6 +235,9 @@ impl Config {
                     .unwrap_or(1),
                 message: format!("account {}: {e}", a.aor),
             })?;
+        }
+        if let Err((key, e)) = self.ice.check() {
+            return Err(invalid(key, e));
         }
         if self.media.codecs.is_empty() {
             return Err(invalid("codecs", "at least one codec is needed".into()));

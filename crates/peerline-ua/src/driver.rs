@@ -25,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use rsip::{Method, Request, Response, SipMessage};
 use tokio::sync::mpsc;
 
+use crate::call_ice::{self, PreparedIce};
 use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
@@ -85,6 +86,9 @@ struct Call {
     outgoing: bool,
     /// Answers 401/407 to our INVITE when the call's account has credentials.
     digest: Option<peerline_sip::auth::DigestClient>,
+    /// With ICE: the gathered agent until media starts, and our ICE attributes.
+    ice: Option<PreparedIce>,
+    ice_local: Option<peerline_sdp::IceParams>,
 }
 
 /// One configured account at run time.
@@ -509,6 +513,49 @@ impl Driver {
         }
     }
 
+    /// With `[ice] enabled`: gathers a call's candidates before its offer or answer.
+    async fn prepare_ice(
+        &self,
+        controlling: bool,
+        toward: IpAddr,
+    ) -> Result<Option<PreparedIce>, PhoneError> {
+        if !self.config.ice.enabled {
+            return Ok(None);
+        }
+        let range = self.rtp_ports;
+        call_ice::prepare(
+            &self.config.ice,
+            controlling,
+            range,
+            self.sip_addr.ip(),
+            toward,
+        )
+        .await
+        .map(Some)
+        .map_err(|e| PhoneError::Io(std::io::Error::other(e)))
+    }
+
+    /// Our offer had ICE, the answer has none: plain RTP on the default candidate's socket.
+    async fn ice_fall_back(&mut self, id: CallId) {
+        let Some(prepared) = self.calls.get_mut(&id).and_then(|c| c.ice.take()) else {
+            return;
+        };
+        let base = prepared.base;
+        let result = call_ice::fall_back_to_plain(prepared.session, base).await;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.ice_local = None;
+        match result {
+            Ok(sockets) => call.rtp = Some(sockets),
+            Err(e) => {
+                call.ending = Some(EndReason::Media(format!(
+                    "peer without ICE, and {base} cannot be rebound for plain RTP: {e}"
+                )))
+            }
+        }
+    }
+
     fn branch(&mut self) -> String {
         peerline_sip::message::new_branch(&mut self.rng)
     }
@@ -599,10 +646,20 @@ impl Driver {
             Err(e) => return Err(PhoneError::BadTarget(target.into(), e.to_string())),
         };
         let ip = local_ip_toward(dest, self.sip_addr.ip());
-        let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
-        let rtp_addr = rtp.rtp.local_addr()?;
-        let offer =
-            peerline_sdp::create_offer(&self.capabilities(false), rtp_addr, self.session_id, 1);
+        let mut caps = self.capabilities(false);
+        let ice = self.prepare_ice(true, ip).await?;
+        let (rtp, rtp_addr) = match &ice {
+            Some(p) => {
+                caps.ice = Some(p.local.clone());
+                (None, p.advertised)
+            }
+            None => {
+                let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
+                let addr = rtp.rtp.local_addr()?;
+                (Some(rtp), addr)
+            }
+        };
+        let offer = peerline_sdp::create_offer(&caps, rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
         let our_contact = format!(
@@ -666,7 +723,7 @@ impl Driver {
                 outgoing: true,
                 offer: Some(offer),
                 remote_offer: None,
-                rtp: Some(rtp),
+                rtp,
                 rtp_addr: Some(rtp_addr),
                 media_options: media,
                 media: None,
@@ -677,13 +734,15 @@ impl Driver {
                 reinvite_retry: None,
                 on_hold: false,
                 digest,
+                ice_local: ice.as_ref().map(|p| p.local.clone()),
+                ice,
             },
         );
         Ok(id)
     }
 
     async fn answer(&mut self, id: CallId, options: MediaOptions) -> Result<(), PhoneError> {
-        let caps = self.capabilities(true);
+        let mut caps = self.capabilities(true);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
@@ -699,8 +758,26 @@ impl Driver {
             return Err(PhoneError::Call(id, "no offer to answer"));
         };
         let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
-        let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
-        let rtp_addr = rtp.rtp.local_addr()?;
+        // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
+        let ice = if offers_ice(&offer) {
+            self.prepare_ice(false, ip).await?
+        } else {
+            None
+        };
+        let (rtp, rtp_addr) = match &ice {
+            Some(p) => {
+                caps.ice = Some(p.local.clone());
+                (None, p.advertised)
+            }
+            None => {
+                let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
+                let addr = rtp.rtp.local_addr()?;
+                (Some(rtp), addr)
+            }
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
         let (answer, negotiated) =
             match peerline_sdp::create_answer(&offer, &caps, rtp_addr, session_id, 1) {
                 Ok(a) => a,
@@ -742,7 +819,9 @@ impl Driver {
         call.state = State::Accepted;
         call.media_options = options;
         call.rtp_addr = Some(rtp_addr);
-        call.rtp = Some(rtp);
+        call.rtp = rtp;
+        call.ice_local = ice.as_ref().map(|p| p.local.clone());
+        call.ice = ice;
         self.start_media(id, &negotiated);
         Ok(())
     }
@@ -985,6 +1064,8 @@ impl Driver {
         if call.on_hold {
             caps.direction = peerline_sdp::Direction::SendOnly;
         }
+        // The same ICE attributes again: no ICE restart.
+        caps.ice = call.ice_local.clone();
         let version = call
             .local_sdp
             .as_ref()
@@ -1059,9 +1140,23 @@ impl Driver {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(socket) = call.rtp.take() else {
-            return;
+        let path = match (call.ice.take(), &negotiated.remote_ice) {
+            (Some(p), Some(remote)) => media::MediaPath::Ice {
+                session: Box::new(p.session),
+                remote: remote.clone(),
+            },
+            (Some(_), None) => {
+                // invite_accepted falls back to plain RTP before this; an answer we sent
+                // with ICE always answers an offer with ICE.
+                call.ending = Some(EndReason::Media("ICE: the peer's SDP has no ICE".into()));
+                return;
+            }
+            (None, _) => match call.rtp.take() {
+                Some(s) => media::MediaPath::Plain(s),
+                None => return,
+            },
         };
+        let ice = matches!(path, media::MediaPath::Ice { .. });
         let codec = match negotiated.codec {
             SdpCodec::Pcmu => peerline_media::Codec::Pcmu,
             SdpCodec::Pcma => peerline_media::Codec::Pcma,
@@ -1133,18 +1228,22 @@ impl Driver {
         };
         let local = call.rtp_addr.unwrap_or(negotiated.remote_rtp);
         call.media = Some(media::start(
-            socket,
+            path,
             params,
             call.media_options.clone(),
             self.notices_tx.clone(),
             id,
         ));
-        self.emit(Event::MediaUp {
-            call: id,
-            local,
-            remote: negotiated.remote_rtp,
-            codec: codec.name(),
-        });
+        // With ICE, media is up once the checks selected a pair (Notice::IceConnected).
+        if !ice {
+            self.emit(Event::MediaUp {
+                call: id,
+                local,
+                remote: negotiated.remote_rtp,
+                codec: codec.name(),
+                path: None,
+            });
+        }
     }
 
     async fn end_call(&mut self, id: CallId, reason: EndReason) {
@@ -1168,6 +1267,13 @@ impl Driver {
     async fn notice(&mut self, id: CallId, notice: Notice) {
         match notice {
             Notice::Dtmf(digit) => self.emit(Event::Dtmf { call: id, digit }),
+            Notice::IceConnected { path, codec } => self.emit(Event::MediaUp {
+                call: id,
+                local: path.local_addr,
+                remote: path.remote_addr,
+                codec,
+                path: Some(path),
+            }),
             Notice::Failed(reason) => {
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.ending = Some(EndReason::Media(reason.clone()));
@@ -1421,6 +1527,8 @@ impl Driver {
                 on_hold: false,
                 digest: None,
                 outgoing: false,
+                ice: None,
+                ice_local: None,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
@@ -1621,6 +1729,9 @@ impl Driver {
         self.emit(Event::Answered { call: id });
         match negotiated {
             Ok(n) => {
+                if n.remote_ice.is_none() {
+                    self.ice_fall_back(id).await;
+                }
                 self.start_media(id, &n);
                 // A hangup requested while the INVITE was pending ends the call now.
                 if let Some(reason) = self.calls.get(&id).and_then(|c| c.ending.clone()) {
@@ -1708,6 +1819,11 @@ fn call_target(call: &Call) -> Target {
         Transport::Udp => Target::udp(call.next_hop),
         t => Target::stream(call.next_hop, t, None),
     }
+}
+
+/// Whether an offer carries ICE attributes (session or media level).
+fn offers_ice(offer: &SessionDescription) -> bool {
+    offer.ice_ufrag().is_some() || offer.media.iter().any(|m| m.ice_ufrag().is_some())
 }
 
 /// The URI inside `<…>` of a name-addr, or the text itself.

@@ -17,16 +17,20 @@
 //! ```
 
 pub mod account;
+mod call_ice;
 pub mod config;
 pub mod doctor;
 mod driver;
+pub mod ice_settings;
 pub mod location;
 pub mod media;
+mod media_socket;
 mod phone;
 pub mod profiles;
 
 pub use account::AccountConfig;
 pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};
+pub use ice_settings::IceSettings;
 pub use media::{AudioSource, MediaOptions, MediaReport};
-pub use peerline_net::Ledger;
+pub use peerline_net::{CandidateKind, Ledger, PathReport};
 pub use phone::{CallId, EndReason, Event, Events, Phone, PhoneError};

@@ -10,8 +10,13 @@ use peerline_media::{
     AudioDecoder, AudioEncoder, Codec, DtmfReceiver, Received, ReceiverStats, RtpReceiver,
     RtpReceiverConfig, RtpSender, SenderStats, ToneGenerator,
 };
-use peerline_net::{Direction as LedgerDirection, Ledger, PortRange, TrafficClass};
+use peerline_net::{
+    Direction as LedgerDirection, IceSession, Ledger, PathReport, PortRange, TrafficClass,
+};
+use peerline_sdp::RemoteIce;
 use tokio::net::UdpSocket;
+
+use crate::media_socket::MediaSocket;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a call plays to the remote party.
@@ -50,6 +55,8 @@ pub struct MediaReport {
     pub local: Option<SocketAddr>,
     /// Where our RTP went (after symmetric-RTP latching, if the peer sent from elsewhere).
     pub remote: Option<SocketAddr>,
+    /// With ICE: the selected candidate pair at the end of the call (RTT from RTCP).
+    pub path: Option<PathReport>,
     /// The codec used.
     pub codec: Option<&'static str>,
     /// Sender counters.
@@ -101,6 +108,11 @@ pub(crate) enum Notice {
     RetryReinvite,
     /// The media path cannot work (DTLS failed, fingerprint mismatch …): end the call.
     Failed(String),
+    /// ICE connectivity checks selected this pair; media flows on it from now on.
+    IceConnected {
+        path: PathReport,
+        codec: &'static str,
+    },
 }
 
 /// Changes to a running media task.
@@ -189,7 +201,7 @@ impl Crypto {
 /// Sends what the DTLS endpoint queued and applies its events. Returns a failure reason.
 async fn drive_dtls(
     crypto: &mut Crypto,
-    socket: &UdpSocket,
+    socket: &MediaSocket,
     remote: SocketAddr,
     report: &mut MediaReport,
 ) -> Option<String> {
@@ -307,9 +319,30 @@ pub(crate) async fn bind_rtp(
     }))
 }
 
-/// Starts the media task on `socket`.
+/// How a call's media reaches the peer.
+pub(crate) enum MediaPath {
+    /// Plain UDP to the SDP's `c=`/`m=` address, with symmetric latching.
+    Plain(MediaSockets),
+    /// ICE: run the connectivity checks against the peer's candidates, then use the
+    /// selected pair.
+    Ice {
+        session: Box<IceSession>,
+        remote: RemoteIce,
+    },
+}
+
+impl std::fmt::Debug for MediaPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain",
+            Self::Ice { .. } => "Ice",
+        })
+    }
+}
+
+/// Starts the media task on `path`.
 pub(crate) fn start(
-    socket: MediaSockets,
+    socket: MediaPath,
     params: MediaParams,
     options: MediaOptions,
     notices: mpsc::UnboundedSender<(u64, Notice)>,
@@ -369,7 +402,7 @@ impl Source {
 }
 
 async fn run(
-    sockets: MediaSockets,
+    path: MediaPath,
     mut params: MediaParams,
     options: MediaOptions,
     mut stop: oneshot::Receiver<()>,
@@ -377,16 +410,46 @@ async fn run(
     notices: mpsc::UnboundedSender<(u64, Notice)>,
     call: u64,
 ) -> MediaReport {
-    let MediaSockets {
-        rtp: socket,
-        rtcp: rtcp_socket,
-    } = sockets;
     let mut report = MediaReport {
-        local: socket.local_addr().ok(),
-        remote: Some(params.remote),
         codec: Some(params.codec.name()),
         ..MediaReport::default()
     };
+    let (socket, rtcp_socket, ice) = match path {
+        MediaPath::Plain(MediaSockets { rtp, rtcp }) => {
+            (MediaSocket::Udp(rtp), rtcp.map(MediaSocket::Udp), None)
+        }
+        MediaPath::Ice { session, remote } => {
+            let connected = tokio::select! {
+                r = session.connect(&remote) => r,
+                _ = &mut stop => {
+                    session.close().await;
+                    return report;
+                }
+            };
+            match connected {
+                Ok(c) => {
+                    params.remote = c.path.remote_addr;
+                    report.path = Some(c.path.clone());
+                    let _ = notices.send((
+                        call,
+                        Notice::IceConnected {
+                            path: c.path.clone(),
+                            codec: params.codec.name(),
+                        },
+                    ));
+                    (MediaSocket::Ice(c), None, Some(session))
+                }
+                Err(e) => {
+                    session.close().await;
+                    report.error = Some(format!("ICE: {e}"));
+                    let _ = notices.send((call, Notice::Failed(format!("ICE: {e}"))));
+                    return report;
+                }
+            }
+        }
+    };
+    report.local = socket.local_addr();
+    report.remote = Some(params.remote);
     let now0 = Instant::now();
     let mut crypto = Crypto {
         plain: matches!(params.security, MediaSecurity::None),
@@ -492,7 +555,8 @@ async fn run(
                 MediaCommand::Dtmf(keys) => digits.extend(keys.chars()),
                 MediaCommand::Mute(m) => muted = m,
                 MediaCommand::Update { remote: r, send, receive } => {
-                    if r != remote && !(latched && r.ip() == remote.ip()) {
+                    // With ICE the selected pair decides where media goes, not `c=`/`m=`.
+                    if !socket.is_ice() && r != remote && !(latched && r.ip() == remote.ip()) {
                         remote = r;
                         latched = false;
                         report.remote = Some(r);
@@ -622,11 +686,25 @@ async fn run(
                 }
             }
             r = socket.recv_from(&mut buf) => {
-                let Ok((n, from)) = r else { continue };
+                let (n, from) = match r {
+                    Ok(r) => r,
+                    Err(e) if socket.is_ice() && e.kind() == std::io::ErrorKind::NotConnected => {
+                        report.error = Some(format!("ICE path closed: {e}"));
+                        let _ = notices.send((call, Notice::Failed(format!("ICE path closed: {e}"))));
+                        break;
+                    }
+                    Err(_) => continue,
+                };
                 let data = &buf[..n];
+                let kind = peerline_srtp::classify_packet(data);
+                // ICE: the agent only delivers datagrams of validated pairs; follow the
+                // selected pair if the controlling side re-nominates.
+                if socket.is_ice() && from != remote {
+                    remote = from;
+                    report.remote = Some(from);
+                }
                 // Symmetric RTP (RFC 4961): latch once to the address the peer really sends
                 // from, if it is the same host the SDP named; anything else is dropped.
-                let kind = peerline_srtp::classify_packet(data);
                 let latch = !latched
                     && from != remote
                     && from.ip() == remote.ip()
@@ -692,6 +770,14 @@ async fn run(
             .record(dest, TrafficClass::Media, LedgerDirection::Sent, bye.len());
     }
     report.rtt_ms = rtcp.rtt().map(|d| d.as_secs_f64() * 1000.0);
+    if let Some(session) = ice {
+        let path = session.path_report().or(report.path.take());
+        report.path = match (path, rtcp.rtt()) {
+            (Some(p), Some(rtt)) => Some(p.with_rtt(rtt)),
+            (p, _) => p,
+        };
+        session.close().await;
+    }
     report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
     if let Some(pair) = &crypto.pair {
         let st = pair.stats();
@@ -730,11 +816,15 @@ async fn run(
 /// port could not be bound), else the RTCP socket to the peer's RTCP address (its RTP port
 /// + 1 when the SDP named none).
 fn rtcp_route<'a>(
-    rtp: &'a UdpSocket,
-    rtcp: Option<&'a UdpSocket>,
+    rtp: &'a MediaSocket,
+    rtcp: Option<&'a MediaSocket>,
     remote_rtcp: Option<SocketAddr>,
     remote_rtp: SocketAddr,
-) -> (&'a UdpSocket, SocketAddr) {
+) -> (&'a MediaSocket, SocketAddr) {
+    if rtp.is_ice() {
+        // One component: RTCP goes over the selected pair whatever the SDP said.
+        return (rtp, remote_rtp);
+    }
     match (remote_rtcp, rtcp) {
         (Some(dest), Some(sock)) => (sock, dest),
         (Some(dest), None) => (rtp, dest),
@@ -744,7 +834,7 @@ fn rtcp_route<'a>(
 
 /// `recv_from` on an optional socket; never ready when there is none.
 async fn recv_opt(
-    socket: Option<&UdpSocket>,
+    socket: Option<&MediaSocket>,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr)> {
     match socket {

@@ -105,10 +105,13 @@ pub enum Event {
         call: CallId,
         /// Our RTP address.
         local: SocketAddr,
-        /// The remote RTP address from SDP.
+        /// The remote RTP address from SDP (with ICE: the selected pair's remote candidate).
         remote: SocketAddr,
         /// The codec.
         codec: &'static str,
+        /// With ICE: the selected candidate pair (host/srflx/prflx/relay on each side, both
+        /// addresses). `None` for plain RTP to the SDP address.
+        path: Option<peerline_net::PathReport>,
     },
     /// Our hold or resume re-INVITE was accepted.
     Hold {

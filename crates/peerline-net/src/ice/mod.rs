@@ -26,6 +26,7 @@
 
 mod candidate;
 mod config;
+mod media_conn;
 mod report;
 
 use std::net::{IpAddr, SocketAddr};

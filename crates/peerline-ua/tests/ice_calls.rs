@@ -1,0 +1,346 @@
+//! ICE in calls (RFC 8445, RFC 8839): two phones on 127.0.0.1 with `[ice] enabled` call
+//! each other through a relay that records the SIP. The offer and the answer carry
+//! `a=ice-ufrag`, `a=ice-pwd` and host candidates with `c=`/`m=` on one of them; the
+//! connectivity checks select a host pair that both phones report; DTLS-SRTP and the
+//! tones cross it both ways. A phone with ICE calling one without keeps today's plain RTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use peerline_net::{CandidateKind, Direction, TrafficClass};
+use peerline_ua::{
+    AudioSource, Config, EndReason, Event, Events, MediaOptions, MediaReport, Phone,
+};
+use tokio::net::UdpSocket;
+
+fn config(user: &str, ice: bool) -> Config {
+    let mut c = Config::default();
+    c.identity.user = user.into();
+    c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.ice.enabled = ice;
+    c
+}
+
+fn tone(hz: f32, record: Option<PathBuf>) -> MediaOptions {
+    MediaOptions {
+        source: AudioSource::Tone(hz),
+        record,
+    }
+}
+
+async fn wait_for<T>(
+    events: &mut Events,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let r = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(ev) = events.recv().await {
+            if let Some(t) = pick(&ev) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await;
+    match r {
+        Ok(Some(t)) => t,
+        _ => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Forwards the caller's datagrams to `to` and `to`'s responses back, keeping a copy of
+/// every SIP message that passes (the INVITE with the offer, the 200 with the answer).
+async fn recording_relay(to: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        let mut caller = None;
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let dest = if from == to {
+                match caller {
+                    Some(c) => c,
+                    None => continue,
+                }
+            } else {
+                caller = Some(from);
+                to
+            };
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = sock.send_to(&buf[..n], dest).await;
+        }
+    });
+    (addr, seen)
+}
+
+/// The SDP body of the first message starting with `start` (e.g. `INVITE`, `SIP/2.0 200`).
+fn sdp_of(messages: &[String], start: &str) -> String {
+    let m = messages
+        .iter()
+        .find(|m| m.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start} through the relay"));
+    m.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap()
+}
+
+/// Checks the ICE attributes of an SDP: credentials, host candidates (component 1 only:
+/// rtcp-mux), no srflx or relay (no STUN/TURN configured), and `c=`/`m=` naming one of
+/// the candidates (the default candidate).
+fn assert_ice_sdp(sdp: &str, who: &str) {
+    let lines: Vec<&str> = sdp.lines().collect();
+    let value = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{who}: no {prefix} in\n{sdp}"))
+            .trim()
+            .to_string()
+    };
+    assert!(value("a=ice-ufrag:").len() >= 4, "{who}:\n{sdp}");
+    assert!(value("a=ice-pwd:").len() >= 22, "{who}:\n{sdp}");
+    assert!(lines.contains(&"a=rtcp-mux"), "{who}:\n{sdp}");
+    let candidates: Vec<Vec<&str>> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|c| c.split_whitespace().collect())
+        .collect();
+    assert!(!candidates.is_empty(), "{who}: no a=candidate in\n{sdp}");
+    for c in &candidates {
+        assert_eq!(c[1], "1", "{who}: component {c:?}");
+        assert_eq!(
+            c[7], "host",
+            "{who}: only host candidates without STUN/TURN: {c:?}"
+        );
+        assert_eq!(c[4], "127.0.0.1", "{who}: {c:?}");
+    }
+    let c_ip = value("c=IN IP4 ");
+    let m_port = value("m=audio ");
+    let m_port = m_port.split_whitespace().next().unwrap();
+    assert!(
+        candidates.iter().any(|c| c[4] == c_ip && c[5] == m_port),
+        "{who}: c=/m= {c_ip}:{m_port} is not a candidate\n{sdp}"
+    );
+}
+
+fn heard(rec: &Path, hz: f32) -> f32 {
+    let audio = peerline_audio::read_wav(rec).unwrap();
+    peerline_media::tone_seconds(&audio.samples, audio.sample_rate, hz, 0.5)
+}
+
+/// Media bytes of a report's ledger to and from `peer`, and whether any went elsewhere.
+fn media_with(report: &MediaReport, peer: SocketAddr) -> (u64, u64, bool) {
+    let (mut sent, mut received, mut elsewhere) = (0, 0, false);
+    for e in report.ledger.entries() {
+        if e.class != TrafficClass::Media {
+            continue;
+        }
+        if e.remote != peer {
+            elsewhere = true;
+        }
+        match e.direction {
+            Direction::Sent => sent += e.counter.bytes,
+            Direction::Received => received += e.counter.bytes,
+        }
+    }
+    (sent, received, elsewhere)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phones_with_ice_connect_a_host_pair_and_hear_each_other() {
+    let dir = std::env::temp_dir().join(format!("peerline-ice-call-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alice_rec, bob_rec) = (dir.join("alice.wav"), dir.join("bob.wav"));
+    let (alice, mut ae) = Phone::start(config("alice", true)).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob", true)).await.unwrap();
+    let (relay, sip_log) = recording_relay(bob.sip_addr()).await;
+
+    let a = alice
+        .call(
+            &format!("sip:bob@{relay}"),
+            tone(440.0, Some(alice_rec.clone())),
+        )
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, Some(bob_rec.clone())))
+        .await
+        .unwrap();
+    let media_up = |e: &Event| match e {
+        Event::MediaUp {
+            local,
+            remote,
+            path,
+            ..
+        } => Some((*local, *remote, path.clone())),
+        _ => None,
+    };
+    let (a_local, a_remote, a_path) = wait_for(&mut ae, "alice's media up", media_up).await;
+    let (b_local, b_remote, b_path) = wait_for(&mut be, "bob's media up", media_up).await;
+    let a_path = a_path.expect("alice: MediaUp without an ICE path");
+    let b_path = b_path.expect("bob: MediaUp without an ICE path");
+    eprintln!("alice: {a_path} ({} ms)", a_path.connect_time.as_millis());
+    eprintln!("bob:   {b_path} ({} ms)", b_path.connect_time.as_millis());
+    for p in [&a_path, &b_path] {
+        assert_eq!(p.local_type, CandidateKind::Host, "{p}");
+        assert_eq!(p.remote_type, CandidateKind::Host, "{p}");
+        assert!(p.is_direct() && p.turn_server.is_none(), "{p}");
+    }
+    // Both sides name the same pair, each from its own end.
+    assert_eq!((a_local, a_remote), (a_path.local_addr, a_path.remote_addr));
+    assert_eq!((b_local, b_remote), (b_path.local_addr, b_path.remote_addr));
+    assert_eq!(a_path.local_addr, b_path.remote_addr);
+    assert_eq!(a_path.remote_addr, b_path.local_addr);
+
+    let messages = sip_log.lock().unwrap().clone();
+    assert_ice_sdp(&sdp_of(&messages, "INVITE "), "offer");
+    assert_ice_sdp(&sdp_of(&messages, "SIP/2.0 200"), "answer");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice.hangup(a).await.unwrap();
+    let (reason, b_report) = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { reason, media, .. } => Some((reason.clone(), (**media).clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::RemoteHangup);
+    let a_report = wait_for(&mut ae, "alice's end", |e| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    })
+    .await;
+
+    for (who, r, peer) in [
+        ("alice", &a_report, a_path.remote_addr),
+        ("bob", &b_report, b_path.remote_addr),
+    ] {
+        assert!(r.error.is_none(), "{who}: {:?}", r.error);
+        assert!(
+            r.srtp
+                .as_deref()
+                .is_some_and(|s| s.starts_with("DTLS-SRTP")),
+            "{who}: DTLS-SRTP over the ICE pair expected, got {:?}",
+            r.srtp
+        );
+        let path = r.path.as_ref().expect("path in the call report");
+        assert_eq!(path.local_type, CandidateKind::Host, "{who}: {path}");
+        // The ledger keeps media to the selected pair only, and DTLS apart from it.
+        let (sent, received, elsewhere) = media_with(r, peer);
+        assert!(
+            sent > 10_000 && received > 10_000,
+            "{who}: media {sent}/{received}"
+        );
+        assert!(
+            !elsewhere,
+            "{who}: media to an address off the pair: {:?}",
+            r.ledger
+        );
+        assert!(
+            r.ledger
+                .entries()
+                .any(|e| e.class == TrafficClass::Dtls && e.remote == peer),
+            "{who}: no DTLS in the ledger"
+        );
+    }
+    let (bob_heard, alice_heard) = (heard(&bob_rec, 440.0), heard(&alice_rec, 1000.0));
+    eprintln!("bob heard 440 Hz for {bob_heard:.1} s, alice heard 1000 Hz for {alice_heard:.1} s");
+    assert!(
+        bob_heard >= 2.0,
+        "bob heard alice's tone for {bob_heard} s of 3 s"
+    );
+    assert!(
+        alice_heard >= 2.0,
+        "alice heard bob's tone for {alice_heard} s of 3 s"
+    );
+    // And not the other way round: each recording holds the peer's tone, not its own.
+    assert!(heard(&bob_rec, 1000.0) < 0.5);
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Alice offers ICE, Bob has it off and answers without: Alice falls back to plain RTP on
+/// her default candidate's address (the `c=`/`m=` Bob sends to), both hear each other,
+/// and the call reports no ICE path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_ice_gets_plain_rtp_to_the_default_candidate() {
+    let dir = std::env::temp_dir().join(format!("peerline-ice-fallback-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alice_rec, bob_rec) = (dir.join("alice.wav"), dir.join("bob.wav"));
+    let (alice, mut ae) = Phone::start(config("alice", true)).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob", false)).await.unwrap();
+    let (relay, sip_log) = recording_relay(bob.sip_addr()).await;
+    let a = alice
+        .call(
+            &format!("sip:bob@{relay}"),
+            tone(440.0, Some(alice_rec.clone())),
+        )
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, Some(bob_rec.clone())))
+        .await
+        .unwrap();
+    let (a_local, path) = wait_for(&mut ae, "alice's media up", |e| match e {
+        Event::MediaUp { local, path, .. } => Some((*local, path.clone())),
+        _ => None,
+    })
+    .await;
+    assert!(
+        path.is_none(),
+        "no ICE path with a peer without ICE: {path:?}"
+    );
+    let messages = sip_log.lock().unwrap().clone();
+    assert_ice_sdp(&sdp_of(&messages, "INVITE "), "offer");
+    let answer = sdp_of(&messages, "SIP/2.0 200");
+    assert!(
+        !answer.contains("a=ice-ufrag"),
+        "bob has ICE off:\n{answer}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice.hangup(a).await.unwrap();
+    let a_report = wait_for(&mut ae, "alice's end", |e| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    })
+    .await;
+    wait_for(&mut be, "bob's end", |e| {
+        matches!(e, Event::Ended { .. }).then_some(())
+    })
+    .await;
+    assert!(a_report.error.is_none(), "{:?}", a_report.error);
+    assert!(a_report.path.is_none());
+    assert_eq!(
+        a_report.local,
+        Some(a_local),
+        "plain RTP on the advertised address"
+    );
+    let (bob_heard, alice_heard) = (heard(&bob_rec, 440.0), heard(&alice_rec, 1000.0));
+    // Bob's first DTLS ClientHello reaches the port while the ICE agent still holds it
+    // and is dropped; his retransmission 1 s later completes the handshake.
+    eprintln!("bob heard 440 Hz for {bob_heard:.1} s, alice heard 1000 Hz for {alice_heard:.1} s");
+    assert!(bob_heard >= 1.5, "bob heard alice for {bob_heard} s of 3 s");
+    assert!(
+        alice_heard >= 1.5,
+        "alice heard bob for {alice_heard} s of 3 s"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
