@@ -3,12 +3,11 @@
 //! (in this process) must stay up, set up the legitimate call during the flood, keep
 //! answering afterwards, and keep the test process's resident memory under a cap.
 //!
-//! The issue asks for 5,000 requests/s for 60 s; the CI budget (45 min for the whole
-//! suite) allows 15 s here (`FLOOD_SECS`). At 5,000/s the phone does not cope yet
-//! (`blocked_*_5000_*`, reasons there and in docs/security.md); the 500/s floods guard
-//! what holds today. `rate_limit_answers_503_with_retry_after` checks the per-source
-//! limit (`peerline_sip::rate_limit`, wired in the driver) with a plain UDP socket.
-//! `PEERLINE_FLOOD_RATE=N` overrides the rate of every flood here, for measurements.
+//! The floods run at the issue's 5,000 requests/s for its 60 s (`RATE`, `FLOOD_SECS`).
+//! `rate_limit_answers_503_with_retry_after` checks the per-source limit
+//! (`peerline_sip::rate_limit`, wired in the driver) with a plain UDP socket.
+//! `PEERLINE_FLOOD_RATE=N` and `PEERLINE_FLOOD_SECS=N` override the rate and length of
+//! every flood here, for measurements.
 //!
 //! Memory is read from `/proc/self/status` (VmRSS) every 100 ms; the phone runs in this
 //! process, so this is the phone's memory plus the test's own (a few MiB).
@@ -26,16 +25,26 @@ use peerline_ua::{AudioSource, CodecName, Event, Events, MediaOptions, Phone};
 use sipp_support::{config, diag, finish_sipp, runtime, sipp_options};
 use tokio::net::UdpSocket;
 
-/// Flood length in seconds (the issue's 60 s shortened for the CI budget).
-const FLOOD_SECS: u32 = 15;
+/// Flood length in seconds the issue asks for.
+const FLOOD_SECS: u32 = 60;
 /// Requests per second the issue asks for.
 const RATE: u32 = 5_000;
-/// Requests per second the phone withstands today (see `blocked_*` for why not `RATE`).
-const RATE_TODAY: u32 = 500;
 /// Most the test process's VmRSS may grow over its value before the phones started.
-/// Measured peaks of growth (debug build, 15 s): OPTIONS 5,000/s 37 MiB, INVITE 5,000/s
-/// 54 MiB, INVITE 500/s 50 MiB; the cap leaves more than 2x headroom (docs/security.md).
+/// Measured peaks of growth (debug build, 60 s at 5,000/s) are in docs/security.md; the
+/// cap leaves more than 2x headroom.
 const RSS_GROWTH_CAP_MIB: u64 = 128;
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The flood's length: `FLOOD_SECS` unless `PEERLINE_FLOOD_SECS` says otherwise.
+fn flood_secs() -> u32 {
+    env_u32("PEERLINE_FLOOD_SECS", FLOOD_SECS).max(LEGIT_AFTER_SECS as u32 + 1)
+}
 /// When the legitimate call is placed, seconds into the flood.
 const LEGIT_AFTER_SECS: u64 = 5;
 
@@ -216,6 +225,7 @@ async fn options_status(to: std::net::SocketAddr, n: u32) -> Option<u16> {
 
 struct FloodFigures {
     rate: u32,
+    secs: u32,
     rss_before_kib: u64,
     rss_peak_kib: u64,
     rss_after_kib: u64,
@@ -226,10 +236,9 @@ struct FloodFigures {
 }
 
 fn flood(test: &str, scenario_name: &str, xml: &str, rate: u32) -> FloodFigures {
-    let rate = std::env::var("PEERLINE_FLOOD_RATE")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(rate);
+    let rate = env_u32("PEERLINE_FLOOD_RATE", rate);
+    let flood_secs = flood_secs();
+    let open_limit = (rate * flood_secs + 1000).to_string();
     let dir = TestDir::new(test).unwrap();
     let scenario = dir.write(&format!("{scenario_name}.xml"), xml).unwrap();
     let rt = runtime();
@@ -248,13 +257,16 @@ fn flood(test: &str, scenario_name: &str, xml: &str, rate: u32) -> FloodFigures 
             .remote(&bob_addr.to_string())
             .service("bob")
             .rate(rate)
-            .calls(rate * FLOOD_SECS)
-            .timeout(Duration::from_secs(u64::from(FLOOD_SECS) + 20))
+            .calls(rate * flood_secs)
+            .timeout(Duration::from_secs(u64::from(flood_secs) + 20))
             .args([
                 "-rp",
                 "1000",
+                // SIPp keeps a call open when the phone drops its request (most of a
+                // flood): the limit must hold every call of the flood, or SIPp stops
+                // creating calls when it is reached.
                 "-l",
-                "100000",
+                &open_limit,
                 "-nr",
                 "-max_recv_loops",
                 "5000",
@@ -262,41 +274,57 @@ fn flood(test: &str, scenario_name: &str, xml: &str, rate: u32) -> FloodFigures 
         let t0 = Instant::now();
         let mut sipp = Sipp::start(sipp_options(opts, &dir, false), &dir).unwrap();
 
-        // The legitimate call, placed in the middle of the flood.
-        tokio::time::sleep(Duration::from_secs(LEGIT_AFTER_SECS)).await;
-        assert!(
-            sipp.process_mut().is_running(),
-            "SIPp stopped early\n{}",
-            diag(&sipp, &dir)
-        );
-        let placed = Instant::now();
-        let media = MediaOptions {
-            source: AudioSource::Tone(440.0),
-            record: None,
-        };
-        let call = alice.call(&bob.uri("bob"), media).await.unwrap();
-        let answered = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(ev) = alice_events.recv().await {
-                match ev {
-                    Event::Answered { .. } => return Ok(()),
-                    Event::Ended { reason, .. } => return Err(reason.to_string()),
-                    _ => {}
-                }
-            }
-            Err("events closed".to_string())
-        })
-        .await;
-        let legit_setup = placed.elapsed();
-        let during_flood = t0.elapsed() < Duration::from_secs(u64::from(FLOOD_SECS));
-        let legit_ok = matches!(answered, Ok(Ok(())));
-        if legit_ok {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            alice.hangup(call).await.unwrap();
+        // Legitimate calls placed early in the flood and again near its end (when the
+        // phone has absorbed most of it), each must be answered within 10 s.
+        let mut placements = vec![LEGIT_AFTER_SECS];
+        let late = u64::from(flood_secs).saturating_sub(8);
+        if late > LEGIT_AFTER_SECS + 5 {
+            placements.push(late);
         }
+        let mut legit = Vec::new();
+        for at in placements {
+            let wait = Duration::from_secs(at).saturating_sub(t0.elapsed());
+            tokio::time::sleep(wait).await;
+            assert!(
+                sipp.process_mut().is_running(),
+                "SIPp stopped early\n{}",
+                diag(&sipp, &dir)
+            );
+            let placed = Instant::now();
+            let media = MediaOptions {
+                source: AudioSource::Tone(440.0),
+                record: None,
+            };
+            let call = alice.call(&bob.uri("bob"), media).await.unwrap();
+            let answered = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(ev) = alice_events.recv().await {
+                    match ev {
+                        Event::Answered { call: c } if c == call => return Ok(()),
+                        Event::Ended {
+                            call: c, reason, ..
+                        } if c == call => return Err(reason.to_string()),
+                        _ => {}
+                    }
+                }
+                Err("events closed".to_string())
+            })
+            .await;
+            let setup = placed.elapsed();
+            let during_flood = t0.elapsed() < Duration::from_secs(u64::from(flood_secs));
+            let ok = matches!(answered, Ok(Ok(())));
+            if ok {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                alice.hangup(call).await.unwrap();
+            }
+            legit.push((at, setup, ok, during_flood, format!("{answered:?}")));
+        }
+        let legit_setup = legit.iter().map(|l| l.1).max().unwrap_or_default();
+        let legit_ok = legit.iter().all(|l| l.2);
+        let during_flood = legit.iter().all(|l| l.3);
 
-        // SIPp has sent everything after FLOOD_SECS; give its last calls 3 s, then stop it
+        // SIPp has sent everything after flood_secs; give its last calls 3 s, then stop it
         // (its stat file is written every second).
-        let rest = Duration::from_secs(u64::from(FLOOD_SECS) + 3).saturating_sub(t0.elapsed());
+        let rest = Duration::from_secs(u64::from(flood_secs) + 3).saturating_sub(t0.elapsed());
         let (code, stats) = finish_sipp(&mut sipp, &dir, rest.max(Duration::from_secs(1)));
         let sipp_secs = t0.elapsed().as_secs_f64();
         // The phone is still up and answering, from a source that did not flood.
@@ -316,7 +344,7 @@ fn flood(test: &str, scenario_name: &str, xml: &str, rate: u32) -> FloodFigures 
         callee_task.abort();
         eprintln!(
             "{scenario_name}: SIPp exit {code:?} {stats:?} in {sipp_secs:.1} s; \
-             legit call set up in {legit_setup:?} (during flood: {during_flood}); \
+             legit calls (placed at s, setup, ok, during flood, result) {legit:?}; \
              phone saw {incoming} INVITEs; VmRSS before {} MiB, peak {} MiB, after {} MiB",
             rss_before_kib / 1024,
             rss_peak_kib / 1024,
@@ -325,17 +353,18 @@ fn flood(test: &str, scenario_name: &str, xml: &str, rate: u32) -> FloodFigures 
         // Figures first (they go to docs/security.md), then the verdicts.
         assert!(
             legit_ok,
-            "legitimate call not set up during the flood: {answered:?} after {legit_setup:?}\n{}",
+            "legitimate call not set up during the flood: {legit:?}\n{}",
             diag(&sipp, &dir)
         );
         assert!(
             during_flood,
-            "the flood ended before the legitimate call was set up"
+            "the flood ended before the legitimate calls were set up: {legit:?}"
         );
         assert_eq!(after, Some(200), "phone does not answer after the flood");
         assert!(ledger_ok, "phone does not answer commands after the flood");
         FloodFigures {
             rate,
+            secs: flood_secs,
             rss_before_kib,
             rss_peak_kib,
             rss_after_kib,
@@ -363,7 +392,7 @@ fn options_flood(test: &str, rate: u32) {
     check_memory(&f);
     // SIPp sent the whole flood (each "call" is one OPTIONS).
     assert!(
-        f.sipp.total_created >= u64::from(f.rate * FLOOD_SECS) * 9 / 10,
+        f.sipp.total_created >= u64::from(f.rate * f.secs) * 9 / 10,
         "SIPp created only {} requests in {:.1} s: {:?}",
         f.sipp.total_created,
         f.sipp_secs,
@@ -379,7 +408,7 @@ fn invite_flood(test: &str, rate: u32) {
     let f = flood(test, "invite_flood", INVITE_FLOOD, rate);
     check_memory(&f);
     assert!(
-        f.sipp.total_created >= u64::from(f.rate * FLOOD_SECS) * 9 / 10,
+        f.sipp.total_created >= u64::from(f.rate * f.secs) * 9 / 10,
         "SIPp created only {} INVITEs in {:.1} s: {:?}",
         f.sipp.total_created,
         f.sipp_secs,
@@ -390,26 +419,9 @@ fn invite_flood(test: &str, rate: u32) {
     entry.pass();
 }
 
-#[test]
-#[ignore = "needs real peers; run by cargo xtask test"]
-fn options_flood_500_per_s_phone_stays_up_and_a_call_gets_through() {
-    options_flood(
-        "options_flood_500_per_s_phone_stays_up_and_a_call_gets_through",
-        RATE_TODAY,
-    );
-}
-
-#[test]
-#[ignore = "needs real peers; run by cargo xtask test"]
-fn invite_flood_500_per_s_phone_stays_up_and_a_call_gets_through() {
-    invite_flood(
-        "invite_flood_500_per_s_phone_stays_up_and_a_call_gets_through",
-        RATE_TODAY,
-    );
-}
-
-/// The issue's rate. The rate limit runs before the transaction layer, so a limited
-/// request creates no server transaction (answered by a stateless 503 or dropped).
+/// The issue's rate and length. The rate limit runs before parsing and before the
+/// transaction layer, so a limited request costs a prescan and creates no server
+/// transaction (answered by a stateless 503 or dropped).
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn options_flood_5000_per_s_phone_stays_up_and_a_call_gets_through() {
@@ -419,7 +431,7 @@ fn options_flood_5000_per_s_phone_stays_up_and_a_call_gets_through() {
     );
 }
 
-/// The issue's rate for INVITEs.
+/// The issue's rate and length for INVITEs.
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn invite_flood_5000_per_s_phone_stays_up_and_a_call_gets_through() {
