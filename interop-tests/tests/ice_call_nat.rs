@@ -1,0 +1,367 @@
+//! Phone-to-phone calls with ICE across the NAT lab: each phone runs in its own home
+//! namespace behind its own NAT router, coturn on the public segment is the only STUN
+//! server configured (no TURN). SIP crosses a separate signaling link between the two
+//! homes (so a NAT does not have to be traversed by SIP, which the phone cannot do yet);
+//! that link drops every UDP datagram that is not SIP, so media can only go through the
+//! NATs. The call must connect a direct pair (server- or peer-reflexive, public addresses),
+//! run DTLS-SRTP over it and carry each side's tone to the other.
+//!
+//! Each phone is this test binary run again inside its namespace (`ip netns exec`), as the
+//! helper test `netns_phone_helper`, told what to do through environment variables; it
+//! writes its result as JSON into the test directory.
+//!
+//! Run as root: `cargo test -p peerline-interop --test ice_call_nat -- --ignored --test-threads=1`.
+
+// Helpers outside #[test] fns are not covered by allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use peerline_interop::{
+    tails, wait_for, Coturn, CoturnOptions, MatrixEntry, Nat, NatLab, Process, ProcessOptions,
+    TestDir,
+};
+use peerline_ua::{AudioSource, Config, Event, Events, MediaOptions, Phone};
+use serde_json::{json, Value};
+
+const ROLE: &str = "PEERLINE_NETNS_PHONE";
+const DIR: &str = "PEERLINE_NETNS_DIR";
+const TARGET: &str = "PEERLINE_NETNS_TARGET";
+const SIG_A: &str = "192.168.100.1";
+const SIG_B: &str = "192.168.100.2";
+const CALL_SECS: u64 = 3;
+
+/// Runs one phone when started by [`run_call`] inside a namespace; does nothing otherwise.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn netns_phone_helper() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var(DIR).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(phone(&role, &dir));
+    std::fs::write(
+        dir.join(format!("{role}.result.json")),
+        result.to_string() + "\n",
+    )
+    .unwrap();
+}
+
+async fn next(events: &mut Events, secs: u64, what: &str) -> Result<Event, String> {
+    match tokio::time::timeout(Duration::from_secs(secs), events.recv()).await {
+        Ok(Some(e)) => {
+            eprintln!("{what}: {e:?}");
+            Ok(e)
+        }
+        Ok(None) => Err(format!("{what}: the phone stopped")),
+        Err(_) => Err(format!("{what}: nothing within {secs} s")),
+    }
+}
+
+/// The caller calls `TARGET` and hangs up after CALL_SECS of media; the callee answers.
+/// Both record and report the ICE path, the tone heard and the call's ledger.
+async fn phone(role: &str, dir: &Path) -> Value {
+    let mut config = Config::default();
+    config.identity.user = role.into();
+    config.network.sip_listen = SocketAddr::from(([0, 0, 0, 0], 5060));
+    config.network.rtp_ports = peerline_net::PortRange::parse("20000-20099").unwrap();
+    config.ice.enabled = true;
+    config.ice.stun = vec![format!("stun:{}:3478", NatLab::PUBLIC_SERVER_IP)];
+    let rec = dir.join(format!("{role}.wav"));
+    let (hz_out, hz_in) = if role == "caller" {
+        (440.0, 1000.0)
+    } else {
+        (1000.0, 440.0)
+    };
+    let media = MediaOptions {
+        source: AudioSource::Tone(hz_out),
+        record: Some(rec.clone()),
+    };
+    let (phone, mut events) = match Phone::start(config).await {
+        Ok(p) => p,
+        Err(e) => return json!({"ok": false, "error": format!("start: {e}")}),
+    };
+    std::fs::write(dir.join(format!("{role}.ready")), "").unwrap();
+    let mut out = json!({"ok": false});
+    let r: Result<(), String> = async {
+        let call = if role == "caller" {
+            let target = std::env::var(TARGET).map_err(|e| e.to_string())?;
+            phone
+                .call(&target, media)
+                .await
+                .map_err(|e| format!("call: {e}"))?
+        } else {
+            let call = loop {
+                if let Event::Incoming { call, .. } = next(&mut events, 60, "incoming").await? {
+                    break call;
+                }
+            };
+            phone
+                .answer(call, media)
+                .await
+                .map_err(|e| format!("answer: {e}"))?;
+            call
+        };
+        loop {
+            match next(&mut events, 20, "media up").await? {
+                Event::MediaUp { path, .. } => {
+                    out["path"] = match path {
+                        Some(p) => serde_json::from_str(&p.to_json()).map_err(|e| e.to_string())?,
+                        None => Value::Null,
+                    };
+                    break;
+                }
+                Event::Ended { reason, .. } => return Err(format!("ended early: {reason:?}")),
+                _ => {}
+            }
+        }
+        if role == "caller" {
+            tokio::time::sleep(Duration::from_secs(CALL_SECS)).await;
+            phone.hangup(call).await.map_err(|e| e.to_string())?;
+        }
+        loop {
+            if let Event::Ended { reason, media, .. } = next(&mut events, 20, "end").await? {
+                out["reason"] = json!(format!("{reason:?}"));
+                out["srtp"] = json!(media.srtp);
+                out["media_error"] = json!(media.error);
+                out["final_path"] = match &media.path {
+                    Some(p) => serde_json::from_str(&p.to_json()).map_err(|e| e.to_string())?,
+                    None => Value::Null,
+                };
+                let ledger: Vec<Value> = media
+                    .ledger
+                    .entries()
+                    .map(|e| {
+                        json!({
+                            "remote": e.remote.to_string(),
+                            "class": e.class.name(),
+                            "sent": e.direction == peerline_net::Direction::Sent,
+                            "bytes": e.counter.bytes,
+                        })
+                    })
+                    .collect();
+                out["ledger"] = json!(ledger);
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    phone.shutdown().await;
+    if let Err(e) = r {
+        out["error"] = json!(e);
+        return out;
+    }
+    let heard = peerline_audio::read_wav(&rec)
+        .map(|a| peerline_media::tone_seconds(&a.samples, a.sample_rate, hz_in, 0.5))
+        .unwrap_or(0.0);
+    out["heard_secs"] = json!(heard);
+    out["ok"] = json!(true);
+    out
+}
+
+fn sh(ns: &str, args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{ns}: {args:?}");
+}
+
+/// A veth between the two homes for SIP only: any UDP datagram from its addresses that
+/// is not from port 5060 is dropped, so ICE cannot use it for media.
+fn signaling_link(a_ns: &str, b_ns: &str) {
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n", a_ns, "link", "add", "sig", "type", "veth", "peer", "name", "sig",
+        ])
+        .args(["netns", b_ns])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (ns, addr) in [(a_ns, SIG_A), (b_ns, SIG_B)] {
+        sh(
+            ns,
+            &["ip", "addr", "add", &format!("{addr}/24"), "dev", "sig"],
+        );
+        sh(ns, &["ip", "link", "set", "sig", "up"]);
+        sh(
+            ns,
+            &[
+                "iptables",
+                "-A",
+                "OUTPUT",
+                "-s",
+                "192.168.100.0/24",
+                "-p",
+                "udp",
+                "!",
+                "--sport",
+                "5060",
+                "-j",
+                "DROP",
+            ],
+        );
+    }
+}
+
+fn is_public(addr: &str) -> bool {
+    match addr.parse::<SocketAddr>().map(|a| a.ip()) {
+        Ok(IpAddr::V4(v4)) => v4.octets()[..3] == [203, 0, 113],
+        _ => false,
+    }
+}
+
+/// Caller behind `a`, callee behind `b`; returns both results.
+fn run_call(a: Nat, b: Nat) -> (Value, Value) {
+    let label = format!("ice-call-{}-{}", a.name(), b.name());
+    let dir = TestDir::new(&label).unwrap();
+    let mut lab = NatLab::new(&format!("c{}{}", a.name(), b.name())).unwrap();
+    let ha = lab.add_host(a).unwrap();
+    let hb = lab.add_host(b).unwrap();
+    signaling_link(&ha.netns, &hb.netns);
+    let mut coturn = Coturn::start(
+        CoturnOptions::new()
+            .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
+            .port(3478)
+            .netns(&lab.public_netns())
+            .user("peerline", "lab-secret")
+            .allow_loopback_peers(false),
+        &dir,
+    )
+    .unwrap();
+    coturn.wait_ready(Duration::from_secs(10)).unwrap();
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let spawn = |role: &str, ns: &str| {
+        let o = ProcessOptions::new(role, &exe)
+            .args(["netns_phone_helper", "--exact", "--ignored", "--nocapture"])
+            .env(ROLE, role)
+            .env(DIR, &dir.path().display().to_string())
+            .env(TARGET, &format!("sip:callee@{SIG_B}:5060"))
+            .netns(Some(ns))
+            .grace(Duration::from_secs(2));
+        Process::spawn(o, dir.path()).unwrap()
+    };
+    let mut callee = spawn("callee", &hb.netns);
+    wait_for(
+        "the callee's phone",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || dir.path().join("callee.ready").exists(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[&callee], 30)));
+    let mut caller = spawn("caller", &ha.netns);
+    let done = wait_for(
+        "both phones to finish",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || !caller.is_running() && !callee.is_running(),
+    );
+    let logs = tails(&[&caller, &callee, coturn.process()], 40);
+    done.unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    let read = |role: &str| -> Value {
+        let text = std::fs::read_to_string(dir.path().join(format!("{role}.result.json")))
+            .unwrap_or_else(|e| panic!("no result from the {role}: {e}\n{logs}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let (ra, rb) = (read("caller"), read("callee"));
+    eprintln!("{label}: caller {ra}\n{label}: callee {rb}");
+    assert!(
+        ra["ok"] == true && rb["ok"] == true,
+        "caller {ra}\ncallee {rb}\n{logs}"
+    );
+    drop((caller, callee));
+    coturn.stop();
+    drop(coturn);
+    drop(lab);
+    (ra, rb)
+}
+
+/// The call connected directly through the NATs (public addresses on both ends of the
+/// pair, never the signaling link), DTLS-SRTP ran on it and each side heard the other.
+fn expect_direct_call(a: Nat, b: Nat, kinds: &[&str]) {
+    let feature = format!("ice-call-{}-{}", a.name(), b.name());
+    let mut entry = MatrixEntry::new("coturn", &feature, "udp");
+    let (ra, rb) = run_call(a, b);
+    for (name, r) in [("caller", &ra), ("callee", &rb)] {
+        let path = &r["path"];
+        assert_eq!(path["direct"], true, "{feature}: {name} {r}");
+        for side in ["local_type", "remote_type"] {
+            let k = path[side].as_str().unwrap_or_default();
+            assert!(kinds.contains(&k), "{feature}: {name} {side} {k}: {r}");
+        }
+        let remote = path["remote_addr"].as_str().unwrap_or_default();
+        assert!(
+            is_public(remote),
+            "{feature}: {name} remote {remote} not via the NAT"
+        );
+        assert!(
+            r["srtp"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("DTLS-SRTP")),
+            "{feature}: {name} {r}"
+        );
+        assert!(r["media_error"].is_null(), "{feature}: {name} {r}");
+        let heard = r["heard_secs"].as_f64().unwrap_or(0.0);
+        assert!(
+            heard >= CALL_SECS as f64 - 1.0,
+            "{feature}: {name} heard the other tone for {heard} s of {CALL_SECS} s"
+        );
+        // Media only with the pair's remote address; nothing over the signaling link.
+        for row in r["ledger"].as_array().unwrap() {
+            if row["class"] == "media" {
+                assert_eq!(
+                    row["remote"].as_str(),
+                    Some(remote),
+                    "{feature}: {name} {row}"
+                );
+            }
+        }
+    }
+    // The two sides agree on the pair, seen from each end.
+    assert_eq!(
+        ra["path"]["remote_addr"].as_str().map(is_public),
+        Some(true)
+    );
+    entry.note(format!(
+        "direct {}-{}, connect {:.0} ms, tone {:.1}/{:.1} s",
+        ra["path"]["local_type"].as_str().unwrap_or("?"),
+        ra["path"]["remote_type"].as_str().unwrap_or("?"),
+        ra["path"]["connect_ms"].as_f64().unwrap_or(-1.0),
+        ra["heard_secs"].as_f64().unwrap_or(0.0),
+        rb["heard_secs"].as_f64().unwrap_or(0.0),
+    ));
+    entry.pass();
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_call_eim_eim_direct_srflx() {
+    // Both behind endpoint-independent NATs: hole punching, server-reflexive both ways
+    // (a peer-reflexive remote when the peer's check arrives before its SDP is in).
+    expect_direct_call(
+        Nat::EndpointIndependent,
+        Nat::EndpointIndependent,
+        &["srflx", "prflx"],
+    );
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_call_none_eim_direct() {
+    // A public caller and a callee behind an endpoint-independent NAT: the callee's check
+    // opens its NAT, the caller sees it as peer-reflexive (or its srflx).
+    expect_direct_call(
+        Nat::None,
+        Nat::EndpointIndependent,
+        &["host", "srflx", "prflx"],
+    );
+}
