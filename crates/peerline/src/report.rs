@@ -39,6 +39,11 @@ pub fn call_json(
         "codec": media.codec,
         "local_rtp": media.local.map(|a| a.to_string()),
         "remote_rtp": media.remote.map(|a| a.to_string()),
+        // With ICE: the selected candidate pair (types, addresses, TURN server, RTT).
+        "ice_path": media
+            .path
+            .as_ref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),
         "rtp_sent": media.sent.packets_sent,
         "rtp_received": media.received.packets_received,
         "rtp_lost": media.received.packets_lost,
@@ -69,6 +74,12 @@ pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Op
         println!(
             "  media      {codec}  {local} <-> {remote} (direct), {}",
             media.srtp.as_deref().unwrap_or("plain RTP (not encrypted)")
+        );
+    }
+    if let Some(path) = &media.path {
+        println!(
+            "  ice path   {path}, connected in {:.0} ms",
+            path.connect_time.as_secs_f64() * 1000.0
         );
     }
     println!(

@@ -68,3 +68,63 @@ fn sip_lint_exit_codes_and_reasons() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `peerline call` and `peerline listen` with `[ice] enabled` in the config: the JSON
+/// report names the ICE pair (host candidates on loopback, direct).
+#[test]
+fn call_and_listen_report_the_ice_path() {
+    let dir = std::env::temp_dir().join(format!("peerline-cli-ice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ice.toml");
+    std::fs::write(&config, "[ice]\nenabled = true\n").unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen_addr = format!("127.0.0.1:{port}");
+    let listener = peerline()
+        .args(["--config", config.to_str().unwrap(), "listen", "--json"])
+        .args([
+            "--listen",
+            &listen_addr,
+            "--wait",
+            "20",
+            "--play",
+            "tone:1000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = peerline()
+        .args(["--config", config.to_str().unwrap(), "call", "--json"])
+        .arg(format!("sip:bob@{listen_addr}"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--seconds",
+            "1.5",
+            "--play",
+            "tone:440",
+        ])
+        .output()
+        .unwrap();
+    let listened = listener.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (who, o) in [("call", &out), ("listen", &listened)] {
+        assert!(
+            o.status.success(),
+            "{who}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let path = &v["ice_path"];
+        assert_eq!(path["local_type"], "host", "{who}: {v}");
+        assert_eq!(path["remote_type"], "host", "{who}: {v}");
+        assert_eq!(path["direct"], true, "{who}: {v}");
+        assert!(v["rtp_received"].as_u64().unwrap() >= 50, "{who}: {v}");
+    }
+}
