@@ -69,7 +69,9 @@ impl Bench {
             rates: if smoke {
                 vec![20]
             } else {
-                vec![250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000]
+                vec![
+                    250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000, 5000, 6000,
+                ]
             },
             step_secs: if smoke { 2 } else { 6 },
             memory_calls: if smoke { 20 } else { 1000 },
@@ -126,14 +128,14 @@ pub fn run(args: &[String]) -> Result {
     let _ = std::fs::remove_dir_all(&bench.work);
     std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
     let load_before = machine::load_average();
-    let ladders: Vec<_> = [
-        Pair::SippToPeerline,
-        Pair::SippToSipp,
-        Pair::PeerlineBotToSipp,
-    ]
-    .into_iter()
-    .map(|pair| signaling::ladder(&bench, pair))
-    .collect();
+    let ladders = signaling::ladders(
+        &bench,
+        &[
+            Pair::SippToPeerline,
+            Pair::SippToSipp,
+            Pair::PeerlineBotToSipp,
+        ],
+    );
     let mut memory = Vec::new();
     let mut memory_errors = Vec::new();
     let runs: [(&str, u64); 3] = [

@@ -204,7 +204,9 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
          - Versions: {}; {}; Peerline git {} ({} build); {}.\n\
          - Each rate step: a fresh caller and answerer, {} s of calls at the requested rate \
          (SIPp's default uac flow: INVITE, 100, 180, 200, ACK, pause 0 ms, BYE, 200), SRTP \
-         off, PCMU. A ladder stops at its first step with a failed call. \"Achieved\" is the \
+         off, PCMU. The pairs climb side by side (at each rate each pair runs its step in \
+         turn); a step with a failed call is run once more, and a pair stops climbing when \
+         the retry fails too. \"Achieved\" is the \
          caller's own count of calls placed per second (SIPp's `CallRate(C)`, the bot's \
          `calls_per_sec`); the figure is the highest achieved rate of a step with 0 failed \
          calls.",
