@@ -221,13 +221,59 @@ impl Sipp {
         }
         po = po.args(opts.extra.iter().cloned());
         let process = Process::spawn(po, dir.path())?;
-        Ok(Self {
+        let mut sipp = Self {
             process,
             stat_csv,
             work_dir,
             local_ip: opts.local_ip,
             local_port,
-        })
+        };
+        // A SIPp without a remote is a server: callers must not dial before it listens
+        // (over TCP an early call is refused, and a UAC does not retry a refused connect).
+        if opts.remote.is_none() {
+            sipp.wait_listening(opts.transport, Duration::from_secs(5))?;
+        }
+        Ok(sipp)
+    }
+
+    /// Waits (bounded) until SIPp's socket on its local port is bound (UDP) or listening
+    /// (TCP), read from `/proc/PID/net/{udp,tcp}{,6}`: the process's own network
+    /// namespace, and no packet sent to find out.
+    pub fn wait_listening(&mut self, transport: SippTransport, limit: Duration) -> Result<()> {
+        let (files, state) = match transport {
+            SippTransport::Udp => (["udp", "udp6"], "07"),
+            SippTransport::Tcp => (["tcp", "tcp6"], "0A"),
+        };
+        let port = format!("{:04X}", self.local_port);
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let pid = self.process.pid();
+            let listening = files.iter().any(|f| {
+                std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .any(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.get(1).and_then(|a| a.rsplit(':').next()) == Some(port.as_str())
+                            && cols.get(3) == Some(&state)
+                    })
+            });
+            if listening {
+                return Ok(());
+            }
+            if !self.process.is_running() || std::time::Instant::now() >= deadline {
+                return Err(Error::Peer {
+                    peer: "sipp".into(),
+                    reason: format!(
+                        "not listening on port {} after {limit:?} (running: {})",
+                        self.local_port,
+                        self.process.is_running()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `ip:port` it listens on (what a UAC dials for a UAS).

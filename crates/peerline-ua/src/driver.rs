@@ -126,6 +126,9 @@ pub(crate) struct Driver {
     locator: Locator,
     /// Per-source limit on new requests (503 + Retry-After beyond it).
     limiter: peerline_sip::rate_limit::RateLimiter,
+    /// Why client transactions just failed without a connection (connect refused…),
+    /// read when their TransactionTimeout is handled.
+    unreachable: HashMap<TransactionKey, String>,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -171,6 +174,7 @@ impl Driver {
                     ..peerline_sip::rate_limit::RateLimitConfig::default()
                 },
             ),
+            unreachable: HashMap::new(),
         }
     }
 
@@ -446,7 +450,23 @@ impl Driver {
                     }
                 }
             }
-            Some(TransportEvent::Closed { conn, .. }) => self.endpoint.connection_closed(conn),
+            Some(TransportEvent::Closed {
+                conn,
+                transport,
+                remote,
+                reason,
+            }) => {
+                self.endpoint.connection_closed(conn);
+                // Requests queued for a connection that never came up fail now, not
+                // at Timer B/F: the call or registration learns why at once.
+                if let peerline_transport::CloseReason::ConnectFailed(e) = reason {
+                    let why = format!("{transport} connection to {remote} failed: {e}");
+                    tracing::info!("{why}");
+                    for key in self.endpoint.unreachable(transport, remote) {
+                        self.unreachable.insert(key, why.clone());
+                    }
+                }
+            }
             Some(TransportEvent::Pong { .. }) | None => {}
         }
     }
@@ -1766,6 +1786,10 @@ impl Driver {
     }
 
     async fn transaction_timeout(&mut self, key: TransactionKey) {
+        let timeout_reason = match self.unreachable.remove(&key) {
+            Some(why) => EndReason::Unreachable(why),
+            None => EndReason::Timeout,
+        };
         if let Some(a) = self
             .accounts
             .iter_mut()
@@ -1807,7 +1831,7 @@ impl Driver {
                 .get(&id)
                 .is_some_and(|c| matches!(c.state, State::Calling | State::Accepted));
             if is_bye || in_progress {
-                self.end_call(id, EndReason::Timeout).await;
+                self.end_call(id, timeout_reason).await;
             }
         }
     }

@@ -29,6 +29,9 @@ pub enum EndReason {
     Cancelled,
     /// No final response (Timer B) or no ACK (Timer H).
     Timeout,
+    /// The request could not be sent: the connection to the next hop failed (refused,
+    /// unreachable, TLS handshake), with the transport's reason.
+    Unreachable(String),
     /// No RTP for the configured timeout.
     RtpTimeout,
     /// SDP offer/answer failed.
@@ -46,6 +49,7 @@ impl std::fmt::Display for EndReason {
             Self::RejectedLocally(code) => write!(f, "rejected locally with {code}"),
             Self::Cancelled => write!(f, "cancelled"),
             Self::Timeout => write!(f, "SIP transaction timeout"),
+            Self::Unreachable(why) => write!(f, "next hop unreachable: {why}"),
             Self::RtpTimeout => write!(f, "no RTP received for the configured timeout"),
             Self::Negotiation(e) => write!(f, "SDP negotiation failed: {e}"),
             Self::Media(e) => write!(f, "media failed: {e}"),

@@ -208,3 +208,36 @@ async fn reject_and_cancel_end_both_sides() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// A call over TCP to a port where nothing listens ends at once with the transport's
+/// reason (not after Timer B's 32 s as a "timeout"): the refused connect fails the
+/// INVITE transaction queued for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_call_to_a_closed_port_ends_at_once_naming_the_failure() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }; // dropped: nothing listens there now
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    // `wait_for` gives up after 5 s; Timer B would end the call only after 32 s.
+    let call = alice
+        .call(
+            &format!("sip:bob@{closed};transport=tcp"),
+            tone(440.0, None),
+        )
+        .await
+        .unwrap();
+    let reason = wait_for(&mut ae, "ended", |e| match e {
+        Event::Ended {
+            call: c, reason, ..
+        } if *c == call => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    let EndReason::Unreachable(why) = &reason else {
+        panic!("ended with {reason:?}, want Unreachable");
+    };
+    assert!(why.contains(&closed.to_string()), "{why}");
+    assert!(why.to_lowercase().contains("refused"), "{why}");
+    alice.shutdown().await;
+}

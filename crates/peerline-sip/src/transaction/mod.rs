@@ -515,6 +515,36 @@ impl Endpoint {
         }
     }
 
+    /// The driver could not connect to `dest` over `transport` (refused, unreachable,
+    /// TLS handshake failed). Pending client transactions whose requests were queued
+    /// for `dest` on that transport without a bound connection fail at once (RFC 3261
+    /// §17.1.4, reported as [`Event::TransactionTimeout`]) instead of waiting for
+    /// Timer B/F; stream transports have no retransmission that could still succeed.
+    /// Returns the failed transactions' keys.
+    pub fn unreachable(&mut self, transport: Transport, dest: SocketAddr) -> Vec<TransactionKey> {
+        let failed: Vec<TransactionKey> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| {
+                t.peer == dest
+                    && t.transport == transport
+                    && matches!(
+                        (t.kind, t.state),
+                        (Kind::InviteClient, State::Calling | State::Proceeding)
+                            | (Kind::NonInviteClient, State::Trying | State::Proceeding)
+                    )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &failed {
+            self.stats.transport_errors += 1;
+            self.remove_txn(key);
+            self.events
+                .push_back(Event::TransactionTimeout { key: key.clone() });
+        }
+        failed
+    }
+
     fn remove_txn(&mut self, key: &TransactionKey) {
         if let Some(t) = self.txns.remove(key) {
             if let Some(m) = t.merge_key {

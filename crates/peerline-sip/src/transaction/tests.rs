@@ -684,3 +684,40 @@ fn timer_heap_stays_exact_with_many_transactions() {
     assert_eq!(ep.poll_timeout(), None, "no stale timer left");
     assert!(ep.timers.is_empty());
 }
+
+/// A refused TCP connect fails the pending client transactions queued for that address
+/// and transport at once; others (another address, UDP) keep waiting for their timers.
+#[test]
+fn unreachable_destination_fails_pending_client_transactions() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let tcp_target = Target::stream(addr(PEER), Transport::Tcp, None);
+    let a = ep
+        .send_request_to(t0, request(Method::Invite, "z9hG4bKu1"), tcp_target)
+        .unwrap();
+    let b = ep
+        .send_request_to(t0, request(Method::Options, "z9hG4bKu2"), tcp_target)
+        .unwrap();
+    let other = Target::stream(addr("192.0.2.10:5060"), Transport::Tcp, None);
+    ep.send_request_to(t0, request(Method::Options, "z9hG4bKu3"), other)
+        .unwrap();
+    ep.send_request(t0, request(Method::Options, "z9hG4bKu4"), addr(PEER))
+        .unwrap();
+    drain(&mut ep);
+    let mut returned = ep.unreachable(Transport::Tcp, addr(PEER));
+    returned.sort();
+    let mut failed: Vec<TransactionKey> = events(&mut ep)
+        .into_iter()
+        .map(|e| match e {
+            Event::TransactionTimeout { key } => key,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    failed.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(failed, want);
+    assert_eq!(returned, want);
+    assert_eq!(ep.transaction_count(), 2);
+    assert_eq!(ep.stats().transport_errors, 2);
+}
