@@ -344,3 +344,120 @@ async fn a_peer_without_ice_gets_plain_rtp_to_the_default_candidate() {
     bob.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Hold and resume by re-INVITE on an ICE call: the pair stays (re-offers copy the previous
+/// SDP, ICE attributes included: no ICE restart), and Bob hears Alice before, during (a
+/// sendonly hold still sends) and after. (In-dialog requests go to the Contact, not
+/// through the relay, so the re-INVITEs' SDP is not inspected here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_resume_keep_the_ice_pair() {
+    let dir = std::env::temp_dir().join(format!("peerline-ice-hold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("bob.wav");
+    let (alice, mut ae) = Phone::start(config("alice", true)).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob", true)).await.unwrap();
+    let a = alice
+        .call(&bob.uri("bob"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, Some(rec.clone())))
+        .await
+        .unwrap();
+    let path = wait_for(&mut be, "bob's media up", |e| match e {
+        Event::MediaUp { path, .. } => path.clone(),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for hold in [true, false] {
+        if hold {
+            alice.hold(a).await.unwrap();
+        } else {
+            alice.resume(a).await.unwrap();
+        }
+        let held = wait_for(&mut ae, "hold/resume", |e| match e {
+            Event::Hold { held, .. } => Some(*held),
+            _ => None,
+        })
+        .await;
+        assert_eq!(held, hold);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    alice.hangup(a).await.unwrap();
+    let report = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        report.path.as_ref().map(|p| p.remote_addr),
+        Some(path.remote_addr)
+    );
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let heard = heard(&rec, 440.0);
+    assert!(heard >= 1.5, "bob heard alice for {heard} s of ≈ 2.4 s");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Post-dial delay with ICE on loopback (host candidates, DTLS-SRTP): from `call()` to the
+/// selected pair (`MediaUp`) and to the first audio of the callee's tone in the caller's
+/// recording, with a callee that answers at once. Printed for docs/net.md; bounded
+/// loosely so a loaded CI machine does not fail it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_dial_delay_with_ice_on_loopback() {
+    let dir = std::env::temp_dir().join(format!("peerline-ice-pdd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("alice.wav");
+    let (alice, mut ae) = Phone::start(config("alice", true)).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob", true)).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let a = alice
+        .call(&bob.uri("bob"), tone(440.0, Some(rec.clone())))
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, None)).await.unwrap();
+    wait_for(&mut ae, "alice's media up", |e| match e {
+        Event::MediaUp { path, .. } => path.as_ref().map(|_| ()),
+        _ => None,
+    })
+    .await;
+    let to_pair = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice.hangup(a).await.unwrap();
+    wait_for(&mut ae, "alice's end", |e| {
+        matches!(e, Event::Ended { .. }).then_some(())
+    })
+    .await;
+    // The recording starts when media starts (after the pair is selected): the first 20 ms
+    // block holding the tone marks the first audio played.
+    let audio = peerline_audio::read_wav(&rec).unwrap();
+    let block = audio.sample_rate as usize / 50;
+    let first = audio
+        .samples
+        .chunks_exact(block)
+        .position(|c| peerline_media::detect_tone(c, audio.sample_rate, 1000.0) > 0.5)
+        .expect("alice never heard bob's tone");
+    let to_audio = to_pair + Duration::from_millis(20 * first as u64);
+    eprintln!(
+        "post-dial delay with ICE on loopback: pair selected after {} ms, first audio after {} ms",
+        to_pair.as_millis(),
+        to_audio.as_millis()
+    );
+    assert!(to_pair < Duration::from_secs(2), "{to_pair:?}");
+    assert!(to_audio < Duration::from_secs(3), "{to_audio:?}");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
