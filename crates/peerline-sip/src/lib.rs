@@ -15,6 +15,7 @@ pub mod error;
 pub mod lint;
 pub mod message;
 pub mod parse;
+pub mod prack;
 pub mod prescan;
 pub mod rate_limit;
 pub mod register;
@@ -29,6 +30,9 @@ pub use parse::{error_response, parse_message, parse_message_with, Limits};
 /// Fuzzing entry point: parse, and on error build the error response; must never panic.
 pub fn fuzz_parse(data: &[u8]) {
     let _ = prescan::prescan(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = prack::Rack::parse(text);
+    }
     match parse_message(data) {
         Ok(msg) => {
             let bytes = serialize(&msg);

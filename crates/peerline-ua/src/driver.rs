@@ -16,6 +16,9 @@ use peerline_sip::dialog::{Dialog, DialogError};
 use peerline_sip::message::{
     make_header, make_response, make_response_with_reason, RequestBuilder,
 };
+use peerline_sip::prack::{
+    cseq_number, wants_100rel, Rack, ReliableProvisionals, Timeout as PrackTimeout, Want100rel,
+};
 use peerline_sip::{
     serialize, Endpoint, Event as SipEvent, MessageExt, Target, TransactionKey, Transmit, Transport,
 };
@@ -30,9 +33,9 @@ use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK";
 /// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
-const SUPPORTED: &[&str] = &[];
+const SUPPORTED: &[&str] = &["100rel"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +92,8 @@ struct Call {
     /// With ICE: the gathered agent until media starts, and our ICE attributes.
     ice: Option<PreparedIce>,
     ice_local: Option<peerline_sdp::IceParams>,
+    /// UAS: our reliable provisional responses (RFC 3262) when the INVITE required them.
+    prack: Option<ReliableProvisionals>,
 }
 
 /// One configured account at run time.
@@ -129,6 +134,8 @@ pub(crate) struct Driver {
     /// Why client transactions just failed without a connection (connect refused…),
     /// read when their TransactionTimeout is handled.
     unreachable: HashMap<TransactionKey, String>,
+    /// Calls with a reliable provisional response awaiting its PRACK (their timers).
+    prack_calls: std::collections::BTreeSet<CallId>,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -175,6 +182,7 @@ impl Driver {
                 },
             ),
             unreachable: HashMap::new(),
+            prack_calls: std::collections::BTreeSet::new(),
         }
     }
 
@@ -190,6 +198,11 @@ impl Driver {
                     self.accounts
                         .iter()
                         .filter_map(|a| a.registration.as_ref()?.poll_timeout()),
+                )
+                .chain(
+                    self.prack_calls
+                        .iter()
+                        .filter_map(|id| self.calls.get(id)?.prack.as_ref()?.poll_timeout()),
                 )
                 .min()
                 .map(tokio::time::Instant::from_std)
@@ -218,6 +231,7 @@ impl Driver {
                             }
                         }
                     }
+                    self.prack_timers(now).await;
                 }
             }
             self.flush().await;
@@ -755,6 +769,7 @@ impl Driver {
                 on_hold: false,
                 digest,
                 ice_local: ice.as_ref().map(|p| p.local.clone()),
+                prack: None,
                 ice,
             },
         );
@@ -836,6 +851,10 @@ impl Driver {
         self.endpoint
             .send_response(Instant::now(), &key, ok)
             .map_err(sip_err)?;
+        if let Some(rel) = call.prack.as_mut() {
+            rel.finish(); // kept: a late PRACK for what we sent is still answered 200
+        }
+        self.prack_calls.remove(&id);
         call.state = State::Accepted;
         call.media_options = options;
         call.rtp_addr = Some(rtp_addr);
@@ -1267,6 +1286,7 @@ impl Driver {
     }
 
     async fn end_call(&mut self, id: CallId, reason: EndReason) {
+        self.prack_calls.remove(&id);
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
@@ -1382,6 +1402,74 @@ impl Driver {
         }
     }
 
+    /// A PRACK (RFC 3262 §3): 200 when its RAck acknowledges a reliable provisional
+    /// response of the call's INVITE (then retransmissions stop), 481 otherwise.
+    fn incoming_prack(&mut self, request: &Request) -> u16 {
+        let (Some(rack), Some(call_id), Some(to_tag)) =
+            (Rack::of(request), request.call_id(), request.to_tag())
+        else {
+            return 481;
+        };
+        let Some(&id) = self.by_call_id.get(call_id) else {
+            return 481;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return 481;
+        };
+        let invite_cseq = call.invite.as_ref().map(cseq_number).unwrap_or(0);
+        let acked = call.local_tag == to_tag
+            && call
+                .prack
+                .as_mut()
+                .is_some_and(|rel| rel.acknowledge(&rack, invite_cseq));
+        if !acked {
+            return 481;
+        }
+        if let Some(d) = call.dialog.as_mut() {
+            let _ = d.on_request(request); // keeps the remote CSeq in order
+        }
+        if !call.prack.as_ref().is_some_and(|r| r.is_pending()) {
+            self.prack_calls.remove(&id);
+        }
+        200
+    }
+
+    /// Retransmits due reliable provisional responses; after 64*T1 without a PRACK the
+    /// INVITE is rejected with 500 (RFC 3262 §3 says a 5xx).
+    async fn prack_timers(&mut self, now: Instant) {
+        let due: Vec<CallId> = self
+            .prack_calls
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.calls
+                    .get(id)
+                    .and_then(|c| c.prack.as_ref()?.poll_timeout())
+                    .is_some_and(|t| t <= now)
+            })
+            .collect();
+        for id in due {
+            let Some(call) = self.calls.get_mut(&id) else {
+                self.prack_calls.remove(&id);
+                continue;
+            };
+            let action = call.prack.as_mut().and_then(|r| r.handle_timeout(now));
+            match action {
+                Some(PrackTimeout::Retransmit(resp)) => {
+                    if let Some(key) = call.invite_key.clone() {
+                        let _ = self.endpoint.send_response(now, &key, resp);
+                    }
+                }
+                Some(PrackTimeout::GiveUp) => {
+                    self.prack_calls.remove(&id);
+                    tracing::info!(call = id, "no PRACK for our reliable 180 within 64*T1");
+                    let _ = self.reject(id, 500, EndReason::Timeout).await;
+                }
+                None => {}
+            }
+        }
+    }
+
     fn find_dialog(&self, request: &Request) -> Option<CallId> {
         let id = *self.by_call_id.get(request.call_id()?)?;
         let call = self.calls.get(&id)?;
@@ -1442,6 +1530,11 @@ impl Driver {
                 Some(id) => self.incoming_reinvite(id, key, request),
                 None => respond(&mut self.endpoint, 481, None),
             },
+            Method::PRack => {
+                let code = self.incoming_prack(&request);
+                let reason = (code == 481).then_some("No Matching Reliable Provisional Response");
+                respond(&mut self.endpoint, code, reason);
+            }
             _ => {
                 let mut resp = make_response(&request, 405, None);
                 resp.headers.push(make_header("Allow", ALLOW));
@@ -1508,9 +1601,23 @@ impl Driver {
         ringing
             .headers
             .push(make_header("Contact", &self.contact_for(ip)));
+        // RFC 3262: when the caller requires 100rel, the 180 goes reliably (Require,
+        // RSeq) and is retransmitted until its PRACK.
+        let mut prack = None;
+        if wants_100rel(&request) == Want100rel::Required {
+            let t1 = peerline_sip::Config::default().t1;
+            let mut rel = ReliableProvisionals::new(self.rng.gen_range(1..=(1u32 << 31)), t1);
+            if let Ok(r) = rel.send(now, ringing.clone()) {
+                ringing = r;
+                prack = Some(rel);
+            }
+        }
         let _ = self.endpoint.send_response(now, &key, ringing);
         let id = self.next_call;
         self.next_call += 1;
+        if prack.is_some() {
+            self.prack_calls.insert(id);
+        }
         let call_id = request.call_id().unwrap_or_default().to_string();
         self.by_call_id.insert(call_id.clone(), id);
         let transport = self
@@ -1549,6 +1656,7 @@ impl Driver {
                 outgoing: false,
                 ice: None,
                 ice_local: None,
+                prack,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
