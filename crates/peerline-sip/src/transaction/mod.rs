@@ -969,9 +969,13 @@ impl Endpoint {
             req.cseq().map(|c| c.seq),
             req.from_tag(),
         );
+        // `!txn.acked` first: every answered INVITE stays Accepted for Timer L (32 s), so
+        // without it each ACK compared headers of every call of the last 32 s (at 1,000
+        // calls/s that scan was most of the UAS's CPU; docs/benchmarks.md, figure 1).
         for txn in self.txns.values_mut() {
             if txn.kind == Kind::InviteServer
                 && txn.state == State::Accepted
+                && !txn.acked
                 && txn.request.call_id().map(str::to_string) == call_id
                 && txn.request.cseq().map(|c| c.seq) == cseq
                 && txn.request.from_tag() == from_tag
