@@ -25,7 +25,7 @@ pub use coturn::{stun_binding, Coturn, CoturnOptions};
 pub use error::{Error, Result};
 pub use kamailio::{Kamailio, KamailioOptions, KamailioUser};
 pub use matrix::{read_results, render_matrix, results_dir, MatrixEntry, MatrixResult};
-pub use netns::{LabHost, Nat, NatLab};
+pub use netns::{LabHost, Nat, NatLab, Netns};
 pub use paths::{configs_dir, scenarios_dir, target_dir, workspace_dir, TestDir};
 pub use ports::{alloc_port_block, free_udp_port};
 pub use process::{tails, wait_for, Process, ProcessOptions};

@@ -381,3 +381,58 @@ fn cleanup_stale() {
         }
     }
 }
+
+/// One network namespace with only `lo` (up), for tests that impair traffic with
+/// iptables inside it. Named `pl-<pid>-<tag>` so a crashed run's namespace is cleaned up
+/// by the next [`NatLab::new`] or [`Netns::new`]; deleted on drop (after killing what
+/// still runs in it).
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace and brings `lo` up.
+    pub fn new(tag: &str) -> Result<Self> {
+        cleanup_stale();
+        let name = format!("pl-{}-{}", std::process::id(), tag);
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Its name (for `ip netns exec`, `ProcessOptions::netns`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `program args` inside the namespace; an error names the command.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<()> {
+        in_ns(&self.name, program, args)
+    }
+
+    /// Runs `f` on a new thread that has entered the namespace (setns(2)); threads it
+    /// creates, such as a tokio runtime's workers, and processes they start are in the
+    /// namespace too. Returns what `f` returns.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/var/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path).map_err(|e| lab_err(format!("{path}: {e}")))?;
+        let thread = std::thread::spawn(move || {
+            nix::sched::setns(file.as_raw_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| lab_err(format!("setns({path}): {e}")))?;
+            Ok(f())
+        });
+        thread
+            .join()
+            .map_err(|_| lab_err("the thread in the namespace panicked".into()))?
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        kill_pids_in(&self.name);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
