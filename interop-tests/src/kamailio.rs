@@ -27,6 +27,8 @@ pub struct KamailioOptions {
     users: Vec<KamailioUser>,
     template: PathBuf,
     netns: Option<String>,
+    udp: bool,
+    tcp: bool,
 }
 
 impl Default for KamailioOptions {
@@ -45,6 +47,8 @@ impl KamailioOptions {
             users: Vec::new(),
             template: configs_dir().join("kamailio.cfg"),
             netns: None,
+            udp: true,
+            tcp: true,
         }
     }
     pub fn listen_ip(mut self, ip: &str) -> Self {
@@ -74,6 +78,13 @@ impl KamailioOptions {
     }
     pub fn netns(mut self, ns: &str) -> Self {
         self.netns = Some(ns.into());
+        self
+    }
+    /// Which SIP transports it listens on (both by default): the template's
+    /// `listen=udp:` / `listen=tcp:` lines are dropped for the others.
+    pub fn transports(mut self, udp: bool, tcp: bool) -> Self {
+        self.udp = udp;
+        self.tcp = tcp;
         self
     }
 }
@@ -133,7 +144,14 @@ impl Kamailio {
             .replace("@PORT@", &port.to_string())
             .replace("@DOMAIN@", &opts.domain)
             .replace("@RUNDIR@", &work_dir.display().to_string())
-            .replace("@DB@", &db.display().to_string());
+            .replace("@DB@", &db.display().to_string())
+            .lines()
+            .filter(|l| {
+                (opts.udp || !l.starts_with("listen=udp:"))
+                    && (opts.tcp || !l.starts_with("listen=tcp:"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
         let cfg_path = work_dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).map_err(io_err(&cfg_path))?;
 

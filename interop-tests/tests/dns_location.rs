@@ -14,7 +14,7 @@ use peerline_dns::{
     DnsError, FailReason, Failover, FailoverConfig, Locator, Origin, Target, Transport,
 };
 use peerline_interop::{
-    alloc_port_block, configs_dir, free_udp_port, tails, Coturn, CoturnOptions, Kamailio,
+    alloc_port_block, configs_dir, free_udp_port, tails, wait_for, Coturn, CoturnOptions, Kamailio,
     KamailioOptions, MatrixEntry, Process, ProcessOptions, TestDir,
 };
 
@@ -254,7 +254,8 @@ async fn bad_dns_data_gives_clear_errors() {
     );
 }
 
-/// Read one SIP response head from a stream (bounded).
+/// Read one SIP message head (a response, or a request without its body) from a stream
+/// (bounded).
 fn read_response(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = Vec::new();
@@ -270,9 +271,9 @@ fn read_response(s: &mut TcpStream) -> String {
 }
 
 /// A real Kamailio registrar found only through the zone: NAPTR → TCP, SRV → its
-/// address and port. The phone cannot REGISTER through the locator yet, so a hand-written
-/// REGISTER goes over TCP to the located target and Kamailio's digest challenge (401 with
-/// realm peerline.test) proves the location; no registration is completed.
+/// address and port. A hand-written REGISTER goes over TCP to the located target and
+/// Kamailio's digest challenge (401 with realm peerline.test) proves the location (the phone
+/// registering the same way: `peerline_registers_over_tcp_as_the_naptr_records_prefer`).
 #[ignore = "needs real peers; run by cargo xtask test"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn kamailio_registrar_found_through_the_zone() {
@@ -325,46 +326,33 @@ async fn kamailio_registrar_found_through_the_zone() {
         tails(&[kam.process()], 40)
     );
     assert!(resp.contains("realm=\"peerline.test\""), "{resp}");
-    entry.note("located via NAPTR/SRV; a hand-written REGISTER over TCP gets the 401 (the phone itself: dns-register-digest)");
+    entry.note("located via NAPTR/SRV; a hand-written REGISTER over TCP gets the 401 (the phone itself: dns-register-digest over tcp)");
     entry.pass();
     kam.stop();
 }
 
-/// The phone itself: an account whose registrar is only its AOR's domain registers at a
-/// Kamailio found through the zone (NAPTR → SRV `_sip._udp` → A), over UDP — the phone's
-/// transport so far (the zone prefers TCP; the phone skips what it cannot speak).
-#[ignore = "needs real peers; run by cargo xtask test"]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peerline_registers_at_a_registrar_found_through_the_zone() {
-    let entry = MatrixEntry::new("kamailio", "dns-register-digest", "udp");
-    let dir = TestDir::new("dns_peerline_registers_through_the_zone").unwrap();
-    let dns_port = free_udp_port().unwrap();
-    let sip_port = alloc_port_block(2).unwrap();
-    let mut kam = Kamailio::start(
-        KamailioOptions::new()
-            .listen_ip(IP1)
-            .port(sip_port)
-            .user("alice", "secret"),
-        &dir,
-    )
-    .unwrap();
-    kam.wait_ready(Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
-    let zone = Zone {
-        ttl: 60,
-        port1: sip_port,
-        port2: sip_port + 1,
-    };
-    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+/// A phone whose account `sip:alice@peerline.test` (password `secret`, `expires`) has no
+/// registrar but its domain, with the test's DNS server; and the outcome of its first
+/// registration (bounded: 8 s).
+async fn phone_registering_through_the_zone(
+    dns_port: u16,
+    expires: u32,
+) -> (
+    peerline_ua::Phone,
+    peerline_ua::Events,
+    Result<u32, String>,
+    Duration,
+) {
     let mut config = peerline_ua::Config::default();
     config.identity.user = "alice".into();
     config.network.sip_listen = sa("127.0.0.1", 0);
     config.network.dns_server = Some(sa("127.0.0.1", dns_port));
     config.media.srtp = peerline_ua::SrtpMode::Off;
-    config.accounts = vec![toml::from_str(
-        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nexpires = 120\n",
-    )
+    config.accounts = vec![toml::from_str(&format!(
+        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nexpires = {expires}\n"
+    ))
     .unwrap()];
+    let started = Instant::now();
     let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(8), async {
         while let Some(ev) = events.recv().await {
@@ -380,10 +368,315 @@ async fn peerline_registers_at_a_registrar_found_through_the_zone() {
     })
     .await
     .unwrap_or_else(|_| Err("no registration outcome within 8 s".into()));
+    (phone, events, outcome, started.elapsed())
+}
+
+/// Calls `uri` (silence, no recording) and waits, at most 8 s, for the call to end.
+async fn call_and_end(
+    phone: &peerline_ua::Phone,
+    events: &mut peerline_ua::Events,
+    uri: &str,
+) -> peerline_ua::EndReason {
+    let options = peerline_ua::MediaOptions {
+        source: peerline_ua::AudioSource::Silence,
+        record: None,
+    };
+    let call = phone.call(uri, options).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(ev) = events.recv().await {
+            if let peerline_ua::Event::Ended {
+                call: c, reason, ..
+            } = ev
+            {
+                if c == call {
+                    return Some(reason);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("the call to {uri} did not end within 8 s"))
+}
+
+/// Bounded wait for a line of Kamailio's request log (`REQ <method> <uri> from <ip:port>
+/// over <proto>`, from the template's xlog).
+fn wait_kamailio_log(kam: &Kamailio, needle: &str) {
+    wait_for(
+        needle,
+        Duration::from_secs(3),
+        Duration::from_millis(50),
+        || kam.process().stderr_text().contains(needle),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+}
+
+/// The phone itself registers over the transport the NAPTR records prefer: the zone puts
+/// `SIP+D2T` before `SIP+D2U` and Kamailio listens on TCP only, so the registration can only
+/// succeed over TCP; Kamailio's log shows the REGISTER arrived over TCP and its location
+/// table holds a TCP contact. A call to an unknown user then goes over TCP too (Kamailio
+/// challenges it, the phone answers the challenge, Kamailio says 404).
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerline_registers_over_tcp_as_the_naptr_records_prefer() {
+    let entry = MatrixEntry::new("kamailio", "dns-register-digest", "tcp");
+    let dir = TestDir::new("dns_peerline_registers_over_tcp").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let sip_port = alloc_port_block(2).unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .listen_ip(IP1)
+            .port(sip_port)
+            .transports(false, true)
+            .user("alice", "secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let zone = Zone {
+        ttl: 60,
+        port1: sip_port,
+        port2: sip_port + 1,
+    };
+    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+    let (phone, mut events, outcome, _) = phone_registering_through_the_zone(dns_port, 120).await;
     let expires = outcome.unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
     assert!(expires > 0 && expires <= 120, "{expires}");
+    wait_kamailio_log(&kam, "REQ REGISTER sip:peerline.test from 127.0.0.1:");
+    let log = kam.process().stderr_text();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("REQ REGISTER"))
+            .all(|l| l.ends_with("over tcp")),
+        "{log}"
+    );
     kam.wait_registered("alice", Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let table = kam.kamcmd(&["ul.dump"]).unwrap();
+    assert!(table.contains("transport=tcp"), "{table}");
+    assert!(
+        table.contains(&format!("Socket: tcp:{IP1}:{sip_port}")),
+        "{table}"
+    );
+
+    // A call: located the same way (TCP first), digest-challenged, then 404.
+    let reason = call_and_end(&phone, &mut events, "sip:nobody@peerline.test").await;
+    assert!(
+        matches!(reason, peerline_ua::EndReason::Rejected(404, _)),
+        "{reason:?}\n{}",
+        tails(&[kam.process()], 40)
+    );
+    wait_kamailio_log(&kam, "REQ INVITE sip:nobody@peerline.test from 127.0.0.1:");
+    let log = kam.process().stderr_text();
+    let invites: Vec<&str> = log.lines().filter(|l| l.contains("REQ INVITE")).collect();
+    assert_eq!(invites.len(), 2, "challenged, then with credentials: {log}");
+    assert!(invites.iter().all(|l| l.ends_with("over tcp")), "{log}");
+    phone.shutdown().await;
+    entry.pass();
+    kam.stop();
+}
+
+/// Failover inside the phone (RFC 3263 §4.3): the zone's targets are TCP sip1, TCP sip2,
+/// UDP sip1, UDP sip2; Kamailio on sip1 listens on UDP only and nothing listens on sip2, so
+/// both TCP connections are refused and the phone registers, as a new transaction, over
+/// UDP at sip1, within seconds (a refused connection fails over at once, not after Timer F).
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerline_fails_over_to_the_next_target_when_tcp_is_refused() {
+    let entry = MatrixEntry::new("kamailio", "dns-register-failover", "udp");
+    let dir = TestDir::new("dns_peerline_fails_over").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let sip_port = alloc_port_block(2).unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .listen_ip(IP1)
+            .port(sip_port)
+            .transports(true, false)
+            .user("alice", "secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let zone = Zone {
+        ttl: 60,
+        port1: sip_port,
+        port2: sip_port + 1,
+    };
+    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+    let (phone, _events, outcome, took) = phone_registering_through_the_zone(dns_port, 120).await;
+    outcome.unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    wait_kamailio_log(&kam, "REQ REGISTER sip:peerline.test from 127.0.0.1:");
+    let log = kam.process().stderr_text();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("REQ REGISTER"))
+            .all(|l| l.ends_with("over udp")),
+        "{log}"
+    );
+    kam.wait_registered("alice", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    phone.shutdown().await;
+    entry.pass();
+    kam.stop();
+}
+
+/// Failback inside the phone: Kamailio on sip1 first listens on UDP only, so the phone
+/// registers over UDP there (both TCP targets refused); then a second Kamailio listens on TCP
+/// at sip1. The preferred target's blacklisting (its TTL, 2 s, clamped to 5 s) has run out
+/// by the registration's refresh (expires 60: after 30 s), so the refresh is a new
+/// registration over TCP at sip1, NAPTR's first choice again.
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerline_fails_back_to_the_preferred_target_after_its_ttl() {
+    let entry = MatrixEntry::new("kamailio", "dns-register-failback", "tcp");
+    let dir = TestDir::new("dns_peerline_fails_back").unwrap();
+    let dir_tcp = TestDir::new("dns_peerline_fails_back_tcp").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let sip_port = alloc_port_block(2).unwrap();
+    let kamailio = |dir: &TestDir, udp: bool| {
+        let mut kam = Kamailio::start(
+            KamailioOptions::new()
+                .listen_ip(IP1)
+                .port(sip_port)
+                .transports(udp, !udp)
+                .user("alice", "secret"),
+            dir,
+        )
+        .unwrap();
+        kam.wait_ready(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+        kam
+    };
+    let mut kam_udp = kamailio(&dir, true);
+    let zone = Zone {
+        ttl: 2,
+        port1: sip_port,
+        port2: sip_port + 1,
+    };
+    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+    let (phone, _events, outcome, _) = phone_registering_through_the_zone(dns_port, 60).await;
+    outcome.unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam_udp.process()], 40)));
+    wait_kamailio_log(&kam_udp, "REQ REGISTER sip:peerline.test from 127.0.0.1:");
+    assert!(kam_udp.process().stderr_text().contains(" over udp"));
+
+    let mut kam_tcp = kamailio(&dir_tcp, false);
+    let needle = "REQ REGISTER sip:peerline.test from 127.0.0.1:";
+    wait_for(
+        "the refresh over TCP at sip1",
+        Duration::from_secs(45),
+        Duration::from_millis(200),
+        || kam_tcp.process().stderr_text().contains(needle),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            tails(&[kam_udp.process(), kam_tcp.process()], 30)
+        )
+    });
+    kam_tcp
+        .wait_registered("alice", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam_tcp.process()], 40)));
+    let log = kam_tcp.process().stderr_text();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("REQ REGISTER"))
+            .all(|l| l.ends_with("over tcp")),
+        "{log}"
+    );
+    phone.shutdown().await;
+    entry.pass();
+    kam_tcp.stop();
+    kam_udp.stop();
+}
+
+/// Calls fail over too (RFC 3263 §4.3): the account's outbound proxy is the zone's domain;
+/// its first target (TCP sip1) is a test-owned socket answering the INVITE with 503, so
+/// that call is rejected and the next call goes to the next target, TCP sip2, where
+/// Kamailio challenges it and, with credentials, answers 404 (no such user).
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_the_proxy_sends_the_next_call_to_its_next_target() {
+    let entry = MatrixEntry::new("kamailio", "dns-call-failover-503", "tcp");
+    let dir = TestDir::new("dns_call_failover_503").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let sip_port = alloc_port_block(2).unwrap();
+    let zone = Zone {
+        ttl: 60,
+        port1: sip_port,
+        port2: sip_port + 1,
+    };
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .listen_ip(IP2)
+            .port(zone.port2)
+            .user("alice", "secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let _knot = start_knot(&dir, "knotd", dns_port, &zone);
+    // sip1 over TCP: answers the first request it reads with 503, keeps the connection.
+    let sip1 = TcpListener::bind(sa(IP1, zone.port1)).unwrap();
+    let busy = std::thread::spawn(move || {
+        let (mut s, _) = sip1.accept().unwrap();
+        let head = read_response(&mut s);
+        let copied: String = head
+            .lines()
+            .filter(|l| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|h| l.starts_with(h))
+            })
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        let resp = format!(
+            "SIP/2.0 503 Service Unavailable\r\n{copied}Retry-After: 60\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.write_all(resp.as_bytes()).unwrap();
+        (head, s)
+    });
+
+    let mut config = peerline_ua::Config::default();
+    config.identity.user = "alice".into();
+    config.network.sip_listen = sa("127.0.0.1", 0);
+    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
+    config.media.srtp = peerline_ua::SrtpMode::Off;
+    config.accounts = vec![toml::from_str(
+        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nregister = false\noutbound_proxy = \"sip:peerline.test\"\n",
+    )
+    .unwrap()];
+    let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
+    let first = call_and_end(&phone, &mut events, "sip:nobody@peerline.test").await;
+    assert!(
+        matches!(&first, peerline_ua::EndReason::Rejected(503, _)),
+        "{first:?}"
+    );
+    let (head, _conn) = busy.join().unwrap();
+    assert!(
+        head.starts_with("INVITE sip:nobody@peerline.test SIP/2.0"),
+        "{head}"
+    );
+    assert!(head.contains("Via: SIP/2.0/TCP "), "{head}");
+    let second = call_and_end(&phone, &mut events, "sip:nobody@peerline.test").await;
+    assert!(
+        matches!(&second, peerline_ua::EndReason::Rejected(404, _)),
+        "{second:?}\n{}",
+        tails(&[kam.process()], 40)
+    );
+    wait_kamailio_log(&kam, "REQ INVITE sip:nobody@peerline.test from 127.0.0.1:");
+    let log = kam.process().stderr_text();
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("REQ INVITE"))
+            .all(|l| l.ends_with("over tcp")),
+        "{log}"
+    );
     phone.shutdown().await;
     entry.pass();
     kam.stop();
@@ -396,7 +689,7 @@ async fn peerline_registers_at_a_registrar_found_through_the_zone() {
 #[ignore = "needs real peers; run by cargo xtask test"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_shows_the_zone_and_kamailio_answers_options() {
-    let mut entry = MatrixEntry::new("kamailio", "doctor-dns-options", "udp");
+    let mut entry = MatrixEntry::new("kamailio", "doctor-dns-options", "tcp");
     let dir = TestDir::new("dns_doctor_shows_the_zone").unwrap();
     let dns_port = free_udp_port().unwrap();
     let sip_port = alloc_port_block(2).unwrap();
@@ -410,7 +703,7 @@ async fn doctor_shows_the_zone_and_kamailio_answers_options() {
     .unwrap();
     kam.wait_ready(Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
-    let mut turn = Coturn::start(CoturnOptions::new().user("peer", "line"), &dir).unwrap();
+    let mut turn = Coturn::start(CoturnOptions::new().user("peer", "s3cret-turn"), &dir).unwrap();
     turn.wait_ready(Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[turn.process()], 40)));
     let zone = Zone {
@@ -424,33 +717,34 @@ async fn doctor_shows_the_zone_and_kamailio_answers_options() {
     config.network.dns_server = Some(sa("127.0.0.1", dns_port));
     config.accounts =
         vec![toml::from_str("aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\n").unwrap()];
-    let options = peerline_ua::doctor::DoctorOptions {
-        stun_servers: vec![peerline_net::StunServer::from(turn.address())],
-        turn_servers: vec![peerline_net::TurnServer::udp(
-            turn.address(),
-            "peer",
-            "line",
-        )],
-        ..peerline_ua::doctor::DoctorOptions::default()
-    };
+    config.ice = toml::from_str(&format!(
+        "stun = [\"stun:{a}\"]\n[[turn]]\nurl = \"turn:{a}\"\nusername = \"peer\"\ncredential = \"s3cret-turn\"\n",
+        a = turn.address()
+    ))
+    .unwrap();
+    let options = peerline_ua::doctor::DoctorOptions::default();
     let report = peerline_ua::doctor::run(&config, &options).await;
     let text = report.to_text();
     eprintln!("{text}");
     let expect = [
         "registrar sip:peerline.test".to_string(),
         "NAPTR peerline.test: 10 10 \"s\" \"SIP+D2T\" _sip._tcp.peerline.test., 10 20 \"s\" \"SIP+D2U\" _sip._udp.peerline.test.".to_string(),
+        format!("SRV _sip._tcp.peerline.test: 10 0 {p1} sip1.peerline.test., 20 0 {p2} sip2.peerline.test.", p1 = zone.port1, p2 = zone.port2),
         format!("SRV _sip._udp.peerline.test: 10 0 {p1} sip1.peerline.test., 20 0 {p2} sip2.peerline.test.", p1 = zone.port1, p2 = zone.port2),
         format!("A sip1.peerline.test: {IP1}"),
-        format!("target 1: UDP {IP1}:{} (from NAPTR 10 20 SIP+D2U → SRV _sip._udp.peerline.test 10 0 sip1.peerline.test", zone.port1),
-        format!("target 2: UDP {IP2}:{}", zone.port2),
-        format!("chosen: UDP {IP1}:{}", zone.port1),
-        format!("OPTIONS over UDP to {IP1}:{}: 200", zone.port1),
+        format!("target 1: TCP {IP1}:{} (from NAPTR 10 10 SIP+D2T → SRV _sip._tcp.peerline.test 10 0 sip1.peerline.test", zone.port1),
+        format!("target 2: TCP {IP2}:{}", zone.port2),
+        format!("target 3: UDP {IP1}:{} (from NAPTR 10 20 SIP+D2U → SRV _sip._udp.peerline.test 10 0 sip1.peerline.test", zone.port1),
+        format!("target 4: UDP {IP2}:{}", zone.port2),
+        format!("chosen: TCP {IP1}:{}", zone.port1),
+        format!("OPTIONS over TCP to {IP1}:{}: 200", zone.port1),
         "STUN stun:127.0.0.1:".to_string(),
         "our server-reflexive address: 127.0.0.1:".to_string(),
         "allocate ok, relayed address: 127.0.0.1:".to_string(),
         "relay only through: turn:127.0.0.1:".to_string(),
         "doctor: ok".to_string(),
     ];
+    assert!(!text.contains("s3cret-turn"), "no credential in the report");
     for e in &expect {
         assert!(
             text.contains(e.as_str()),

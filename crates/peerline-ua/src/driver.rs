@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::call_ice::{self, PreparedIce};
 use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
+use crate::located::{self, Located};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
@@ -101,8 +102,9 @@ struct Account {
     config: crate::account::AccountConfig,
     credentials: Option<peerline_sip::auth::Credentials>,
     /// Where the account's calls go first: its outbound proxy, if it has one.
-    proxy: Option<SocketAddr>,
-    registrar: Option<SocketAddr>,
+    proxy: Option<Located>,
+    /// Its registrar's targets (RFC 3263) and the one in use.
+    registrar: Option<Located>,
     registration: Option<peerline_sip::register::Registration>,
     /// The REGISTER transaction in flight.
     register_key: Option<TransactionKey>,
@@ -285,46 +287,37 @@ impl Driver {
                     None
                 }
             };
+            // RFC 3263: each server's targets in order, each with the transport the
+            // location chose (NAPTR preference, SRV, `;transport=`).
             let registrar_uri = config.registrar_uri();
-            let registrar = match rsip::Uri::try_from(registrar_uri.as_str()) {
-                Ok(u) => resolve(&self.locator, &u).await.ok(),
-                Err(_) => None,
-            };
+            let registrar = Located::locate(&self.locator, &registrar_uri).await;
             let proxy = match &config.outbound_proxy {
-                Some(p) => match rsip::Uri::try_from(p.as_str()) {
-                    Ok(u) => resolve(&self.locator, &u).await.ok(),
-                    Err(_) => None,
-                },
+                Some(p) => Located::locate(&self.locator, p).await.ok(),
                 None => None,
             };
-            let registration = match (config.register, registrar) {
-                (true, Some(addr)) => {
-                    let (user, _) = config.aor_parts().unwrap_or_default();
-                    let local = SocketAddr::new(
-                        local_ip_toward(addr, self.sip_addr.ip()),
+            let registration = match (config.register, &registrar) {
+                (true, Ok(located)) => located.hop().map(|hop| {
+                    let ip = local_ip_toward(hop.addr, self.sip_addr.ip());
+                    located::registration_for(
+                        &config,
+                        credentials.clone(),
+                        &hop,
+                        ip,
                         self.sip_addr.port(),
-                    );
-                    let contact = format!("sip:{user}@{local}");
-                    let mut rc = peerline_sip::register::RegistrationConfig::new(
-                        &registrar_uri,
-                        &config.aor,
-                        &contact,
-                        &local.to_string(),
-                    );
-                    rc.expires = config.expires;
-                    rc.credentials = credentials.clone();
-                    Some(peerline_sip::register::Registration::new(rc, &mut self.rng))
-                }
-                (true, None) => {
+                        &mut self.rng,
+                    )
+                }),
+                (true, Err(e)) => {
                     self.emit(Event::RegistrationFailed {
                         aor: config.aor.clone(),
                         code: 0,
-                        reason: format!("cannot resolve registrar {registrar_uri}"),
+                        reason: format!("cannot resolve registrar {registrar_uri}: {e}"),
                     });
                     None
                 }
                 (false, _) => None,
             };
+            let registrar = registrar.ok();
             self.accounts.push(Account {
                 config,
                 credentials,
@@ -375,13 +368,19 @@ impl Driver {
         let now = Instant::now();
         let mut events = Vec::new();
         let mut sent = false;
+        for i in 0..self.accounts.len() {
+            self.registrar_failback(i, now);
+        }
         for a in &mut self.accounts {
-            let (Some(r), Some(dest)) = (a.registration.as_mut(), a.registrar) else {
+            let (Some(r), Some(dest)) = (
+                a.registration.as_mut(),
+                a.registrar.as_ref().and_then(Located::hop),
+            ) else {
                 continue;
             };
             while let Some(req) = r.poll_request(now) {
                 sent = true;
-                match self.endpoint.send_request(now, req, dest) {
+                match self.endpoint.send_request_to(now, req, dest) {
                     Ok(key) => a.register_key = Some(key),
                     Err(e) => tracing::warn!("REGISTER not sent: {e}"),
                 }
@@ -483,6 +482,58 @@ impl Driver {
             }
             Some(TransportEvent::Pong { .. }) | None => {}
         }
+    }
+
+    /// The registrar target of account `i` failed (Timer F, transport, 503): the account
+    /// registers anew on the next target in RFC 3263 order (a new transaction, with Via and
+    /// Contact for that target's transport). `false` when there is no other target.
+    fn registrar_failover(&mut self, i: usize, reason: peerline_dns::FailReason) -> bool {
+        let now = Instant::now();
+        let a = &mut self.accounts[i];
+        if a.registration
+            .as_ref()
+            .is_some_and(|r| r.state() == peerline_sip::register::RegistrationState::Unregistering)
+        {
+            return false;
+        }
+        let Some(next) = a.registrar.as_mut().and_then(|l| l.fail(reason, now)) else {
+            return false;
+        };
+        self.register_at(i, &next);
+        true
+    }
+
+    /// Failback (RFC 3263 §4.3): when account `i`'s registration is due for its refresh
+    /// and a target before the one in use is usable again (its blacklisting ran out), the
+    /// account registers there instead, as a new registration.
+    fn registrar_failback(&mut self, i: usize, now: Instant) {
+        let a = &mut self.accounts[i];
+        let refresh_due = a.registration.as_ref().is_some_and(|r| {
+            r.state() == peerline_sip::register::RegistrationState::Registered
+                && r.poll_timeout().is_none()
+        });
+        if !refresh_due {
+            return;
+        }
+        if let Some(hop) = a.registrar.as_mut().and_then(|l| l.failback(now)) {
+            self.register_at(i, &hop);
+        }
+    }
+
+    /// A new registration of account `i` at `hop` (Via and Contact for its transport).
+    fn register_at(&mut self, i: usize, hop: &Target) {
+        let ip = local_ip_toward(hop.addr, self.sip_addr.ip());
+        let port = self.sip_addr.port();
+        let a = &mut self.accounts[i];
+        a.registration = Some(located::registration_for(
+            &a.config,
+            a.credentials.clone(),
+            hop,
+            ip,
+            port,
+            &mut self.rng,
+        ));
+        a.register_key = None;
     }
 
     fn emit(&self, event: Event) {
@@ -657,28 +708,22 @@ impl Driver {
         // With an account, requests go through its outbound proxy (or registrar) and carry
         // its AOR and credentials; without one, straight to the target.
         let account = self.accounts.first();
-        let via_proxy = account.and_then(|a| a.proxy);
+        let via_proxy = account
+            .and_then(|a| a.proxy.as_ref())
+            .and_then(Located::hop);
         let route = account.and_then(|a| a.config.outbound_proxy.clone());
         let aor = account.map(|a| a.config.aor.clone());
         let digest = account
             .and_then(|a| a.credentials.clone())
             .map(peerline_sip::auth::DigestClient::new);
-        let dest = match via_proxy {
+        // The transport is the one RFC 3263 location chose for the proxy or the target.
+        let first_hop = match via_proxy {
             Some(p) => p,
             None => resolve(&self.locator, &uri)
                 .await
                 .map_err(|e| PhoneError::BadTarget(target.into(), e))?,
         };
-        let transport = match peerline_transport::uri::target_of(&uri) {
-            Ok(t) if t.transport != Transport::Tls => t.transport,
-            Ok(_) => {
-                return Err(PhoneError::BadTarget(
-                    target.into(),
-                    "SIP over TLS is not wired into the phone yet".into(),
-                ))
-            }
-            Err(e) => return Err(PhoneError::BadTarget(target.into(), e.to_string())),
-        };
+        let (dest, transport) = (first_hop.addr, first_hop.transport);
         let ip = local_ip_toward(dest, self.sip_addr.ip());
         let mut caps = self.capabilities(false);
         let ice = self.prepare_ice(true, ip).await?;
@@ -1664,12 +1709,22 @@ impl Driver {
 
     async fn response(&mut self, key: TransactionKey, response: Response) {
         let code = response.status_code.code();
-        if let Some(a) = self
+        if let Some(i) = self
             .accounts
-            .iter_mut()
-            .find(|a| a.register_key.as_ref() == Some(&key))
+            .iter()
+            .position(|a| a.register_key.as_ref() == Some(&key))
         {
-            if let Some(r) = a.registration.as_mut() {
+            match located::unavailable(&response) {
+                // 503: the next target, if there is one (RFC 3263 §4.3).
+                Some(reason) if self.registrar_failover(i, reason) => return,
+                Some(_) => {}
+                None => {
+                    if let Some(l) = self.accounts[i].registrar.as_mut() {
+                        l.ok();
+                    }
+                }
+            }
+            if let Some(r) = self.accounts[i].registration.as_mut() {
                 r.handle_response(Instant::now(), &response);
             }
             return;
@@ -1716,6 +1771,9 @@ impl Driver {
             200..=299 => self.invite_accepted(id, response).await,
             401 | 407 if self.retry_with_credentials(id, &response) => {}
             _ => {
+                if let Some(fail) = located::unavailable(&response) {
+                    self.proxy_failed(id, fail);
+                }
                 let reason = response.status_code.to_string();
                 let reason = reason
                     .split_once(' ')
@@ -1898,13 +1956,20 @@ impl Driver {
             Some(why) => EndReason::Unreachable(why),
             None => EndReason::Timeout,
         };
-        if let Some(a) = self
+        if let Some(i) = self
             .accounts
-            .iter_mut()
-            .find(|a| a.register_key.as_ref() == Some(&key))
+            .iter()
+            .position(|a| a.register_key.as_ref() == Some(&key))
         {
-            if let Some(r) = a.registration.as_mut() {
-                r.handle_transaction_timeout(Instant::now());
+            // Timer F or a refused connection: register on the next target, if any.
+            let fail = match timeout_reason {
+                EndReason::Unreachable(_) => peerline_dns::FailReason::Transport,
+                _ => peerline_dns::FailReason::Timeout,
+            };
+            if !self.registrar_failover(i, fail) {
+                if let Some(r) = self.accounts[i].registration.as_mut() {
+                    r.handle_transaction_timeout(Instant::now());
+                }
             }
             return;
         }
@@ -1939,7 +2004,28 @@ impl Driver {
                 .get(&id)
                 .is_some_and(|c| matches!(c.state, State::Calling | State::Accepted));
             if is_bye || in_progress {
+                if !is_bye {
+                    let fail = match timeout_reason {
+                        EndReason::Unreachable(_) => peerline_dns::FailReason::Transport,
+                        _ => peerline_dns::FailReason::Timeout,
+                    };
+                    self.proxy_failed(id, fail);
+                }
                 self.end_call(id, timeout_reason).await;
+            }
+        }
+    }
+
+    /// Our INVITE of call `id` got no answer (Timer B) or a 503: when it went to the
+    /// account's outbound proxy, new calls go to the proxy's next target (RFC 3263 §4.3).
+    fn proxy_failed(&mut self, id: CallId, reason: peerline_dns::FailReason) {
+        let Some(c) = self.calls.get(&id).filter(|c| c.outgoing) else {
+            return;
+        };
+        let (hop, transport) = (c.next_hop, c.transport);
+        for a in &mut self.accounts {
+            if let Some(l) = a.proxy.as_mut().filter(|l| l.is_current(hop, transport)) {
+                l.fail(reason, Instant::now());
             }
         }
     }
@@ -1997,21 +2083,12 @@ pub(crate) fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
         .unwrap_or(bound)
 }
 
-/// Where to send a request for `uri`: RFC 3263 location (NAPTR, SRV, A/AAAA) through the
-/// locator for names, the address itself for IP literals. Only UDP targets are used: the
-/// phone speaks SIP over UDP so far.
-async fn resolve(locator: &Locator, uri: &rsip::Uri) -> Result<SocketAddr, String> {
-    if let rsip::Host::IpAddr(ip) = &uri.host_with_port.host {
-        let port: u16 = match &uri.host_with_port.port {
-            Some(p) => p.to_string().parse().map_err(|_| format!("bad port {p}"))?,
-            None => 5060,
-        };
-        return Ok(SocketAddr::new(*ip, port));
-    }
-    let text = uri.to_string();
-    let targets = locator.locate(&text).await.map_err(|e| e.to_string())?;
-    targets
-        .first()
-        .map(|t| t.addr)
-        .ok_or_else(|| format!("{text}: no UDP target"))
+/// Where to send a request for `uri`, and over which transport: the first target of RFC
+/// 3263 location (NAPTR, SRV, A/AAAA for names; the address itself for IP literals), among
+/// the transports the phone speaks (`crate::location::policy`).
+async fn resolve(locator: &Locator, uri: &rsip::Uri) -> Result<Target, String> {
+    Located::locate(locator, &uri.to_string())
+        .await?
+        .hop()
+        .ok_or_else(|| format!("{uri}: no usable target"))
 }

@@ -58,7 +58,8 @@ impl IceSettings {
         self.servers().map(|_| ())
     }
 
-    fn servers(&self) -> Result<(Vec<StunServer>, Vec<TurnServer>), BadKey> {
+    /// The STUN and TURN servers, parsed (what `peerline doctor` checks).
+    pub fn servers(&self) -> Result<(Vec<StunServer>, Vec<TurnServer>), BadKey> {
         let stun = self
             .stun
             .iter()

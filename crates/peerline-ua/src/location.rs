@@ -6,13 +6,13 @@ use peerline_dns::{DnsError, Locator, Policy, Transport};
 
 use crate::config::NetworkConfig;
 
-/// The transports the phone can use for SIP, in the SRV order used when a domain has no
-/// NAPTR records.
+/// The transports the phone can use for SIP (UDP and TCP; TLS is not wired into the
+/// phone yet), and the SRV order used when a domain has no NAPTR records: TCP, then UDP
+/// (RFC 3263 §4.1 leaves it to the client; reliable first, like the default policy).
 pub fn policy() -> Policy {
-    // SIP over UDP only so far: location considers UDP targets alone.
     Policy {
-        transports: vec![Transport::Udp],
-        srv_order: vec![Transport::Udp],
+        transports: vec![Transport::Udp, Transport::Tcp],
+        srv_order: vec![Transport::Tcp, Transport::Udp],
         ..Policy::default()
     }
 }

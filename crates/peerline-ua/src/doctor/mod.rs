@@ -2,8 +2,8 @@
 //! network. For each account: how its registrar, outbound proxy and domain resolve (RFC 3263
 //! records, ordered targets, the chosen target and transport) and whether the chosen
 //! target answers an OPTIONS probe; each configured STUN server (our server-reflexive
-//! address) and TURN server (an allocation); the SIP port, the RTP port range, the SRTP
-//! policy and the relay policy.
+//! address) and TURN server (an allocation), from the config's `[ice]` section; the SIP
+//! port, the RTP port range, the SRTP policy, whether calls use ICE, and the relay policy.
 //!
 //! [`run`] returns a [`Report`]; [`Report::to_text`] is for people, the report serializes
 //! to JSON for scripts. [`Report::ok`] is false when something required failed: a location,
@@ -16,7 +16,6 @@ mod text;
 use std::time::Duration;
 
 use peerline_dns::{Destination, Origin, Target};
-use peerline_net::{StunServer, TurnServer};
 use serde::Serialize;
 
 use crate::config::{Config, SrtpKeying, SrtpMode};
@@ -30,10 +29,6 @@ pub struct DoctorOptions {
     pub probe_timeout: Duration,
     /// How long a STUN or TURN check waits for the server.
     pub server_timeout: Duration,
-    /// The STUN servers to check (the ones calls may use).
-    pub stun_servers: Vec<StunServer>,
-    /// The TURN servers to check: the only relays calls may use.
-    pub turn_servers: Vec<TurnServer>,
 }
 
 impl Default for DoctorOptions {
@@ -41,8 +36,6 @@ impl Default for DoctorOptions {
         Self {
             probe_timeout: Duration::from_secs(2),
             server_timeout: Duration::from_secs(3),
-            stun_servers: Vec::new(),
-            turn_servers: Vec::new(),
         }
     }
 }
@@ -58,6 +51,8 @@ pub struct Report {
     pub rtp_ports: String,
     /// The SRTP policy and keying, e.g. `mandatory (DTLS-SRTP)`.
     pub srtp: String,
+    /// Whether calls use ICE (`[ice] enabled`).
+    pub ice: String,
     /// `relay only through: …`.
     pub relay_policy: String,
     /// One entry per `[[account]]`.
@@ -154,7 +149,8 @@ pub struct ServerCheck {
 
 /// Runs every check of the config. Needs a tokio runtime.
 pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
-    let (stun, turn) = (&options.stun_servers, &options.turn_servers);
+    // Checked when the config was loaded; a config built in code may still be wrong.
+    let (stun, turn) = config.ice.servers().unwrap_or_default();
     let relay_policy = format!(
         "relay only through: {}",
         if turn.is_empty() {
@@ -182,8 +178,8 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
             destinations,
         });
     }
-    let stun = servers::check_stun(stun, config, options).await;
-    let turn = servers::check_turn(turn, config, options).await;
+    let stun = servers::check_stun(&stun, config, options).await;
+    let turn = servers::check_turn(&turn, config, options).await;
     let ok = accounts.iter().flat_map(|a| &a.destinations).all(|d| d.ok)
         && stun.iter().chain(&turn).all(|s| s.ok);
     Report {
@@ -191,6 +187,11 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
         sip_listen: format!("UDP+TCP {}", config.network.sip_listen),
         rtp_ports: config.network.rtp_ports.to_string(),
         srtp: srtp_policy(config),
+        ice: if config.ice.enabled {
+            "on (STUN/TURN only from [ice])".into()
+        } else {
+            "off (plain RTP to the SDP address, symmetric latching)".into()
+        },
         relay_policy,
         accounts,
         stun,

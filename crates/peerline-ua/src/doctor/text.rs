@@ -11,6 +11,7 @@ impl Report {
         let _ = writeln!(s, "SIP: {}", self.sip_listen);
         let _ = writeln!(s, "RTP ports: {}", self.rtp_ports);
         let _ = writeln!(s, "SRTP: {}", self.srtp);
+        let _ = writeln!(s, "ICE in calls: {}", self.ice);
         let _ = writeln!(s, "{}", self.relay_policy);
         if self.accounts.is_empty() {
             let _ = writeln!(s, "\nno [[account]] configured");
