@@ -1382,9 +1382,13 @@ impl Driver {
             Notice::Timeout => {
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.ending = Some(EndReason::RtpTimeout);
-                    if matches!(call.state, State::Accepted | State::Confirmed)
-                        && self.send_bye(id).is_err()
-                    {
+                    if matches!(call.state, State::Accepted | State::Confirmed) {
+                        // RFC 3261 §15.1.1: the session ends when the BYE is sent. A peer
+                        // we have not heard for the whole timeout is unlikely to answer
+                        // soon: stop the media now, the BYE transaction runs on its own.
+                        if let Err(e) = self.send_bye(id) {
+                            tracing::debug!(call = id, "BYE after the RTP timeout: {e}");
+                        }
                         self.end_call(id, EndReason::RtpTimeout).await;
                     }
                 }
