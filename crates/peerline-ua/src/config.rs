@@ -97,6 +97,15 @@ pub struct NetworkConfig {
     pub sip_rate_limit: f64,
     /// How many new requests one source may send at once.
     pub sip_rate_burst: u32,
+    /// Most SIP-over-TCP connections open at once (incoming + outgoing); beyond it new
+    /// incoming connections are closed at once.
+    pub tcp_max_connections: usize,
+    /// An incoming TCP connection must deliver its first complete message within this
+    /// many seconds, and a partly received message must complete within it (half-open
+    /// and slow-loris guard).
+    pub tcp_message_timeout_secs: u64,
+    /// A TCP connection with no traffic either way for this many seconds is closed.
+    pub tcp_idle_timeout_secs: u64,
 }
 
 impl Default for NetworkConfig {
@@ -107,6 +116,9 @@ impl Default for NetworkConfig {
             dns_server: None,
             sip_rate_limit: 200.0,
             sip_rate_burst: 400,
+            tcp_max_connections: 256,
+            tcp_message_timeout_secs: 10,
+            tcp_idle_timeout_secs: 600,
         }
     }
 }

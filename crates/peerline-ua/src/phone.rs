@@ -269,6 +269,13 @@ impl Phone {
         let transports =
             peerline_transport::SipTransports::bind(peerline_transport::TransportConfig {
                 bind: config.network.sip_listen,
+                max_connections: config.network.tcp_max_connections.max(1),
+                message_timeout: std::time::Duration::from_secs(
+                    config.network.tcp_message_timeout_secs.max(1),
+                ),
+                idle_timeout: std::time::Duration::from_secs(
+                    config.network.tcp_idle_timeout_secs.max(1),
+                ),
                 ..peerline_transport::TransportConfig::default()
             })
             .await
