@@ -318,6 +318,24 @@ mod tests {
         Config::parse(t, Path::new("phone.toml"))
     }
 
+    /// The config example in the README parses, with the values it shows.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\nprofile")
+            .expect("README config example");
+        let body = &readme[start + "```toml\n".len()..];
+        let example = &body[..body.find("```").expect("end of the example")];
+        let c = parse(example).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(c.network.sip_listen.port(), 5060);
+        assert_eq!(c.network.rtp_ports.low(), 16384);
+        assert_eq!(c.network.tcp_max_connections, 256);
+        assert_eq!(c.network.tcp_idle_timeout_secs, 600);
+        assert_eq!(c.media.srtp, SrtpMode::Mandatory);
+        assert_eq!(c.accounts.len(), 1);
+    }
+
     #[test]
     fn defaults_and_values() {
         let c = parse(
