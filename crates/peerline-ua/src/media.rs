@@ -15,9 +15,9 @@ use peerline_net::{
 };
 use peerline_sdp::RemoteIce;
 use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::media_socket::MediaSocket;
-use tokio::sync::{mpsc, oneshot};
 
 /// What a call plays to the remote party.
 #[derive(Debug, Clone, PartialEq)]
@@ -688,9 +688,11 @@ async fn run(
             r = socket.recv_from(&mut buf) => {
                 let (n, from) = match r {
                     Ok(r) => r,
-                    Err(e) if socket.is_ice() && e.kind() == std::io::ErrorKind::NotConnected => {
-                        report.error = Some(format!("ICE path closed: {e}"));
-                        let _ = notices.send((call, Notice::Failed(format!("ICE path closed: {e}"))));
+                    // ICE: an oversized datagram was dropped; anything else means the pair
+                    // is gone (agent closed, no selected pair) and would fail again at once.
+                    Err(e) if socket.is_ice() && e.kind() != std::io::ErrorKind::InvalidData => {
+                        report.error = Some(format!("ICE path lost: {e}"));
+                        let _ = notices.send((call, Notice::Failed(format!("ICE path lost: {e}"))));
                         break;
                     }
                     Err(_) => continue,
