@@ -461,3 +461,66 @@ async fn post_dial_delay_with_ice_on_loopback() {
     bob.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bob has ICE on, Alice off: Bob answers Alice's ICE-less offer without ICE (no gathering,
+/// no candidates in the answer) and they talk over plain RTP as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_ice_is_answered_without_ice() {
+    let dir = std::env::temp_dir().join(format!("peerline-ice-noice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("bob.wav");
+    let (alice, mut ae) = Phone::start(config("alice", false)).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob", true)).await.unwrap();
+    let (relay, sip_log) = recording_relay(bob.sip_addr()).await;
+    let a = alice
+        .call(&format!("sip:bob@{relay}"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, Some(rec.clone())))
+        .await
+        .unwrap();
+    let path = wait_for(&mut be, "bob's media up", |e| match e {
+        Event::MediaUp { path, .. } => Some(path.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(path.is_none(), "{path:?}");
+    // The 200 has passed the relay once Alice has it.
+    wait_for(&mut ae, "answered", |e| {
+        matches!(e, Event::Answered { .. }).then_some(())
+    })
+    .await;
+    let messages = sip_log.lock().unwrap().clone();
+    for (start, who) in [("INVITE ", "offer"), ("SIP/2.0 200", "answer")] {
+        let sdp = sdp_of(&messages, start);
+        assert!(
+            !sdp.contains("a=ice-ufrag") && !sdp.contains("a=candidate"),
+            "{who}:\n{sdp}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.hangup(a).await.unwrap();
+    let report = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    })
+    .await;
+    wait_for(&mut ae, "alice's end", |e| {
+        matches!(e, Event::Ended { .. }).then_some(())
+    })
+    .await;
+    assert!(
+        report.path.is_none() && report.error.is_none(),
+        "{report:?}"
+    );
+    let heard = heard(&rec, 440.0);
+    assert!(heard >= 1.5, "bob heard alice for {heard} s of 2 s");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
