@@ -158,3 +158,82 @@ fn peerline_registers_and_calls_through_kamailio() {
         started.elapsed()
     );
 }
+
+/// RFC 3428 through a real Kamailio: two registered Peerline phones; alice's MESSAGE to
+/// bob's AOR is challenged (407), resent with credentials, routed to bob's binding and
+/// answered 200; bob sees the text. A MESSAGE to a user with no binding gets Kamailio's
+/// 404 back as a clear refusal.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_messages_peerline_through_kamailio() {
+    let entry = MatrixEntry::new("kamailio", "message-digest", "udp");
+    let dir = TestDir::new("peerline_messages_peerline_through_kamailio").unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .user("alice", "alice-secret")
+            .user("bob", "bob-secret")
+            .user("carol", "carol-secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let rt = runtime();
+    rt.block_on(async {
+        let phone = |user: &str, password: &str| {
+            let mut config = Config::default();
+            config.identity.user = user.into();
+            config.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.accounts = vec![account(&kam, user, password)];
+            config
+        };
+        let mut started = Vec::new();
+        for (user, password) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
+            let (p, mut events) = Phone::start(phone(user, password)).await.unwrap();
+            let registered = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
+                Event::Registered { .. } => Some(Ok(())),
+                Event::RegistrationFailed { code, reason, .. } => Some(Err((code, reason))),
+                _ => None,
+            })
+            .await;
+            assert!(
+                matches!(registered, Some(Ok(()))),
+                "{user}: {registered:?}\n{}",
+                tails(&[kam.process()], 30)
+            );
+            started.push((p, events));
+        }
+        let (bob, mut bob_events) = started.pop().unwrap();
+        let (alice, _alice_events) = started.pop().unwrap();
+        let text = "Hello Bob, this is Alice — über Kamailio";
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            alice.send_message(&kam.aor("bob"), text),
+        )
+        .await
+        .expect("MESSAGE: no final response within 5 s");
+        assert_eq!(sent.ok(), Some(200), "{}", tails(&[kam.process()], 30));
+        let got = next_event(&mut bob_events, Duration::from_secs(5), |ev| match ev {
+            Event::Message {
+                from,
+                content_type,
+                body,
+                ..
+            } => Some((from, content_type, body)),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("bob got no MESSAGE\n{}", tails(&[kam.process()], 30)));
+        assert!(got.0.contains("alice"), "{got:?}");
+        assert!(got.1.starts_with("text/plain"), "{got:?}");
+        assert_eq!(got.2, text);
+        // carol exists but has no binding: Kamailio's lookup fails with 404.
+        match alice.send_message(&kam.aor("carol"), "anyone?").await {
+            Err(peerline_ua::PhoneError::Refused(404, _)) => {}
+            other => panic!("MESSAGE to carol: {other:?}"),
+        }
+        alice.shutdown().await;
+        bob.shutdown().await;
+    });
+    entry.pass();
+}

@@ -26,7 +26,7 @@ use peerline_transport::{SipTransports, TransportEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rsip::{Method, Request, Response, SipMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::call_ice::{self, PreparedIce};
 use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
@@ -34,7 +34,7 @@ use crate::located::{self, Located};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE";
 /// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
 const SUPPORTED: &[&str] = &["100rel"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
@@ -97,6 +97,19 @@ struct Call {
     prack: Option<ReliableProvisionals>,
 }
 
+/// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
+struct OutOfDialog {
+    dest: SocketAddr,
+    transport: Transport,
+    /// Our address toward `dest`.
+    ip: IpAddr,
+    /// The account's outbound proxy, as a Route.
+    route: Option<String>,
+    /// The account's AOR (our From).
+    aor: Option<String>,
+    digest: Option<peerline_sip::auth::DigestClient>,
+}
+
 /// One configured account at run time.
 struct Account {
     config: crate::account::AccountConfig,
@@ -138,6 +151,8 @@ pub(crate) struct Driver {
     unreachable: HashMap<TransactionKey, String>,
     /// Calls with a reliable provisional response awaiting its PRACK (their timers).
     prack_calls: std::collections::BTreeSet<CallId>,
+    /// MESSAGEs we sent, by transaction, until their final response.
+    messages: HashMap<TransactionKey, crate::messaging::Pending>,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -185,6 +200,7 @@ impl Driver {
             ),
             unreachable: HashMap::new(),
             prack_calls: std::collections::BTreeSet::new(),
+            messages: HashMap::new(),
         }
     }
 
@@ -694,19 +710,28 @@ impl Driver {
                 let r = self.send_reinvite(call, hold);
                 let _ = reply.send(r);
             }
+            Command::Message {
+                target,
+                content_type,
+                body,
+                reply,
+            } => {
+                if let Err((e, reply)) =
+                    self.send_message(&target, &content_type, body, reply).await
+                {
+                    let _ = reply.send(Err(e));
+                }
+            }
             Command::Shutdown { .. } => {}
         }
     }
 
-    async fn start_call(
-        &mut self,
-        target: &str,
-        media: MediaOptions,
-    ) -> Result<CallId, PhoneError> {
+    /// Where a new out-of-dialog request to `target` goes and as whom: with an account,
+    /// through its outbound proxy (or registrar) with its AOR and credentials; without
+    /// one, straight to the target. The transport is the one RFC 3263 location chose.
+    async fn out_of_dialog(&mut self, target: &str) -> Result<OutOfDialog, PhoneError> {
         let uri = rsip::Uri::try_from(target)
             .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
-        // With an account, requests go through its outbound proxy (or registrar) and carry
-        // its AOR and credentials; without one, straight to the target.
         let account = self.accounts.first();
         let via_proxy = account
             .and_then(|a| a.proxy.as_ref())
@@ -716,7 +741,6 @@ impl Driver {
         let digest = account
             .and_then(|a| a.credentials.clone())
             .map(peerline_sip::auth::DigestClient::new);
-        // The transport is the one RFC 3263 location chose for the proxy or the target.
         let first_hop = match via_proxy {
             Some(p) => p,
             None => resolve(&self.locator, &uri)
@@ -724,7 +748,123 @@ impl Driver {
                 .map_err(|e| PhoneError::BadTarget(target.into(), e))?,
         };
         let (dest, transport) = (first_hop.addr, first_hop.transport);
-        let ip = local_ip_toward(dest, self.sip_addr.ip());
+        Ok(OutOfDialog {
+            dest,
+            transport,
+            ip: local_ip_toward(dest, self.sip_addr.ip()),
+            route,
+            aor,
+            digest,
+        })
+    }
+
+    /// Sends a MESSAGE (RFC 3428) outside any dialog; `reply` gets the final status
+    /// later. On an error before sending, the error and `reply` come back.
+    async fn send_message(
+        &mut self,
+        target: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<u16, PhoneError>>,
+    ) -> Result<(), (PhoneError, oneshot::Sender<Result<u16, PhoneError>>)> {
+        let hop = match self.out_of_dialog(target).await {
+            Ok(h) => h,
+            Err(e) => return Err((e, reply)),
+        };
+        let from_uri = hop.aor.clone().unwrap_or_else(|| {
+            format!(
+                "sip:{}@{}",
+                self.config.identity.user,
+                SocketAddr::new(hop.ip, self.sip_addr.port())
+            )
+        });
+        let call_id = peerline_sip::message::new_call_id(&mut self.rng, &hop.ip.to_string());
+        let tag = peerline_sip::message::new_tag(&mut self.rng);
+        let branch = self.branch();
+        let sent_by = SocketAddr::new(hop.ip, self.sip_addr.port()).to_string();
+        let mut builder = RequestBuilder::new(Method::Message, target)
+            .via(hop.transport.via_token(), &sent_by, &branch)
+            .from(
+                &from_uri,
+                self.config.identity.display_name.as_deref(),
+                &tag,
+            )
+            .to(target, None)
+            .call_id(&call_id)
+            .cseq(1);
+        if let Some(r) = &hop.route {
+            builder = builder.route(&format!("<{};lr>", contact_uri(r)));
+        }
+        let request = match builder
+            .header(make_header("User-Agent", USER_AGENT))
+            .body(content_type, body)
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return Err((sip_err(e), reply)),
+        };
+        let to = match hop.transport {
+            Transport::Udp => Target::udp(hop.dest),
+            t => Target::stream(hop.dest, t, None),
+        };
+        match self
+            .endpoint
+            .send_request_to(Instant::now(), request.clone(), to)
+        {
+            Ok(key) => {
+                self.messages.insert(
+                    key,
+                    crate::messaging::Pending {
+                        request,
+                        target: to,
+                        digest: hop.digest,
+                        reply,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => Err((sip_err(e), reply)),
+        }
+    }
+
+    /// A final response to one of our MESSAGEs: retried once with credentials on a
+    /// 401/407 when the account has them, else reported to the sender.
+    fn message_response(&mut self, mut pending: crate::messaging::Pending, response: &Response) {
+        let code = response.status_code.code();
+        if matches!(code, 401 | 407) {
+            if let Some(mut digest) = pending.digest.take() {
+                let branch = self.branch();
+                let mut retry = crate::messaging::next_attempt(&pending.request, &branch);
+                if digest.handle_challenge(response).is_ok()
+                    && digest.authorize(&mut retry, &mut self.rng).is_ok()
+                {
+                    if let Ok(key) =
+                        self.endpoint
+                            .send_request_to(Instant::now(), retry.clone(), pending.target)
+                    {
+                        pending.request = retry;
+                        self.messages.insert(key, pending);
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = pending.reply.send(crate::messaging::outcome(response));
+    }
+
+    async fn start_call(
+        &mut self,
+        target: &str,
+        media: MediaOptions,
+    ) -> Result<CallId, PhoneError> {
+        let OutOfDialog {
+            dest,
+            transport,
+            ip,
+            route,
+            aor,
+            digest,
+        } = self.out_of_dialog(target).await?;
         let mut caps = self.capabilities(false);
         let ice = self.prepare_ice(true, ip).await?;
         let (rtp, rtp_addr) = match &ice {
@@ -1579,6 +1719,17 @@ impl Driver {
                 Some(id) => self.incoming_reinvite(id, key, request),
                 None => respond(&mut self.endpoint, 481, None),
             },
+            Method::Message => {
+                // RFC 3428: accepted in or outside a dialog; the user reads it from the event.
+                respond(&mut self.endpoint, 200, None);
+                let (from, to, content_type, body) = crate::messaging::incoming(&request);
+                self.emit(Event::Message {
+                    from,
+                    to,
+                    content_type,
+                    body,
+                });
+            }
             Method::PRack => {
                 let code = self.incoming_prack(&request);
                 let reason = (code == 481).then_some("No Matching Reliable Provisional Response");
@@ -1713,6 +1864,12 @@ impl Driver {
 
     async fn response(&mut self, key: TransactionKey, response: Response) {
         let code = response.status_code.code();
+        if code >= 200 {
+            if let Some(pending) = self.messages.remove(&key) {
+                self.message_response(pending, &response);
+                return;
+            }
+        }
         if let Some(i) = self
             .accounts
             .iter()
@@ -1808,26 +1965,7 @@ impl Driver {
         if digest.handle_challenge(response).is_err() {
             return false;
         }
-        let mut retry = invite.clone();
-        let seq = retry.cseq().map(|c| c.seq).unwrap_or(1) + 1;
-        for h in retry.headers.iter_mut() {
-            match h {
-                rsip::Header::CSeq(_) => *h = make_header("CSeq", &format!("{seq} INVITE")),
-                rsip::Header::Via(v) => {
-                    let text = v.to_string();
-                    let text = text.trim_start_matches("Via:").trim();
-                    let replaced = match text.split_once(";branch=") {
-                        Some((head, rest)) => {
-                            let tail = rest.split_once(';').map(|(_, t)| format!(";{t}"));
-                            format!("{head};branch={branch}{}", tail.unwrap_or_default())
-                        }
-                        None => text.to_string(),
-                    };
-                    *h = make_header("Via", &replaced);
-                }
-                _ => {}
-            }
-        }
+        let mut retry = crate::messaging::next_attempt(invite, &branch);
         if digest.authorize(&mut retry, &mut self.rng).is_err() {
             return false;
         }
@@ -1960,6 +2098,14 @@ impl Driver {
             Some(why) => EndReason::Unreachable(why),
             None => EndReason::Timeout,
         };
+        if let Some(pending) = self.messages.remove(&key) {
+            let why = match timeout_reason {
+                EndReason::Unreachable(why) => why,
+                _ => "no final response (Timer F)".to_string(),
+            };
+            let _ = pending.reply.send(Err(PhoneError::NoAnswer(why)));
+            return;
+        }
         if let Some(i) = self
             .accounts
             .iter()

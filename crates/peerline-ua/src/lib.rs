@@ -26,6 +26,7 @@ mod located;
 pub mod location;
 pub mod media;
 mod media_socket;
+mod messaging;
 mod phone;
 pub mod profiles;
 

@@ -140,6 +140,17 @@ pub enum Event {
         /// The digit.
         digit: char,
     },
+    /// An instant message (RFC 3428 MESSAGE) arrived; it was answered `200 OK`.
+    Message {
+        /// The sender (From), as a name-addr.
+        from: String,
+        /// The recipient (To).
+        to: String,
+        /// Its Content-Type (`text/plain` when it has none).
+        content_type: String,
+        /// Its body as text (invalid UTF-8 replaced).
+        body: String,
+    },
     /// The call is over.
     Ended {
         /// The call.
@@ -165,7 +176,8 @@ impl Event {
             | Self::Ended { call, .. } => Some(*call),
             Self::Registered { .. }
             | Self::RegistrationFailed { .. }
-            | Self::Unregistered { .. } => None,
+            | Self::Unregistered { .. }
+            | Self::Message { .. } => None,
         }
     }
 }
@@ -194,6 +206,12 @@ pub enum PhoneError {
     /// The phone's driver is gone.
     #[error("the phone has shut down")]
     Closed,
+    /// A request got a final error response (status and reason phrase).
+    #[error("refused: {0} {1}")]
+    Refused(u16, String),
+    /// A request got no final response (Timer F), or could not be sent (the reason).
+    #[error("no answer: {0}")]
+    NoAnswer(String),
     /// The configuration file is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -226,6 +244,12 @@ pub(crate) enum Command {
         call: CallId,
         digits: String,
         reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    Message {
+        target: String,
+        content_type: String,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<u16, PhoneError>>,
     },
     Mute {
         call: CallId,
@@ -375,6 +399,32 @@ impl Phone {
         self.ask(|reply| Command::Dtmf {
             call,
             digits,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends an instant message (RFC 3428 MESSAGE, `text/plain; charset=UTF-8`) to
+    /// `target` outside any call, through the account's outbound proxy like a call, with
+    /// its credentials on a 401/407. Returns the final 2xx status; an error response is
+    /// [`PhoneError::Refused`], no answer [`PhoneError::NoAnswer`].
+    pub async fn send_message(&self, target: &str, text: &str) -> Result<u16, PhoneError> {
+        self.send_message_as(target, "text/plain;charset=UTF-8", text.as_bytes().to_vec())
+            .await
+    }
+
+    /// [`Phone::send_message`] with any content type and body.
+    pub async fn send_message_as(
+        &self,
+        target: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, PhoneError> {
+        let (target, content_type) = (target.to_string(), content_type.to_string());
+        self.ask(|reply| Command::Message {
+            target,
+            content_type,
+            body,
             reply,
         })
         .await?

@@ -241,3 +241,39 @@ async fn tcp_call_to_a_closed_port_ends_at_once_naming_the_failure() {
     assert!(why.to_lowercase().contains("refused"), "{why}");
     alice.shutdown().await;
 }
+
+/// RFC 3428 MESSAGE straight between two phones (no account): 200 back to the sender,
+/// an `Event::Message` with the text at the recipient; to a closed TCP port the send
+/// fails at once with the transport's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_between_two_phones_and_to_a_closed_port() {
+    let (alice, _ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let status = alice.send_message(&bob.uri("bob"), "ping ✓").await.unwrap();
+    assert_eq!(status, 200);
+    let (from, body) = wait_for(&mut be, "message", |e| match e {
+        Event::Message { from, body, .. } => Some((from.clone(), body.clone())),
+        _ => None,
+    })
+    .await;
+    assert!(from.contains("alice"), "{from}");
+    assert_eq!(body, "ping ✓");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        alice.send_message(&format!("sip:bob@{closed};transport=tcp"), "anyone?"),
+    )
+    .await
+    .expect("no outcome within 5 s");
+    match r {
+        Err(peerline_ua::PhoneError::NoAnswer(why)) => {
+            assert!(why.to_lowercase().contains("refused"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
