@@ -57,6 +57,7 @@ impl Machine {
             cpu_model,
             sipp: sipp
                 .trim_start_matches(|c: char| !c.is_alphanumeric())
+                .trim_end_matches('.')
                 .to_string(),
             baresip: if baresip.trim().is_empty() {
                 "not installed".into()

@@ -39,6 +39,11 @@ pub struct Bench {
     /// `key=value` lines for tests.
     pub results: PathBuf,
     pub build: bool,
+    /// Cores the callers and the answerers are pinned to (`taskset`), so a multi-threaded
+    /// answerer gets one core like single-threaded SIPp, and the caller its own; `None`
+    /// with `--no-pin` or on one core.
+    pub caller_cpu: Option<u32>,
+    pub answerer_cpu: Option<u32>,
 }
 
 impl Bench {
@@ -58,12 +63,16 @@ impl Bench {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--smoke" | "--release" | "--no-build" => {}
+                "--smoke" | "--release" | "--no-build" | "--no-pin" => {}
                 "--out" => out = PathBuf::from(it.next().ok_or("--out needs a path")?),
                 other => return Err(format!("bench: unknown option {other}")),
             }
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pin = cores >= 2 && !args.iter().any(|a| a == "--no-pin");
         Ok(Self {
+            caller_cpu: pin.then_some(0),
+            answerer_cpu: pin.then_some(1),
             smoke,
             release,
             rates: if smoke {

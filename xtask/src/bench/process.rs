@@ -18,16 +18,34 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `program args…` in `dir`, stdout/stderr to `dir/NAME.stdout.log` / `.stderr.log`.
-    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<Self> {
+    /// Starts `program args…` in `dir`, stdout/stderr to `dir/NAME.stdout.log` / `.stderr.log`;
+    /// with `cpu`, pinned to that core through `taskset -c CPU` (which execs, so the PID is
+    /// the program's own).
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        dir: &Path,
+        cpu: Option<u32>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let stdout = dir.join(format!("{name}.stdout.log"));
         let stderr = dir.join(format!("{name}.stderr.log"));
         let out = File::create(&stdout).map_err(|e| format!("{}: {e}", stdout.display()))?;
         let err = File::create(&stderr).map_err(|e| format!("{}: {e}", stderr.display()))?;
-        let line = format!("{} {}\n", program.display(), args.join(" "));
-        let _ = std::fs::write(dir.join(format!("{name}.cmdline")), line);
-        let child = Command::new(program)
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let _ = std::fs::write(
+            dir.join(format!("{name}.cmdline")),
+            format!("{cmd:?} {args:?}\n"),
+        );
+        let child = cmd
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())

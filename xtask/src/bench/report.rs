@@ -204,7 +204,7 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
          - Versions: {}; {}; Peerline git {} ({} build); {}.\n\
          - Each rate step: a fresh caller and answerer, {} s of calls at the requested rate \
          (SIPp's default uac flow: INVITE, 100, 180, 200, ACK, pause 0 ms, BYE, 200), SRTP \
-         off, PCMU. The pairs climb side by side (at each rate each pair runs its step in \
+         off, PCMU. {} The pairs climb side by side (at each rate each pair runs its step in \
          turn); a step with a failed call is run once more, and a pair stops climbing when \
          the retry fails too. \"Achieved\" is the \
          caller's own count of calls placed per second (SIPp's `CallRate(C)`, the bot's \
@@ -219,7 +219,14 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
         m.peerline_rev,
         if bench.release { "release" } else { "debug" },
         m.rustc,
-        bench.step_secs
+        bench.step_secs,
+        match (bench.caller_cpu, bench.answerer_cpu) {
+            (Some(c), Some(a)) => format!(
+                "Callers are pinned to core {c} and answerers to core {a} (`taskset -c`), so \
+                 multi-threaded Peerline gets one core for its side like single-threaded SIPp."
+            ),
+            _ => "Nothing is pinned (`--no-pin` or one core).".to_string(),
+        }
     );
     let _ = writeln!(
         s,

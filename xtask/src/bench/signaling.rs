@@ -184,6 +184,7 @@ pub fn start_peerline_uas(
         &bench.binary("peerline-bench-uas"),
         &args,
         dir,
+        bench.answerer_cpu,
     )?;
     let addr = uas.wait_line("listening on ", Duration::from_secs(20))?;
     Ok((uas, addr))
@@ -198,6 +199,7 @@ fn run_uac(dir: &Path, bench: &Bench, remote: String, rate: u64, calls: u64) -> 
     let mut run = SippRun::new("uac", "uac", calls, caller_timeout(bench));
     run.remote = Some(remote);
     run.rate = Some(rate);
+    run.cpu = bench.caller_cpu;
     let mut uac = Sipp::start(&run, dir)?;
     if uac
         .proc
@@ -235,12 +237,13 @@ fn sipp_to_peerline(bench: &Bench, dir: &Path, rate: u64, calls: u64) -> Result<
 }
 
 fn start_sipp_uas(bench: &Bench, dir: &Path, calls: u64) -> Result<Sipp> {
-    let run = SippRun::new(
+    let mut run = SippRun::new(
         "uas",
         "uas",
         calls,
         caller_timeout(bench) + Duration::from_secs(5),
     );
+    run.cpu = bench.answerer_cpu;
     let uas = Sipp::start(&run, dir)?;
     // SIPp binds its socket within milliseconds; give it a moment before calling.
     std::thread::sleep(Duration::from_millis(300));
@@ -323,7 +326,13 @@ fn bot_to_sipp(bench: &Bench, dir: &Path, rate: u64, calls: u64) -> Result<Step>
         "--json".to_string(),
         json.display().to_string(),
     ];
-    let mut bot = Proc::spawn("peerline-bot", &bench.binary("peerline"), &args, dir)?;
+    let mut bot = Proc::spawn(
+        "peerline-bot",
+        &bench.binary("peerline"),
+        &args,
+        dir,
+        bench.caller_cpu,
+    )?;
     if bot.wait_exit(Duration::from_secs(timeout + 10)).is_none() {
         bot.stop();
     }

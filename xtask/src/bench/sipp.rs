@@ -27,6 +27,8 @@ pub struct SippRun {
     pub hold_ms: Option<u64>,
     /// `-timeout`: SIPp gives up (with an error) after this.
     pub timeout: Duration,
+    /// Pin to this core (`taskset -c`).
+    pub cpu: Option<u32>,
 }
 
 impl SippRun {
@@ -40,6 +42,7 @@ impl SippRun {
             limit: None,
             hold_ms: None,
             timeout,
+            cpu: None,
         }
     }
 }
@@ -83,7 +86,7 @@ impl Sipp {
         if let Some(d) = run.hold_ms {
             args.extend([s("-d"), d.to_string()]);
         }
-        let proc = Proc::spawn(&run.name, Path::new("sipp"), &args, dir)?;
+        let proc = Proc::spawn(&run.name, Path::new("sipp"), &args, dir, run.cpu)?;
         Ok(Self {
             proc,
             port,
