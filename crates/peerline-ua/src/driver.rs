@@ -615,16 +615,12 @@ impl Driver {
     }
 
     /// With `[ice] enabled`: gathers a call's candidates before its offer or answer.
-    async fn prepare_ice(
-        &self,
-        controlling: bool,
-        toward: IpAddr,
-    ) -> Result<Option<PreparedIce>, PhoneError> {
+    async fn prepare_ice(&self, controlling: bool, toward: IpAddr) -> Option<PreparedIce> {
         if !self.config.ice.enabled {
-            return Ok(None);
+            return None;
         }
         let range = self.rtp_ports;
-        call_ice::prepare(
+        match call_ice::prepare(
             &self.config.ice,
             controlling,
             range,
@@ -632,8 +628,15 @@ impl Driver {
             toward,
         )
         .await
-        .map(Some)
-        .map_err(|e| PhoneError::Io(std::io::Error::other(e)))
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // No usable candidate (or the agent refused): the call goes on with plain
+                // RTP, as with a peer without ICE; MediaUp then reports no ICE path.
+                tracing::warn!("{e}; this call uses plain RTP");
+                None
+            }
+        }
     }
 
     /// Our offer had ICE, the answer has none: plain RTP on the default candidate's socket.
@@ -866,7 +869,7 @@ impl Driver {
             digest,
         } = self.out_of_dialog(target).await?;
         let mut caps = self.capabilities(false);
-        let ice = self.prepare_ice(true, ip).await?;
+        let ice = self.prepare_ice(true, ip).await;
         let (rtp, rtp_addr) = match &ice {
             Some(p) => {
                 caps.ice = Some(p.local.clone());
@@ -980,7 +983,7 @@ impl Driver {
         let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
         // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
         let ice = if offers_ice(&offer) {
-            self.prepare_ice(false, ip).await?
+            self.prepare_ice(false, ip).await
         } else {
             None
         };
