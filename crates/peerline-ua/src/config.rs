@@ -173,6 +173,22 @@ impl Default for IdentityConfig {
     }
 }
 
+/// `[tls]`: SIP over TLS (RFC 3261 §26). Outgoing TLS verifies the server against the
+/// system's roots, or only the CAs in `ca_file`; a TLS listener needs `cert_file` and
+/// `key_file`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Listen for SIP over TLS on this port (0: any free port) of the SIP address.
+    pub listen_port: Option<u16>,
+    /// Our certificate chain, leaf first (PEM), for the listener.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+    /// Verify servers against only the CAs in this PEM file instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -185,6 +201,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// ICE in calls, and the only STUN/TURN servers it may use.
     pub ice: crate::ice_settings::IceSettings,
+    /// SIP over TLS.
+    pub tls: TlsConfig,
     /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this
     /// file's own.
     pub profile: Option<String>,

@@ -311,15 +311,19 @@ impl Driver {
                 Some(p) => Located::locate(&self.locator, p).await.ok(),
                 None => None,
             };
+            for l in registrar.iter().chain(proxy.iter()) {
+                self.learn_tls_names(l);
+            }
             let registration = match (config.register, &registrar) {
                 (true, Ok(located)) => located.hop().map(|hop| {
                     let ip = local_ip_toward(hop.addr, self.sip_addr.ip());
+                    let port = self.listen_port(hop.transport);
                     located::registration_for(
                         &config,
                         credentials.clone(),
                         &hop,
                         ip,
-                        self.sip_addr.port(),
+                        port,
                         &mut self.rng,
                     )
                 }),
@@ -536,10 +540,31 @@ impl Driver {
         }
     }
 
+    /// Our listening port for `transport`: the TLS listener's for TLS (the UDP/TCP port
+    /// when there is none: the peer then answers on our connection), else the SIP port.
+    fn listen_port(&self, transport: Transport) -> u16 {
+        match transport {
+            Transport::Tls => self
+                .transports
+                .local_addr(Transport::Tls)
+                .map(|a| a.port())
+                .unwrap_or(self.sip_addr.port()),
+            _ => self.sip_addr.port(),
+        }
+    }
+
+    /// Tells the transports which name each TLS target of `located` must present
+    /// (certificate check and SNI).
+    fn learn_tls_names(&self, located: &Located) {
+        for (addr, name) in located.tls_names() {
+            self.transports.set_server_name(addr, name);
+        }
+    }
+
     /// A new registration of account `i` at `hop` (Via and Contact for its transport).
     fn register_at(&mut self, i: usize, hop: &Target) {
         let ip = local_ip_toward(hop.addr, self.sip_addr.ip());
-        let port = self.sip_addr.port();
+        let port = self.listen_port(hop.transport);
         let a = &mut self.accounts[i];
         a.registration = Some(located::registration_for(
             &a.config,
@@ -556,11 +581,12 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
-    fn contact_for(&self, ip: IpAddr) -> String {
+    /// Our Contact (a name-addr) for a dialog over `transport`, at `ip`.
+    fn contact_for(&self, ip: IpAddr, transport: Transport) -> String {
+        let local = SocketAddr::new(ip, self.listen_port(transport));
         format!(
-            "<sip:{}@{}>",
-            self.config.identity.user,
-            SocketAddr::new(ip, self.sip_addr.port())
+            "<{}>",
+            located::contact_uri_for(&self.config.identity.user, local, transport)
         )
     }
 
@@ -746,9 +772,15 @@ impl Driver {
             .map(peerline_sip::auth::DigestClient::new);
         let first_hop = match via_proxy {
             Some(p) => p,
-            None => resolve(&self.locator, &uri)
-                .await
-                .map_err(|e| PhoneError::BadTarget(target.into(), e))?,
+            None => {
+                let located = Located::locate(&self.locator, &uri.to_string())
+                    .await
+                    .map_err(|e| PhoneError::BadTarget(target.into(), e))?;
+                self.learn_tls_names(&located);
+                located.hop().ok_or_else(|| {
+                    PhoneError::BadTarget(target.into(), format!("{uri}: no usable target"))
+                })?
+            }
         };
         let (dest, transport) = (first_hop.addr, first_hop.transport);
         Ok(OutOfDialog {
@@ -884,21 +916,16 @@ impl Driver {
         let offer = peerline_sdp::create_offer(&caps, rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
-        let our_contact = format!(
-            "sip:{}@{}{}",
-            aor.as_deref()
-                .and_then(|a| rsip::Uri::try_from(a).ok())
-                .and_then(|u| u.user().map(str::to_string))
-                .unwrap_or_else(|| self.config.identity.user.clone()),
-            SocketAddr::new(ip, self.sip_addr.port()),
-            match transport {
-                Transport::Tcp => ";transport=tcp",
-                _ => "",
-            }
-        );
+        let user = aor
+            .as_deref()
+            .and_then(|a| rsip::Uri::try_from(a).ok())
+            .and_then(|u| u.user().map(str::to_string))
+            .unwrap_or_else(|| self.config.identity.user.clone());
+        let local = SocketAddr::new(ip, self.listen_port(transport));
+        let our_contact = located::contact_uri_for(&user, local, transport);
         let from_uri = aor.unwrap_or_else(|| our_contact.clone());
         let branch = self.branch();
-        let sent_by = SocketAddr::new(ip, self.sip_addr.port()).to_string();
+        let sent_by = local.to_string();
         let mut builder = RequestBuilder::new(Method::Invite, target)
             .via(transport.via_token(), &sent_by, &branch)
             .from(
@@ -1017,7 +1044,8 @@ impl Driver {
                     return Err(PhoneError::Call(id, "offer not acceptable (488 sent)"));
                 }
             };
-        let contact = self.contact_for(ip);
+        let transport = call.transport;
+        let contact = self.contact_for(ip, transport);
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
         };
@@ -1798,12 +1826,17 @@ impl Driver {
             .from_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let transport = self
+            .endpoint
+            .target_of(&key)
+            .map(|t| t.transport)
+            .unwrap_or(Transport::Udp);
         // The 180 creates an early dialog: it carries our Contact (RFC 3261 §12.1.1).
         let mut ringing = make_response(&request, 180, Some(&local_tag));
         let ip = local_ip_toward(source, self.sip_addr.ip());
         ringing
             .headers
-            .push(make_header("Contact", &self.contact_for(ip)));
+            .push(make_header("Contact", &self.contact_for(ip, transport)));
         // RFC 3262: when the caller requires 100rel, the 180 goes reliably (Require,
         // RSeq) and is retransmitted until its PRACK.
         let mut prack = None;
@@ -1823,11 +1856,6 @@ impl Driver {
         }
         let call_id = request.call_id().unwrap_or_default().to_string();
         self.by_call_id.insert(call_id.clone(), id);
-        let transport = self
-            .endpoint
-            .target_of(&key)
-            .map(|t| t.transport)
-            .unwrap_or(Transport::Udp);
         let to = request.uri.to_string();
         self.calls.insert(
             id,
@@ -2234,14 +2262,4 @@ pub(crate) fn local_ip_toward(dest: SocketAddr, bound: IpAddr) -> IpAddr {
         .and_then(|s| s.connect(dest).and_then(|()| s.local_addr()))
         .map(|a| a.ip())
         .unwrap_or(bound)
-}
-
-/// Where to send a request for `uri`, and over which transport: the first target of RFC
-/// 3263 location (NAPTR, SRV, A/AAAA for names; the address itself for IP literals), among
-/// the transports the phone speaks (`crate::location::policy`).
-async fn resolve(locator: &Locator, uri: &rsip::Uri) -> Result<Target, String> {
-    Located::locate(locator, &uri.to_string())
-        .await?
-        .hop()
-        .ok_or_else(|| format!("{uri}: no usable target"))
 }

@@ -34,6 +34,16 @@ impl Located {
         current.is_some().then_some(Self { failover, current })
     }
 
+    /// The TLS targets and the name each must present (RFC 5922: the URI's domain, not
+    /// the SRV target; the address itself for a numeric host).
+    pub(crate) fn tls_names(&self) -> impl Iterator<Item = (SocketAddr, &str)> {
+        self.failover
+            .targets()
+            .iter()
+            .filter(|t| t.transport == peerline_dns::Transport::Tls)
+            .map(|t| (t.addr, t.domain.as_str()))
+    }
+
     /// Where new transactions go, with the transport location chose.
     pub(crate) fn hop(&self) -> Option<Target> {
         self.current.as_ref().map(sip_target)
@@ -115,6 +125,16 @@ fn sip_target(t: &peerline_dns::Target) -> Target {
     }
 }
 
+/// Our Contact URI for `transport`, `local` being our listener for it: `sip:` for UDP,
+/// `;transport=tcp` for TCP, `sips:` for TLS.
+pub(crate) fn contact_uri_for(user: &str, local: SocketAddr, transport: Transport) -> String {
+    match transport {
+        Transport::Udp => format!("sip:{user}@{local}"),
+        Transport::Tcp => format!("sip:{user}@{local};transport=tcp"),
+        Transport::Tls => format!("sips:{user}@{local}"),
+    }
+}
+
 /// A registration of `account` at `hop`: Via and Contact name the hop's transport
 /// (`;transport=tcp` for TCP) and our address toward it, on the phone's SIP port (UDP
 /// and TCP listen on the same one).
@@ -128,11 +148,7 @@ pub(crate) fn registration_for(
 ) -> Registration {
     let (user, _) = account.aor_parts().unwrap_or_default();
     let local = SocketAddr::new(local_ip, sip_port);
-    let contact = match hop.transport {
-        Transport::Udp => format!("sip:{user}@{local}"),
-        Transport::Tcp => format!("sip:{user}@{local};transport=tcp"),
-        Transport::Tls => format!("sips:{user}@{local}"),
-    };
+    let contact = contact_uri_for(&user, local, hop.transport);
     let mut rc = RegistrationConfig::new(
         &account.registrar_uri(),
         &account.aor,

@@ -6,12 +6,13 @@ use peerline_dns::{DnsError, Locator, Policy, Transport};
 
 use crate::config::NetworkConfig;
 
-/// The transports the phone can use for SIP (UDP and TCP; TLS is not wired into the
-/// phone yet), and the SRV order used when a domain has no NAPTR records: TCP, then UDP
-/// (RFC 3263 §4.1 leaves it to the client; reliable first, like the default policy).
+/// The transports the phone can use for SIP (UDP, TCP and TLS: `sips:` URIs,
+/// `;transport=tls` and NAPTR `SIPS+D2T` records), and the SRV order used for a `sip:`
+/// domain without NAPTR records: TCP, then UDP (RFC 3263 §4.1 leaves it to the client;
+/// reliable first, like the default policy).
 pub fn policy() -> Policy {
     Policy {
-        transports: vec![Transport::Udp, Transport::Tcp],
+        transports: vec![Transport::Udp, Transport::Tcp, Transport::Tls],
         srv_order: vec![Transport::Tcp, Transport::Udp],
         ..Policy::default()
     }

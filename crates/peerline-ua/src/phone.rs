@@ -271,6 +271,8 @@ pub(crate) enum Command {
 pub struct Phone {
     commands: mpsc::UnboundedSender<Command>,
     sip_addr: SocketAddr,
+    /// The SIP-over-TLS listener, when `[tls] listen_port` is set.
+    tls_addr: Option<SocketAddr>,
 }
 
 /// The phone's events; `recv` returns `None` after shutdown.
@@ -281,6 +283,27 @@ impl Events {
     /// The next event.
     pub async fn recv(&mut self) -> Option<Event> {
         self.0.recv().await
+    }
+}
+
+/// The TLS listener of `[tls]`: none without `listen_port`; with it, the certificate
+/// and key are required.
+fn tls_server(
+    tls: &crate::config::TlsConfig,
+) -> Result<Option<peerline_transport::TlsServerConfig>, PhoneError> {
+    let Some(port) = tls.listen_port else {
+        return Ok(None);
+    };
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Ok(Some(peerline_transport::TlsServerConfig {
+            port,
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            client_ca_file: None,
+        })),
+        _ => Err(PhoneError::Io(std::io::Error::other(
+            "[tls] listen_port needs cert_file and key_file",
+        ))),
     }
 }
 
@@ -300,6 +323,11 @@ impl Phone {
                 idle_timeout: std::time::Duration::from_secs(
                     config.network.tcp_idle_timeout_secs.max(1),
                 ),
+                tls_server: tls_server(&config.tls)?,
+                tls_client: peerline_transport::TlsClientConfig {
+                    ca_file: config.tls.ca_file.clone(),
+                    ..Default::default()
+                },
                 ..peerline_transport::TransportConfig::default()
             })
             .await
@@ -307,6 +335,7 @@ impl Phone {
         let sip_addr = transports
             .local_addr(peerline_sip::Transport::Udp)
             .ok_or_else(|| PhoneError::Io(std::io::Error::other("no UDP socket")))?;
+        let tls_addr = transports.local_addr(peerline_sip::Transport::Tls);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let locator = crate::location::locator(&config.network)
@@ -324,6 +353,7 @@ impl Phone {
             Phone {
                 commands: cmd_tx,
                 sip_addr,
+                tls_addr,
             },
             Events(ev_rx),
         ))
@@ -337,6 +367,11 @@ impl Phone {
     /// The address the SIP socket is bound to.
     pub fn sip_addr(&self) -> SocketAddr {
         self.sip_addr
+    }
+
+    /// The address of the SIP-over-TLS listener, if `[tls]` has one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Our SIP URI for a user name, as a peer on the same network would dial it.
