@@ -351,6 +351,10 @@ mod tests {
         assert_eq!(c.network.tcp_max_connections, 256);
         assert_eq!(c.network.tcp_idle_timeout_secs, 600);
         assert_eq!(c.media.srtp, SrtpMode::Mandatory);
+        assert_eq!(
+            c.tls.ca_file.as_deref(),
+            Some(Path::new("/etc/peerline/pbx-ca.pem"))
+        );
         assert_eq!(c.accounts.len(), 1);
     }
 
