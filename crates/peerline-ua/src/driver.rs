@@ -1388,7 +1388,24 @@ impl Driver {
         Ok(())
     }
 
+    /// Starts the call's media task; when it cannot start (the reason is in
+    /// `call.ending`), the call is torn down like a media failure: BYE once the dialog is
+    /// confirmed, rather than left up without media (nothing would ever end it).
     fn start_media(&mut self, id: CallId, negotiated: &peerline_sdp::Negotiated) {
+        self.launch_media(id, negotiated);
+        if let Some(call) = self.calls.get(&id) {
+            if call.media.is_none() {
+                let why = call
+                    .ending
+                    .as_ref()
+                    .map_or_else(|| "media did not start".to_string(), |e| e.to_string());
+                tracing::warn!(call = id, "{why}");
+                let _ = self.notices_tx.send((id, Notice::Failed(why)));
+            }
+        }
+    }
+
+    fn launch_media(&mut self, id: CallId, negotiated: &peerline_sdp::Negotiated) {
         let ptime = self.config.media.ptime;
         let rtp_timeout = Duration::from_secs(self.config.media.rtp_timeout_secs);
         let (ssrc, seq, ts) = (self.rng.gen(), self.rng.gen(), self.rng.gen());
@@ -1408,7 +1425,10 @@ impl Driver {
             }
             (None, _) => match call.rtp.take() {
                 Some(s) => media::MediaPath::Plain(s),
-                None => return,
+                None => {
+                    call.ending = Some(EndReason::Media("no media socket".into()));
+                    return;
+                }
             },
         };
         let ice = matches!(path, media::MediaPath::Ice { .. });
@@ -1532,7 +1552,14 @@ impl Driver {
             }),
             Notice::Failed(reason) => {
                 if let Some(call) = self.calls.get_mut(&id) {
-                    call.ending = Some(EndReason::Media(reason.clone()));
+                    // A reason set when media could not start (negotiation) is kept.
+                    call.ending
+                        .get_or_insert_with(|| EndReason::Media(reason.clone()));
+                    // RFC 3261 §15: the callee sends no BYE before the ACK for its 2xx;
+                    // the ACK's arrival sends it (or Timer H ends the call).
+                    if !call.outgoing && call.state == State::Accepted {
+                        return;
+                    }
                     let established = matches!(call.state, State::Accepted | State::Confirmed);
                     if !established || self.send_bye(id).is_err() {
                         self.end_call(id, EndReason::Media(reason)).await;
@@ -1597,7 +1624,15 @@ impl Driver {
                     if call.state == State::Accepted {
                         call.state = State::Confirmed;
                         let id = id.unwrap_or_default();
-                        self.emit(Event::Answered { call: id });
+                        if call.ending.is_some() {
+                            // Media failed before the ACK: the BYE waited for it.
+                            if self.send_bye(id).is_err() {
+                                self.end_call(id, EndReason::Media("media failed".into()))
+                                    .await;
+                            }
+                        } else {
+                            self.emit(Event::Answered { call: id });
+                        }
                     }
                 }
             }
@@ -2149,7 +2184,14 @@ impl Driver {
             };
             if !self.registrar_failover(i, fail) {
                 if let Some(r) = self.accounts[i].registration.as_mut() {
-                    r.handle_transaction_timeout(Instant::now());
+                    // A failed connection (refused, TLS certificate) is reported with
+                    // its reason rather than as a 408.
+                    match timeout_reason {
+                        EndReason::Unreachable(why) => {
+                            r.handle_transport_failure(Instant::now(), why)
+                        }
+                        _ => r.handle_transaction_timeout(Instant::now()),
+                    }
                 }
             }
             return;

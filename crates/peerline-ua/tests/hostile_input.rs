@@ -857,3 +857,65 @@ fn answer_media_addr(ok: &rsip::SipMessage) -> SocketAddr {
         .unwrap();
     SocketAddr::new(ip.parse().unwrap(), m.port)
 }
+
+/// An offer whose SDES key passes negotiation but cannot key SRTP (`inline:AAAA`, far too
+/// short): Bob has answered 200 by then, so the call cannot just be dropped. He waits for
+/// the ACK (RFC 3261 §15: no BYE before it), then sends BYE, and the call ends with the
+/// key problem named — instead of staying up without media forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_that_cannot_start_after_the_200_ends_the_call_with_bye_after_the_ack() {
+    let (bob, mut be) = Phone::start(config("bob", "mandatory")).await.unwrap();
+    let to = bob.sip_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let from = sock.local_addr().unwrap();
+    let body = sdp(
+        from,
+        "m=audio 40000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\n",
+    );
+    sock.send_to(&request("INVITE", from, to, 1, "", &body), to)
+        .await
+        .unwrap();
+    let call = wait_for(&mut be, "incoming", 5, |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(call, tone(1000.0, None)).await.unwrap();
+    let got = responses_to(&sock, Some(1), Duration::from_secs(3)).await;
+    let ok = got.last().cloned().unwrap_or_default();
+    assert_eq!(status(&ok).map(|s| s.0), Some(200), "{got:?}");
+    // No BYE before our ACK (only 200 retransmissions may arrive meanwhile).
+    let early = responses(&sock, Duration::from_millis(700)).await;
+    assert!(
+        early.iter().all(|m| !m.starts_with("BYE ")),
+        "BYE before the ACK: {early:?}"
+    );
+    let tag = peerline_sip::parse_message(ok.as_bytes())
+        .ok()
+        .and_then(|m| m.to_tag())
+        .unwrap_or_default();
+    // The ACK for a 2xx is its own transaction (new branch) in the INVITE's dialog.
+    let ack = String::from_utf8(request("ACK", from, to, 1001, "", &[]))
+        .unwrap()
+        .replace(
+            &format!("To: <sip:bob@{to}>"),
+            &format!("To: <sip:bob@{to}>;tag={tag}"),
+        )
+        .replace("Call-ID: hostile-1001@", "Call-ID: hostile-1@")
+        .replace(";tag=m1001", ";tag=m1");
+    sock.send_to(ack.as_bytes(), to).await.unwrap();
+    answer_bye(&sock).await;
+    let reason = wait_for(&mut be, "ended", 5, |e| match e {
+        Event::Ended {
+            call: c, reason, ..
+        } if *c == call => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        matches!(&reason, EndReason::Negotiation(why) if why.contains("SDES")),
+        "{reason:?}"
+    );
+    bob.shutdown().await;
+}
