@@ -21,6 +21,8 @@ use crate::scenario::{
 };
 use crate::BotError;
 
+mod leg_steps;
+
 /// What every leg of a run shares.
 pub(crate) struct Shared {
     pub scenario: Arc<Scenario>,
@@ -60,6 +62,9 @@ pub(crate) fn leg_config(scenario: &Scenario, leg: &Leg) -> Result<Config, BotEr
     }
     for (k, v) in &leg.media {
         t.push_str(&format!("{k} = {v:?}\n"));
+    }
+    if let Some(a) = &leg.account {
+        t.push_str(&a.config);
     }
     Config::parse(&t, &scenario.path).map_err(|e| BotError::Phone {
         leg: leg.name.clone(),
@@ -1033,6 +1038,15 @@ impl LegRun {
                     self.end_call();
                 }
                 self.push(step, path, started, ok, expected, observed)
+            }
+            Action::Register { within } => self.register_step(step, path, started, *within).await,
+            Action::SendMessage { to, text, status } => {
+                self.send_message_step(step, path, started, to, text, *status)
+                    .await
+            }
+            Action::ExpectMessage { text, from, within } => {
+                self.expect_message_step(step, path, started, text, from.as_ref(), *within)
+                    .await
             }
             Action::Loop { count, steps } => {
                 self.push(

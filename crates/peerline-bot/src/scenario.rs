@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use crate::tree::{self, Entry, Kind, Node};
 
+mod account;
+mod message_steps;
+
+pub use account::LegAccount;
+
 /// Why a scenario was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -109,6 +114,8 @@ pub struct Leg {
     /// Other `[media]` settings of the leg's phone, checked by the phone's config parser:
     /// `srtp` (mandatory, optional, off) and `srtp_keying`.
     pub media: Vec<(String, String)>,
+    /// `account`: registers at the leg's start; calls and messages go through it.
+    pub account: Option<LegAccount>,
     /// The steps.
     pub steps: Vec<Step>,
     /// Some step analyses received audio, so every call of this leg is recorded.
@@ -203,6 +210,29 @@ pub enum Action {
         /// How long.
         within: Duration,
     },
+    /// Wait until the leg's account is registered (the phone registers it at start).
+    Register {
+        /// How long.
+        within: Duration,
+    },
+    /// Send an instant message (SIP MESSAGE, RFC 3428), outside any call.
+    SendMessage {
+        /// Its recipient, a SIP URI.
+        to: Template,
+        /// The text.
+        text: Template,
+        /// The final status expected; `None` is any 2xx.
+        status: Option<u16>,
+    },
+    /// Receive an instant message: the next one to arrive (or already queued) must match.
+    ExpectMessage {
+        /// What its text must be.
+        text: TextMatch,
+        /// A substring its sender (From) must contain.
+        from: Option<Template>,
+        /// How long.
+        within: Duration,
+    },
     /// Repeat steps.
     Loop {
         /// How many times.
@@ -210,6 +240,17 @@ pub enum Action {
         /// The steps.
         steps: Vec<Step>,
     },
+}
+
+/// What the text of an expected message must be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextMatch {
+    /// Any text.
+    Any,
+    /// Exactly this.
+    Exact(Template),
+    /// Containing this.
+    Contains(Template),
 }
 
 /// A call event `expect` waits for.
@@ -271,6 +312,13 @@ pub enum Part {
     LegAddr(String),
     /// `${call.index}`: the call's number (0 outside load mode).
     CallIndex,
+}
+
+impl Template {
+    /// Literal text, no references.
+    pub fn text(s: impl Into<String>) -> Self {
+        Template(vec![Part::Text(s.into())])
+    }
 }
 
 impl fmt::Display for Template {
@@ -338,9 +386,30 @@ impl fmt::Display for Action {
             Action::ExpectHangup { within } => {
                 write!(f, "expect_hangup within {}", secs(*within))
             }
+            Action::Register { within } => write!(f, "register within {}", secs(*within)),
+            Action::SendMessage { to, text, .. } => {
+                write!(f, "send_message {:?} to {to}", text.to_string())
+            }
+            Action::ExpectMessage { text, from, within } => {
+                write!(f, "expect_message {text}")?;
+                if let Some(from) = from {
+                    write!(f, " from {from}")?;
+                }
+                write!(f, " within {}", secs(*within))
+            }
             Action::Loop { count, steps } => {
                 write!(f, "loop {count} × {} steps", steps.len())
             }
+        }
+    }
+}
+
+impl fmt::Display for TextMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TextMatch::Any => write!(f, "any text"),
+            TextMatch::Exact(t) => write!(f, "{:?}", t.to_string()),
+            TextMatch::Contains(t) => write!(f, "containing {:?}", t.to_string()),
         }
     }
 }
@@ -369,18 +438,10 @@ impl fmt::Display for AudioCheck {
 }
 
 /// Steps that need phone features peerline-ua does not have yet, and why.
-pub const NOT_SUPPORTED: &[(&str, &str)] = &[
-    (
-        "register",
-        "peerline-ua has no REGISTER or accounts; call the target's URI directly",
-    ),
-    (
-        "transfer",
-        "peerline-ua has no REFER (blind or attended transfer)",
-    ),
-    ("send_message", "peerline-ua has no SIP MESSAGE"),
-    ("expect_message", "peerline-ua has no SIP MESSAGE"),
-];
+pub const NOT_SUPPORTED: &[(&str, &str)] = &[(
+    "transfer",
+    "the phone has no REFER (neither blind nor attended transfer)",
+)];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_WITHIN: Duration = Duration::from_secs(10);
@@ -974,6 +1035,7 @@ impl Parser {
                 );
             }
         }
+        self.check_load_messages(legs)?;
         Ok(Load {
             leg,
             calls,
@@ -997,6 +1059,7 @@ impl Parser {
                 "ptime",
                 "srtp",
                 "srtp_keying",
+                "account",
                 "steps",
             ],
             "[[leg]]",
@@ -1093,6 +1156,11 @@ impl Parser {
                 _ => codecs = Some(c),
             }
         }
+        let account = match get(t, "account") {
+            Some(e) => Some(self.account(&e.value)?),
+            None => None,
+        };
+        self.check_register(&steps, account.as_ref(), &name)?;
         let mut state = CallState::Idle;
         self.check_order(&steps, &mut state, &name)?;
         let needs_recording = any_step(&steps, &|a| matches!(a, Action::ExpectAudio { .. }));
@@ -1105,6 +1173,7 @@ impl Parser {
             codecs,
             ptime,
             media,
+            account,
             steps,
             needs_recording,
         })
@@ -1161,7 +1230,7 @@ impl Parser {
             }
         };
         if let Some((_, why)) = NOT_SUPPORTED.iter().find(|(k, _)| *k == action_key) {
-            return self.err(line, format!("not supported yet: {action_key} ({why})"));
+            return self.err(line, format!("`{action_key}` is not supported yet: {why}"));
         }
         if !ACTIONS.contains(&action_key) {
             return self.err(
@@ -1178,6 +1247,9 @@ impl Parser {
             "on_dtmf" => &["within"],
             "expect_audio" => &["for", "within", "threshold"],
             "loop" => &["count"],
+            "register" => &["within"],
+            "send_message" => &["to", "status", "timeout"],
+            "expect_message" => &["from", "within"],
             _ => &["timeout"],
         };
         for e in entries {
@@ -1398,6 +1470,12 @@ impl Parser {
                 no_value()?;
                 Action::ExpectHangup { within }
             }
+            "register" => {
+                no_value()?;
+                Action::Register { within }
+            }
+            "send_message" => self.send_message(need("the text")?, entries, line)?,
+            "expect_message" => self.expect_message(value, entries, within)?,
             "loop" => {
                 let steps = self.steps(need("an array of steps")?, codecs)?;
                 if steps.is_empty() {
@@ -1535,7 +1613,11 @@ impl Parser {
                     needs_call("expect_hangup")?;
                     *state = CallState::Idle;
                 }
-                Action::Wait(_) => {}
+                // Messages and registration concern the leg, not its call.
+                Action::Wait(_)
+                | Action::Register { .. }
+                | Action::SendMessage { .. }
+                | Action::ExpectMessage { .. } => {}
                 Action::OnDtmf {
                     branches,
                     other,
@@ -1598,6 +1680,9 @@ pub const ACTIONS: &[&str] = &[
     "unmute",
     "hangup",
     "expect_hangup",
+    "register",
+    "send_message",
+    "expect_message",
     "loop",
 ];
 

@@ -203,7 +203,11 @@ async fn load_200_calls_20_at_a_time() {
     assert_eq!(r.calls.iter().filter(|c| !c.outgoing).count(), 200);
     assert!(
         r.calls.iter().all(|c| c.packets_received > 0),
-        "media flowed on every call"
+        "media flowed on every call: {:#?}",
+        r.calls
+            .iter()
+            .filter(|c| c.packets_received == 0)
+            .collect::<Vec<_>>()
     );
 
     // Results and report files.
@@ -245,4 +249,65 @@ async fn load_200_calls_20_at_a_time() {
             && h.contains("PASSED")
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_go_both_ways_around_and_during_a_call() {
+    let _serial = SERIAL.lock().await;
+    let r = run("messages.toml", &[]).await;
+    assert_passed(&r);
+    let step = |leg: &str, n: &str| {
+        r.steps
+            .iter()
+            .find(|s| s.leg == leg && s.step == n)
+            .unwrap_or_else(|| panic!("no step {leg} {n}: {:#?}", r.steps))
+    };
+    // What each side received, and the status each MESSAGE got.
+    let hello = step("bob", "1");
+    assert!(
+        hello
+            .observed
+            .contains("\"Hello Bob, are you there?\" from")
+            && hello.observed.contains("sip:alice@127.0.0.1"),
+        "{hello:?}"
+    );
+    assert_eq!(step("bob", "2").observed, "200");
+    assert!(step("alice", "2")
+        .observed
+        .contains("\"Yes: call me\" from"));
+    assert_eq!(step("alice", "6").observed, "200");
+    assert!(step("bob", "6").observed.contains("\"Bye for now\""));
+    assert!(step("bob", "5").observed.contains("dominant 440 Hz"));
+
+    // A wrong expectation fails at that step, with the message that came instead.
+    let path = example("messages.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "expect_message = \"Bye for now\"",
+        "expect_message = \"Bye forever\"",
+    );
+    let scenario = Scenario::parse(&text, &path, &BTreeMap::new()).unwrap();
+    let r = peerline_bot::run(scenario, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(!r.passed);
+    let f = r.failures();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert!(f[0].contains("messages.toml:33 [bob] step 6"), "{f:#?}");
+    assert!(
+        f[0].contains("expected message \"Bye forever\" from alice"),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].contains("observed message \"Bye for now\" from"),
+        "{f:#?}"
+    );
+    assert_eq!(step_status(&r, "bob", "7"), Status::Skipped);
+}
+
+fn step_status(r: &RunResult, leg: &str, n: &str) -> Status {
+    r.steps
+        .iter()
+        .find(|s| s.leg == leg && s.step == n)
+        .map(|s| s.status)
+        .unwrap()
 }

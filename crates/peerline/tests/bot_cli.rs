@@ -31,14 +31,14 @@ fn check_accepts_examples_and_refuses_with_file_and_line() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "[[leg]]\nname = \"a\"\nsteps = [\n  { register = \"sip:a@pbx\" },\n]\n",
+        "[[leg]]\nname = \"a\"\nsteps = [\n  { transfer = \"sip:b@pbx\" },\n]\n",
     )
     .unwrap();
     let out = peerline().args(["bot", "run"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.toml:4: not supported yet: register"),
+        err.contains("bad.toml:4: `transfer` is not supported yet: the phone has no REFER"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();
