@@ -137,6 +137,8 @@ pub fn run(args: &[String]) -> Result {
     let _ = std::fs::remove_dir_all(&bench.work);
     std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
     let load_before = machine::load_average();
+    // Versions and the git revision as they are when the run starts.
+    let machine = machine::Machine::probe();
     let ladders = signaling::ladders(
         &bench,
         &[
@@ -173,7 +175,7 @@ pub fn run(args: &[String]) -> Result {
         }
     }
     let figures = Figures {
-        machine: machine::Machine::probe(),
+        machine,
         load_before,
         load_after: machine::load_average(),
         ladders,
