@@ -1,6 +1,9 @@
 //! Kamailio 5.6.3 as registrar + proxy with digest auth. Config from the project's template
 //! `interop-tests/configs/kamailio.cfg`; users in an SQLite db the harness builds with the
-//! package's schema (needs `kamailio-sqlite-modules` and `sqlite3`).
+//! package's schema (needs `kamailio-sqlite-modules` and `sqlite3`). With
+//! [`KamailioOptions::tls`] it also listens for SIP over TLS on a second port (needs
+//! `kamailio-tls-modules`): the template's `#!ifdef WITH_TLS` blocks are enabled by `-A
+//! WITH_TLS` and the harness writes the tls module's `tls.cfg` next to the config.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +32,14 @@ pub struct KamailioOptions {
     netns: Option<String>,
     udp: bool,
     tcp: bool,
+    tls: Option<KamailioTls>,
+}
+
+/// The server certificate chain and key (PEM files) of Kamailio's TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KamailioTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for KamailioOptions {
@@ -49,6 +60,7 @@ impl KamailioOptions {
             netns: None,
             udp: true,
             tcp: true,
+            tls: None,
         }
     }
     pub fn listen_ip(mut self, ip: &str) -> Self {
@@ -87,6 +99,38 @@ impl KamailioOptions {
         self.tcp = tcp;
         self
     }
+    /// Also listen for SIP over TLS (`listen=tls:IP:TLSPORT`, a second allocated port) with
+    /// this certificate chain and private key (PEM). Server side only: TLSv1.2 or newer, no
+    /// client certificate asked for. Needs a template with the `WITH_TLS` blocks (the
+    /// project's has them).
+    pub fn tls(mut self, cert_pem: &Path, key_pem: &Path) -> Self {
+        self.tls = Some(KamailioTls {
+            cert_file: cert_pem.to_path_buf(),
+            key_file: key_pem.to_path_buf(),
+        });
+        self
+    }
+}
+
+/// The tls module's config: our certificate as server (TLSv1.2+, no client certificate
+/// required or checked); as client (relaying to a TLS contact) it does not verify either.
+fn tls_cfg(tls: &KamailioTls) -> String {
+    format!(
+        "# Written by the interop harness (KamailioOptions::tls).\n\
+         [server:default]\n\
+         method = TLSv1.2+\n\
+         verify_certificate = no\n\
+         require_certificate = no\n\
+         certificate = {}\n\
+         private_key = {}\n\
+         \n\
+         [client:default]\n\
+         method = TLSv1.2+\n\
+         verify_certificate = no\n\
+         require_certificate = no\n",
+        tls.cert_file.display(),
+        tls.key_file.display()
+    )
 }
 
 /// A running Kamailio (foreground, `-DD -E`), stopped by SIGTERM to its main PID.
@@ -96,6 +140,7 @@ pub struct Kamailio {
     work_dir: PathBuf,
     listen_ip: String,
     port: u16,
+    tls_port: Option<u16>,
     domain: String,
     ctl: String,
 }
@@ -139,7 +184,28 @@ impl Kamailio {
         }
 
         let template = std::fs::read_to_string(&opts.template).map_err(io_err(&opts.template))?;
-        let cfg = template
+        let tls_port = match &opts.tls {
+            Some(tls) => {
+                if !template.contains("#!ifdef WITH_TLS") {
+                    return Err(Error::Peer {
+                        peer: "kamailio".into(),
+                        reason: format!(
+                            "TLS asked for but {} has no `#!ifdef WITH_TLS` block",
+                            opts.template.display()
+                        ),
+                    });
+                }
+                let tls_cfg_path = work_dir.join("tls.cfg");
+                std::fs::write(&tls_cfg_path, tls_cfg(tls)).map_err(io_err(&tls_cfg_path))?;
+                Some(alloc_port_block(1)?)
+            }
+            None => None,
+        };
+        let mut cfg = template.clone();
+        if let Some(p) = tls_port {
+            cfg = cfg.replace("@TLS_PORT@", &p.to_string());
+        }
+        let cfg = cfg
             .replace("@LISTEN_IP@", &opts.listen_ip)
             .replace("@PORT@", &port.to_string())
             .replace("@DOMAIN@", &opts.domain)
@@ -155,7 +221,11 @@ impl Kamailio {
         let cfg_path = work_dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).map_err(io_err(&cfg_path))?;
 
-        let po = ProcessOptions::new("kamailio", "kamailio")
+        let mut po = ProcessOptions::new("kamailio", "kamailio");
+        if tls_port.is_some() {
+            po = po.args(["-A", "WITH_TLS"]);
+        }
+        let po = po
             .arg("-f")
             .arg(cfg_path.display().to_string())
             .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
@@ -171,6 +241,7 @@ impl Kamailio {
             work_dir,
             listen_ip: opts.listen_ip,
             port,
+            tls_port,
             domain: opts.domain,
         })
     }
@@ -192,6 +263,19 @@ impl Kamailio {
     /// `sip:IP:PORT;transport=udp`, e.g. for a UA's outbound proxy.
     pub fn proxy_uri(&self) -> String {
         format!("sip:{}:{};transport=udp", self.listen_ip, self.port)
+    }
+    /// The SIP-over-TLS port, when started with [`KamailioOptions::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+    /// `ip:tlsport` of its TLS listener, when it has one.
+    pub fn tls_address(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("{}:{p}", self.listen_ip))
+    }
+    /// `sip:IP:TLSPORT;transport=tls`, for a UA's registrar/outbound proxy over TLS.
+    pub fn tls_proxy_uri(&self) -> Option<String> {
+        self.tls_port
+            .map(|p| format!("sip:{}:{p};transport=tls", self.listen_ip))
     }
     pub fn work_dir(&self) -> &Path {
         &self.work_dir

@@ -23,7 +23,7 @@ pub use audio::{detect_tone, goertzel_ratio, read_wav_mono, write_tone_wav, Tone
 pub use baresip::{Baresip, BaresipOptions};
 pub use coturn::{stun_binding, Coturn, CoturnOptions};
 pub use error::{Error, Result};
-pub use kamailio::{Kamailio, KamailioOptions, KamailioUser};
+pub use kamailio::{Kamailio, KamailioOptions, KamailioTls, KamailioUser};
 pub use matrix::{read_results, render_matrix, results_dir, MatrixEntry, MatrixResult};
 pub use netns::{LabHost, Nat, NatLab, Netns};
 pub use paths::{configs_dir, scenarios_dir, target_dir, workspace_dir, TestDir};

@@ -34,6 +34,7 @@ const PEER_PACKAGES: &[&str] = &[
     "sip-tester",              // sipp: scenarios and load
     "kamailio",                // registrar/proxy with digest auth
     "kamailio-sqlite-modules", // its digest users live in SQLite
+    "kamailio-tls-modules",    // its TLS listener (SIP over TLS tests)
     "sqlite3",                 // builds that user database
     "coturn",                  // STUN/TURN server
     "tshark",                  // proves what is on the wire

@@ -84,7 +84,8 @@ pub enum RegistrationEvent {
     },
     /// Registering failed (a retry is scheduled unless it was final for auth).
     Failed {
-        /// Status code (408 for a transaction timeout).
+        /// Status code (408 for a transaction timeout, 0 when the REGISTER could not be
+        /// delivered: the connection to the registrar failed).
         code: u16,
         /// Reason phrase or explanation.
         reason: String,
@@ -273,12 +274,23 @@ impl Registration {
         self.events.pop_front()
     }
 
-    /// The REGISTER transaction timed out (Timer F) or its connection failed.
+    /// The REGISTER transaction timed out (Timer F); a failed connection is
+    /// [`Registration::handle_transport_failure`].
     pub fn handle_transaction_timeout(&mut self, now: Instant) {
         if self.in_flight.take().is_none() {
             return;
         }
         self.fail(now, 408, "Request Timeout".into(), None);
+    }
+
+    /// The REGISTER never reached the registrar: its connection failed (refused, TLS
+    /// handshake). Reported as code 0 with `reason` (e.g. the certificate error) and
+    /// retried with the same backoff as a timeout.
+    pub fn handle_transport_failure(&mut self, now: Instant, reason: String) {
+        if self.in_flight.take().is_none() {
+            return;
+        }
+        self.fail(now, 0, reason, None);
     }
 
     fn fail(&mut self, now: Instant, code: u16, reason: String, retry_after: Option<Duration>) {
@@ -599,6 +611,18 @@ mod tests {
             &events(&mut reg)[..],
             [RegistrationEvent::Failed { code: 408, .. }]
         ));
+        // A failed connection is code 0 with its reason, and backs off like a timeout.
+        reg.handle_timeout(now + Duration::from_secs(3600));
+        let _ = reg.poll_request(now).unwrap();
+        reg.handle_transport_failure(now, "certificate not trusted".into());
+        match &events(&mut reg)[..] {
+            [RegistrationEvent::Failed { code: 0, reason }] => {
+                assert_eq!(reason, "certificate not trusted")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reg.state(), RegistrationState::Backoff);
+        assert!(reg.poll_timeout().is_some());
     }
 
     #[test]
