@@ -34,7 +34,7 @@ use crate::located::{self, Located};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE, REFER, NOTIFY";
 /// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
 const SUPPORTED: &[&str] = &["100rel"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
@@ -95,6 +95,10 @@ struct Call {
     ice_local: Option<peerline_sdp::IceParams>,
     /// UAS: our reliable provisional responses (RFC 3262) when the INVITE required them.
     prack: Option<ReliableProvisionals>,
+    /// Transferor: our REFER's transaction while it is pending, and whether a transfer
+    /// is in progress (NOTIFYs expected).
+    refer_key: Option<TransactionKey>,
+    transferring: bool,
 }
 
 /// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
@@ -153,6 +157,9 @@ pub(crate) struct Driver {
     prack_calls: std::collections::BTreeSet<CallId>,
     /// MESSAGEs we sent, by transaction, until their final response.
     messages: HashMap<TransactionKey, crate::messaging::Pending>,
+    /// Transferee: our new call to a `Refer-To` target -> the call that was transferred
+    /// (whose dialog carries the NOTIFYs), until the new call's final status is reported.
+    transferee_of: HashMap<CallId, CallId>,
 }
 
 fn sip_err(e: impl std::fmt::Display) -> PhoneError {
@@ -201,6 +208,7 @@ impl Driver {
             unreachable: HashMap::new(),
             prack_calls: std::collections::BTreeSet::new(),
             messages: HashMap::new(),
+            transferee_of: HashMap::new(),
         }
     }
 
@@ -751,6 +759,14 @@ impl Driver {
                     let _ = reply.send(Err(e));
                 }
             }
+            Command::Transfer {
+                call,
+                target,
+                reply,
+            } => {
+                let r = self.send_refer(call, &target);
+                let _ = reply.send(r);
+            }
             Command::Shutdown { .. } => {}
         }
     }
@@ -985,6 +1001,8 @@ impl Driver {
                 digest,
                 ice_local: ice.as_ref().map(|p| p.local.clone()),
                 prack: None,
+                refer_key: None,
+                transferring: false,
                 ice,
             },
         );
@@ -1361,11 +1379,28 @@ impl Driver {
     }
 
     fn send_bye(&mut self, id: CallId) -> Result<(), PhoneError> {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.state = State::Terminating;
+        }
+        let key = self.send_in_dialog(id, Method::Bye, Vec::new(), None)?;
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.bye_key = Some(key);
+        }
+        Ok(())
+    }
+
+    /// Sends a request in the call's dialog (next CSeq, route set, remote target).
+    fn send_in_dialog(
+        &mut self,
+        id: CallId,
+        method: Method,
+        headers: Vec<rsip::Header>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<TransactionKey, PhoneError> {
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
         };
-        call.state = State::Terminating;
         let sent_by = SocketAddr::new(
             local_ip_toward(call.next_hop, self.sip_addr.ip()),
             self.sip_addr.port(),
@@ -1374,18 +1409,161 @@ impl Driver {
         let Some(dialog) = call.dialog.as_mut() else {
             return Err(PhoneError::Call(id, "no dialog"));
         };
-        let request = dialog
-            .request(Method::Bye, call.transport.via_token(), &sent_by, &branch)
+        let mut builder = dialog
+            .request(method, call.transport.via_token(), &sent_by, &branch)
             .map_err(sip_err)?
-            .header(make_header("User-Agent", USER_AGENT))
-            .build()
-            .map_err(sip_err)?;
-        let key = self
-            .endpoint
+            .header(make_header("User-Agent", USER_AGENT));
+        for h in headers {
+            builder = builder.header(h);
+        }
+        if let Some((content_type, bytes)) = body {
+            builder = builder.body(content_type, bytes);
+        }
+        let request = builder.build().map_err(sip_err)?;
+        self.endpoint
             .send_request_to(Instant::now(), request, call_target(call))
-            .map_err(sip_err)?;
-        call.bye_key = Some(key);
+            .map_err(sip_err)
+    }
+
+    /// Transferor: REFER in the call's dialog (RFC 3515), `Refer-To: <target>`.
+    fn send_refer(&mut self, id: CallId, target: &str) -> Result<(), PhoneError> {
+        let uri = rsip::Uri::try_from(target)
+            .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
+        match self.calls.get(&id) {
+            Some(c) if c.state == State::Confirmed && !c.transferring => {}
+            Some(_) => {
+                return Err(PhoneError::Call(
+                    id,
+                    "not an answered call, or already transferring",
+                ))
+            }
+            None => return Err(PhoneError::Call(id, "no such call")),
+        }
+        let referred_by = self
+            .accounts
+            .first()
+            .map(|a| a.config.aor.clone())
+            .unwrap_or_else(|| format!("sip:{}@{}", self.config.identity.user, self.sip_addr));
+        let headers = vec![
+            make_header("Refer-To", &format!("<{uri}>")),
+            make_header("Referred-By", &format!("<{referred_by}>")),
+        ];
+        let key = self.send_in_dialog(id, Method::Refer, headers, None)?;
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.refer_key = Some(key);
+            call.transferring = true;
+        }
         Ok(())
+    }
+
+    /// Transferee: NOTIFY the transferor of our new call's status (sipfrag).
+    fn notify_transfer(&mut self, orig: CallId, code: u16, reason: &str) {
+        let final_status = code >= 200;
+        let body = crate::transfer::sipfrag(code, reason);
+        let headers = crate::transfer::notify_headers(final_status);
+        if let Err(e) = self.send_in_dialog(
+            orig,
+            Method::Notify,
+            headers,
+            Some(("message/sipfrag;version=2.0", body)),
+        ) {
+            tracing::info!(call = orig, "NOTIFY for the transfer not sent: {e}");
+        }
+    }
+
+    /// Transferee: a REFER in a call's dialog. 202, then a call to the target with the
+    /// call's media options, reported by NOTIFYs.
+    async fn incoming_refer(&mut self, id: CallId, key: &TransactionKey, request: &Request) {
+        let now = Instant::now();
+        let target = match crate::transfer::refer_target(request) {
+            Ok(t) => t,
+            Err(e) => {
+                let (code, phrase) = match e {
+                    crate::transfer::ReferError::Missing => (400, "Missing or Bad Refer-To"),
+                    crate::transfer::ReferError::Attended => {
+                        (501, "Attended Transfer (Replaces) Not Supported")
+                    }
+                };
+                let resp = make_response_with_reason(request, code, phrase, None);
+                let _ = self.endpoint.send_response(now, key, resp);
+                return;
+            }
+        };
+        let confirmed = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.state == State::Confirmed);
+        if !confirmed {
+            let resp = make_response_with_reason(request, 491, "Request Pending", None);
+            let _ = self.endpoint.send_response(now, key, resp);
+            return;
+        }
+        let _ = self
+            .endpoint
+            .send_response(now, key, make_response(request, 202, None));
+        // RFC 3515 §2.4.4: the first NOTIFY right away.
+        self.notify_transfer(id, 100, "Trying");
+        let options = self
+            .calls
+            .get(&id)
+            .map(|c| c.media_options.clone())
+            .unwrap_or_default();
+        match self.start_call(&target, options).await {
+            Ok(new_call) => {
+                self.transferee_of.insert(new_call, id);
+                self.emit(Event::Transfer {
+                    call: id,
+                    status: 100,
+                    target: Some(target),
+                    new_call: Some(new_call),
+                });
+            }
+            Err(e) => {
+                tracing::info!(call = id, "transfer to {target}: {e}");
+                self.notify_transfer(id, 503, "Service Unavailable");
+                self.emit(Event::Transfer {
+                    call: id,
+                    status: 503,
+                    target: Some(target),
+                    new_call: None,
+                });
+            }
+        }
+    }
+
+    /// Transferor: a NOTIFY for our REFER's implicit subscription. A 2xx sipfrag ends
+    /// our call (the transferee is now talking to the target).
+    async fn incoming_notify(&mut self, id: CallId, request: &Request) -> u16 {
+        let is_refer = peerline_sip::message::header_value(request, "Event")
+            .or_else(|| peerline_sip::message::header_value(request, "o"))
+            .is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("refer"));
+        let transferring = self.calls.get(&id).is_some_and(|c| c.transferring);
+        if !is_refer || !transferring {
+            return 481; // no such subscription (RFC 6665 §4.1.3)
+        }
+        let Some(status) = crate::transfer::sipfrag_status(&request.body) else {
+            return 400;
+        };
+        self.emit(Event::Transfer {
+            call: id,
+            status,
+            target: None,
+            new_call: None,
+        });
+        if status >= 200 {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.transferring = false;
+            }
+        }
+        if (200..300).contains(&status) {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.ending = Some(EndReason::Transferred);
+            }
+            if self.send_bye(id).is_err() {
+                self.end_call(id, EndReason::Transferred).await;
+            }
+        }
+        200
     }
 
     /// Starts the call's media task; when it cannot start (the reason is in
@@ -1523,6 +1701,17 @@ impl Driver {
 
     async fn end_call(&mut self, id: CallId, reason: EndReason) {
         self.prack_calls.remove(&id);
+        if let Some(orig) = self.transferee_of.remove(&id) {
+            // Our call to the transfer target ended before it was answered.
+            let (code, phrase) = crate::transfer::status_of(&reason);
+            self.notify_transfer(orig, code, &phrase);
+            self.emit(Event::Transfer {
+                call: orig,
+                status: code,
+                target: None,
+                new_call: Some(id),
+            });
+        }
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
@@ -1785,6 +1974,17 @@ impl Driver {
                 Some(id) => self.incoming_reinvite(id, key, request),
                 None => respond(&mut self.endpoint, 481, None),
             },
+            Method::Refer => match self.find_dialog(&request) {
+                Some(id) => self.incoming_refer(id, &key, &request).await,
+                None => respond(&mut self.endpoint, 481, None),
+            },
+            Method::Notify => match self.find_dialog(&request) {
+                Some(id) => {
+                    let code = self.incoming_notify(id, &request).await;
+                    respond(&mut self.endpoint, code, None);
+                }
+                None => respond(&mut self.endpoint, 481, None),
+            },
             Method::Message => {
                 // RFC 3428: accepted in or outside a dialog; the user reads it from the event.
                 respond(&mut self.endpoint, 200, None);
@@ -1923,6 +2123,8 @@ impl Driver {
                 ice: None,
                 ice_local: None,
                 prack,
+                refer_key: None,
+                transferring: false,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
@@ -1933,6 +2135,26 @@ impl Driver {
         if code >= 200 {
             if let Some(pending) = self.messages.remove(&key) {
                 self.message_response(pending, &response);
+                return;
+            }
+            if let Some(id) = self
+                .calls
+                .iter()
+                .find(|(_, c)| c.refer_key.as_ref() == Some(&key))
+                .map(|(id, _)| *id)
+            {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.refer_key = None;
+                    if code >= 300 {
+                        call.transferring = false; // refused: the call stays up
+                    }
+                }
+                self.emit(Event::Transfer {
+                    call: id,
+                    status: code,
+                    target: None,
+                    new_call: None,
+                });
                 return;
             }
         }
@@ -2121,6 +2343,15 @@ impl Driver {
         call.state = State::Confirmed;
         self.send_raw(&ack, hop, transport).await;
         self.emit(Event::Answered { call: id });
+        if let Some(orig) = self.transferee_of.remove(&id) {
+            self.notify_transfer(orig, 200, "OK");
+            self.emit(Event::Transfer {
+                call: orig,
+                status: 200,
+                target: None,
+                new_call: Some(id),
+            });
+        }
         match negotiated {
             Ok(n) => {
                 if n.remote_ice.is_none() {
@@ -2164,6 +2395,24 @@ impl Driver {
             Some(why) => EndReason::Unreachable(why),
             None => EndReason::Timeout,
         };
+        if let Some(id) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.refer_key.as_ref() == Some(&key))
+            .map(|(id, _)| *id)
+        {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.refer_key = None;
+                call.transferring = false;
+            }
+            self.emit(Event::Transfer {
+                call: id,
+                status: 408,
+                target: None,
+                new_call: None,
+            });
+            return;
+        }
         if let Some(pending) = self.messages.remove(&key) {
             let why = match timeout_reason {
                 EndReason::Unreachable(why) => why,

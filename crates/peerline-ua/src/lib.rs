@@ -29,6 +29,7 @@ mod media_socket;
 mod messaging;
 mod phone;
 pub mod profiles;
+mod transfer;
 
 pub use account::AccountConfig;
 pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};

@@ -34,6 +34,8 @@ pub enum EndReason {
     Unreachable(String),
     /// No RTP for the configured timeout.
     RtpTimeout,
+    /// We transferred the call (REFER) and the transfer target answered.
+    Transferred,
     /// SDP offer/answer failed.
     Negotiation(String),
     /// The media path failed (socket, codec).
@@ -51,6 +53,7 @@ impl std::fmt::Display for EndReason {
             Self::Timeout => write!(f, "SIP transaction timeout"),
             Self::Unreachable(why) => write!(f, "next hop unreachable: {why}"),
             Self::RtpTimeout => write!(f, "no RTP received for the configured timeout"),
+            Self::Transferred => write!(f, "transferred"),
             Self::Negotiation(e) => write!(f, "SDP negotiation failed: {e}"),
             Self::Media(e) => write!(f, "media failed: {e}"),
         }
@@ -151,6 +154,20 @@ pub enum Event {
         /// Its body as text (invalid UTF-8 replaced).
         body: String,
     },
+    /// A blind transfer in progress. As transferor: the status of the transferee's
+    /// call to the target (from the NOTIFYs), or a REFER refused (its status); a 2xx
+    /// ends our call with [`EndReason::Transferred`]. As transferee (`target` set): we
+    /// were asked to call `target` and did so as call `new_call`.
+    Transfer {
+        /// The call being transferred.
+        call: CallId,
+        /// The latest status (100 Trying, 180, 200, 486…).
+        status: u16,
+        /// Transferee: where we were referred.
+        target: Option<String>,
+        /// Transferee: our new call to the target.
+        new_call: Option<CallId>,
+    },
     /// The call is over.
     Ended {
         /// The call.
@@ -173,6 +190,7 @@ impl Event {
             | Self::Hold { call, .. }
             | Self::RemoteUpdate { call, .. }
             | Self::Dtmf { call, .. }
+            | Self::Transfer { call, .. }
             | Self::Ended { call, .. } => Some(*call),
             Self::Registered { .. }
             | Self::RegistrationFailed { .. }
@@ -250,6 +268,11 @@ pub(crate) enum Command {
         content_type: String,
         body: Vec<u8>,
         reply: oneshot::Sender<Result<u16, PhoneError>>,
+    },
+    Transfer {
+        call: CallId,
+        target: String,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Mute {
         call: CallId,
@@ -460,6 +483,19 @@ impl Phone {
             target,
             content_type,
             body,
+            reply,
+        })
+        .await?
+    }
+
+    /// Blind transfer (RFC 3515 REFER): asks the remote party to call `target`. Progress
+    /// comes as [`Event::Transfer`]; when the target answers, this call ends with
+    /// [`EndReason::Transferred`]. If the transfer fails the call stays up.
+    pub async fn transfer(&self, call: CallId, target: &str) -> Result<(), PhoneError> {
+        let target = target.to_string();
+        self.ask(|reply| Command::Transfer {
+            call,
+            target,
             reply,
         })
         .await?

@@ -277,3 +277,97 @@ async fn message_between_two_phones_and_to_a_closed_port() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// Blind transfer (RFC 3515): Alice calls Bob, then refers him to Carol. Bob answers the
+/// REFER with 202, calls Carol with the call's media, and NOTIFYs Alice (100, then 200);
+/// Alice's call then ends as transferred, and Carol hears Bob's tone. A second transfer
+/// to someone who refuses (486) is reported to Alice and her call stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blind_transfer_connects_the_transferee_to_the_target() {
+    let dir = std::env::temp_dir().join(format!("peerline-transfer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let (carol, mut ce) = Phone::start(config("carol")).await.unwrap();
+    let (a, b) = connect(&alice, &mut ae, &bob, &mut be, None).await;
+
+    // First a target that refuses: reported, and the call stays up.
+    let (dave, mut de) = Phone::start(config("dave")).await.unwrap();
+    alice.transfer(a, &dave.uri("dave")).await.unwrap();
+    let d = wait_for(&mut de, "dave incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    dave.reject(d, 486).await.unwrap();
+    wait_for(&mut ae, "486 reported to alice", |e| match e {
+        Event::Transfer { call, status, .. } if *call == a && *status == 486 => Some(()),
+        Event::Ended { call, reason, .. } if *call == a => panic!("call ended: {reason}"),
+        _ => None,
+    })
+    .await;
+    dave.shutdown().await;
+
+    // Then Carol, who answers.
+    alice.transfer(a, &carol.uri("carol")).await.unwrap();
+    let (target, new_call) = wait_for(&mut be, "bob referred", |e| match e {
+        Event::Transfer {
+            call,
+            target: Some(t),
+            new_call: Some(n),
+            ..
+        } if *call == b && t.contains("carol") => Some((t.clone(), *n)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(target, carol.uri("carol"));
+    let c = wait_for(&mut ce, "carol incoming", |e| match e {
+        Event::Incoming { call, from, .. } => {
+            assert!(from.contains("bob"), "{from}");
+            Some(*call)
+        }
+        _ => None,
+    })
+    .await;
+    let rec = dir.join("carol.wav");
+    carol
+        .answer(c, tone(500.0, Some(rec.clone())))
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    let reason = wait_for(&mut ae, "alice's call ends", |e| match e {
+        Event::Transfer { call, status, .. } if *call == a => {
+            statuses.push(*status);
+            None
+        }
+        Event::Ended { call, reason, .. } if *call == a => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Transferred, "statuses {statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    // Bob's old call ends (Alice's BYE); his new one with Carol is up.
+    wait_for(&mut be, "bob's old call ends", |e| match e {
+        Event::Ended { call, .. } if *call == b => Some(()),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    carol.hangup(c).await.unwrap();
+    wait_for(&mut ce, "carol's call ends", |e| {
+        matches!(e, Event::Ended { .. }).then_some(())
+    })
+    .await;
+    wait_for(&mut be, "bob's new call ends", |e| match e {
+        Event::Ended { call, .. } if *call == new_call => Some(()),
+        _ => None,
+    })
+    .await;
+    // Carol heard Bob's tone (1,000 Hz, the media of the transferred call).
+    let audio = peerline_audio::read_wav(&rec).unwrap();
+    let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 1000.0, 0.5);
+    assert!(heard >= 1.0, "carol heard bob for {heard} s");
+    for p in [alice, bob, carol] {
+        p.shutdown().await;
+    }
+}
