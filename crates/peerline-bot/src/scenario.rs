@@ -437,10 +437,10 @@ impl fmt::Display for AudioCheck {
     }
 }
 
-/// Steps that need phone features peerline-ua does not have yet, and why.
+/// Steps the runner refuses for now, and why.
 pub const NOT_SUPPORTED: &[(&str, &str)] = &[(
     "transfer",
-    "the phone has no REFER (neither blind nor attended transfer)",
+    "bots do not drive the phone's REFER (blind transfer) yet, nor follow a transferred call",
 )];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -128,7 +128,7 @@ fn phone_features_that_are_missing_are_refused_as_not_supported_yet() {
     let (line, msg) = refuse(&caller("  { transfer = \"sip:bob@pbx\" },"));
     assert_eq!(line, 9, "{msg}");
     assert!(
-        msg.contains("`transfer` is not supported yet: the phone has no REFER"),
+        msg.contains("`transfer` is not supported yet: bots do not drive the phone's REFER"),
         "{msg}"
     );
     // The phone cannot change a running call's source or recording.

@@ -38,7 +38,9 @@ fn check_accepts_examples_and_refuses_with_file_and_line() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.toml:4: `transfer` is not supported yet: the phone has no REFER"),
+        err.contains(
+            "bad.toml:4: `transfer` is not supported yet: bots do not drive the phone's REFER"
+        ),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();
