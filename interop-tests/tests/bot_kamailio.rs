@@ -34,7 +34,10 @@ fn account(kam: &Kamailio, user: &str, password: &str) -> String {
     )
 }
 
-/// The scenario; `bob_expects` is the text bob's `expect_message` step wants.
+/// The scenario; `bob_expects` is the text bob's `expect_message` step wants. Both phones
+/// start registering when the run starts; bob waits 1 s after his own registration before
+/// messaging alice's AOR, so hers (a few ms on loopback) is surely done and Kamailio can
+/// route to her.
 fn scenario(kam: &Kamailio, bob_expects: &str) -> String {
     format!(
         r#"# Written by interop-tests/tests/bot_kamailio.rs
