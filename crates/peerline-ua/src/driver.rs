@@ -809,6 +809,27 @@ impl Driver {
         })
     }
 
+    /// Where our media will be: the ICE default candidate (its attributes go in `caps`),
+    /// or a plain RTP socket bound in the port range on `ip`.
+    async fn media_address(
+        &mut self,
+        ice: Option<&PreparedIce>,
+        caps: &mut LocalCapabilities,
+        ip: IpAddr,
+    ) -> Result<(Option<media::MediaSockets>, SocketAddr), PhoneError> {
+        match ice {
+            Some(p) => {
+                caps.ice = Some(p.local.clone());
+                Ok((None, p.advertised))
+            }
+            None => {
+                let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
+                let addr = rtp.rtp.local_addr()?;
+                Ok((Some(rtp), addr))
+            }
+        }
+    }
+
     /// Sends a MESSAGE (RFC 3428) outside any dialog; `reply` gets the final status
     /// later. On an error before sending, the error and `reply` come back.
     async fn send_message(
@@ -918,17 +939,7 @@ impl Driver {
         } = self.out_of_dialog(target).await?;
         let mut caps = self.capabilities(false);
         let ice = self.prepare_ice(true, ip).await;
-        let (rtp, rtp_addr) = match &ice {
-            Some(p) => {
-                caps.ice = Some(p.local.clone());
-                (None, p.advertised)
-            }
-            None => {
-                let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
-                let addr = rtp.rtp.local_addr()?;
-                (Some(rtp), addr)
-            }
-        };
+        let (rtp, rtp_addr) = self.media_address(ice.as_ref(), &mut caps, ip).await?;
         let offer = peerline_sdp::create_offer(&caps, rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
@@ -1032,17 +1043,7 @@ impl Driver {
         } else {
             None
         };
-        let (rtp, rtp_addr) = match &ice {
-            Some(p) => {
-                caps.ice = Some(p.local.clone());
-                (None, p.advertised)
-            }
-            None => {
-                let rtp = media::bind_rtp(ip, &mut self.rtp_ports).await?;
-                let addr = rtp.rtp.local_addr()?;
-                (Some(rtp), addr)
-            }
-        };
+        let (rtp, rtp_addr) = self.media_address(ice.as_ref(), &mut caps, ip).await?;
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
         };
