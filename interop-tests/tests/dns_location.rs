@@ -596,13 +596,37 @@ async fn peerline_fails_back_to_the_preferred_target_after_its_ttl() {
 
 /// Calls fail over too (RFC 3263 §4.3): the account's outbound proxy is the zone's domain;
 /// its first target (TCP sip1) is a test-owned socket answering the INVITE with 503, so
-/// that call is rejected and the next call goes to the next target, TCP sip2, where
-/// Kamailio challenges it and, with credentials, answers 404 (no such user).
+/// the same call is sent again (a new transaction) to the next target, TCP sip2, where
+/// Kamailio challenges it and, with credentials, answers 404 (no such user); the next call
+/// goes straight to sip2 (sip1 is avoided after its 503).
 #[ignore = "needs real peers; run by cargo xtask test"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_503_from_the_proxy_sends_the_next_call_to_its_next_target() {
-    let entry = MatrixEntry::new("kamailio", "dns-call-failover-503", "tcp");
-    let dir = TestDir::new("dns_call_failover_503").unwrap();
+async fn a_503_from_the_proxy_moves_the_call_to_its_next_target() {
+    call_failover(Sip1::Busy503).await;
+}
+
+/// The same when sip1 refuses the TCP connection: the INVITE fails at once
+/// (`Endpoint::unreachable`) and goes to sip2.
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_proxy_target_moves_the_call_to_the_next_one() {
+    call_failover(Sip1::Refused).await;
+}
+
+/// What the proxy's first target does with our INVITE.
+#[derive(Clone, Copy, PartialEq)]
+enum Sip1 {
+    Busy503,
+    Refused,
+}
+
+async fn call_failover(sip1_does: Sip1) {
+    let (feature, dir_name) = match sip1_does {
+        Sip1::Busy503 => ("dns-call-failover-503", "dns_call_failover_503"),
+        Sip1::Refused => ("dns-call-failover-refused", "dns_call_failover_refused"),
+    };
+    let entry = MatrixEntry::new("kamailio", feature, "tcp");
+    let dir = TestDir::new(dir_name).unwrap();
     let dns_port = free_udp_port().unwrap();
     let sip_port = alloc_port_block(2).unwrap();
     let zone = Zone {
@@ -621,27 +645,29 @@ async fn a_503_from_the_proxy_sends_the_next_call_to_its_next_target() {
     kam.wait_ready(Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
     let _knot = start_knot(&dir, "knotd", dns_port, &zone);
-    // sip1 over TCP: answers the first request it reads with 503, keeps the connection.
-    let sip1 = TcpListener::bind(sa(IP1, zone.port1)).unwrap();
-    let busy = std::thread::spawn(move || {
-        let (mut s, _) = sip1.accept().unwrap();
-        let head = read_response(&mut s);
-        let copied: String = head
-            .lines()
-            .filter(|l| {
-                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
-                    .iter()
-                    .any(|h| l.starts_with(h))
-            })
-            .map(|l| format!("{l}\r\n"))
-            .collect();
-        let resp = format!(
-            "SIP/2.0 503 Service Unavailable\r\n{copied}Retry-After: 60\r\nContent-Length: 0\r\n\r\n"
-        );
-        s.write_all(resp.as_bytes()).unwrap();
-        (head, s)
+    // sip1 over TCP: answers the first request it reads with 503 and keeps the
+    // connection, or (Refused) nothing listens there.
+    let busy = (sip1_does == Sip1::Busy503).then(|| {
+        let sip1 = TcpListener::bind(sa(IP1, zone.port1)).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = sip1.accept().unwrap();
+            let head = read_response(&mut s);
+            let copied: String = head
+                .lines()
+                .filter(|l| {
+                    ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                        .iter()
+                        .any(|h| l.starts_with(h))
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            let resp = format!(
+                "SIP/2.0 503 Service Unavailable\r\n{copied}Retry-After: 60\r\nContent-Length: 0\r\n\r\n"
+            );
+            s.write_all(resp.as_bytes()).unwrap();
+            (head, s)
+        })
     });
-
     let mut config = peerline_ua::Config::default();
     config.identity.user = "alice".into();
     config.network.sip_listen = sa("127.0.0.1", 0);
@@ -654,15 +680,19 @@ async fn a_503_from_the_proxy_sends_the_next_call_to_its_next_target() {
     let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
     let first = call_and_end(&phone, &mut events, "sip:nobody@peerline.test").await;
     assert!(
-        matches!(&first, peerline_ua::EndReason::Rejected(503, _)),
-        "{first:?}"
+        matches!(&first, peerline_ua::EndReason::Rejected(404, _)),
+        "the call did not move to sip2 after sip1 failed: {first:?}\n{}",
+        tails(&[kam.process()], 40)
     );
-    let (head, _conn) = busy.join().unwrap();
-    assert!(
-        head.starts_with("INVITE sip:nobody@peerline.test SIP/2.0"),
-        "{head}"
-    );
-    assert!(head.contains("Via: SIP/2.0/TCP "), "{head}");
+    let _conn = busy.map(|t| {
+        let (head, conn) = t.join().unwrap();
+        assert!(
+            head.starts_with("INVITE sip:nobody@peerline.test SIP/2.0"),
+            "{head}"
+        );
+        assert!(head.contains("Via: SIP/2.0/TCP "), "{head}");
+        conn
+    });
     let second = call_and_end(&phone, &mut events, "sip:nobody@peerline.test").await;
     assert!(
         matches!(&second, peerline_ua::EndReason::Rejected(404, _)),
@@ -671,6 +701,8 @@ async fn a_503_from_the_proxy_sends_the_next_call_to_its_next_target() {
     );
     wait_kamailio_log(&kam, "REQ INVITE sip:nobody@peerline.test from 127.0.0.1:");
     let log = kam.process().stderr_text();
+    // Both calls reached Kamailio, each INVITE challenged and then sent with credentials.
+    assert!(log.matches("REQ INVITE").count() >= 4, "{log}");
     assert!(
         log.lines()
             .filter(|l| l.contains("REQ INVITE"))

@@ -2222,7 +2222,11 @@ impl Driver {
             401 | 407 if self.retry_with_credentials(id, &response) => {}
             _ => {
                 if let Some(fail) = located::unavailable(&response) {
-                    self.proxy_failed(id, fail);
+                    if let Some(next) = self.proxy_failed(id, fail) {
+                        if self.retry_invite_at(id, next) {
+                            return;
+                        }
+                    }
                 }
                 let reason = response.status_code.to_string();
                 let reason = reason
@@ -2482,24 +2486,70 @@ impl Driver {
                         EndReason::Unreachable(_) => peerline_dns::FailReason::Transport,
                         _ => peerline_dns::FailReason::Timeout,
                     };
-                    self.proxy_failed(id, fail);
+                    if let Some(next) = self.proxy_failed(id, fail) {
+                        if self.retry_invite_at(id, next) {
+                            return;
+                        }
+                    }
                 }
                 self.end_call(id, timeout_reason).await;
             }
         }
     }
 
-    /// Our INVITE of call `id` got no answer (Timer B) or a 503: when it went to the
-    /// account's outbound proxy, new calls go to the proxy's next target (RFC 3263 §4.3).
-    fn proxy_failed(&mut self, id: CallId, reason: peerline_dns::FailReason) {
-        let Some(c) = self.calls.get(&id).filter(|c| c.outgoing) else {
-            return;
-        };
+    /// Our INVITE of call `id` got no answer (Timer B), could not be sent, or got a 503:
+    /// when it went to the account's outbound proxy, that target is avoided and the
+    /// proxy's next target (RFC 3263 §4.3), if any, is returned and used from now on.
+    fn proxy_failed(&mut self, id: CallId, reason: peerline_dns::FailReason) -> Option<Target> {
+        let c = self.calls.get(&id).filter(|c| c.outgoing)?;
         let (hop, transport) = (c.next_hop, c.transport);
+        let mut next = None;
         for a in &mut self.accounts {
             if let Some(l) = a.proxy.as_mut().filter(|l| l.is_current(hop, transport)) {
-                l.fail(reason, Instant::now());
+                next = l.fail(reason, Instant::now()).or(next);
             }
+        }
+        next
+    }
+
+    /// RFC 3263 §4.3: the INVITE of call `id`, still unanswered, failed at its target;
+    /// it is sent again as a new transaction (new branch, next CSeq, Via for the new
+    /// transport) to `next`. `false` when the call cannot be retried.
+    fn retry_invite_at(&mut self, id: CallId, next: Target) -> bool {
+        let branch = self.branch();
+        let ip = local_ip_toward(next.addr, self.sip_addr.ip());
+        let sent_by = SocketAddr::new(ip, self.listen_port(next.transport));
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(invite) = call
+            .invite
+            .as_ref()
+            .filter(|_| call.state == State::Calling)
+        else {
+            return false;
+        };
+        let mut retry = crate::messaging::next_attempt(invite, &branch);
+        crate::messaging::replace_top_via(
+            &mut retry,
+            &format!(
+                "SIP/2.0/{} {sent_by};rport;branch={branch}",
+                next.transport.via_token()
+            ),
+        );
+        tracing::info!(call = id, to = %next.addr, transport = %next.transport, "INVITE to the next target");
+        match self
+            .endpoint
+            .send_request_to(Instant::now(), retry.clone(), next)
+        {
+            Ok(key) => {
+                call.invite_key = Some(key);
+                call.invite = Some(retry);
+                call.next_hop = next.addr;
+                call.transport = next.transport;
+                true
+            }
+            Err(_) => false,
         }
     }
 }

@@ -73,6 +73,18 @@ pub(crate) fn next_attempt(request: &Request, branch: &str) -> Request {
     retry
 }
 
+/// Replaces the top Via of `request` with `value` (a retry to another target: its
+/// transport and our address toward it may differ).
+pub(crate) fn replace_top_via(request: &mut Request, value: &str) {
+    if let Some(h) = request
+        .headers
+        .iter_mut()
+        .find(|h| matches!(h, rsip::Header::Via(_)))
+    {
+        *h = make_header("Via", value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +112,15 @@ mod tests {
         assert_eq!(r.call_id(), m.call_id());
         assert_eq!(r.from_tag(), m.from_tag());
         assert_eq!(r.body, m.body);
+    }
+
+    #[test]
+    fn replace_top_via_keeps_the_rest() {
+        let mut m = message();
+        replace_top_via(&mut m, "SIP/2.0/TCP 192.0.2.2:5060;rport;branch=z9hG4bKm9");
+        assert_eq!(m.branch().as_deref(), Some("z9hG4bKm9"));
+        assert!(header_value(&m, "Via").is_some_and(|v| v.contains("SIP/2.0/TCP")));
+        assert_eq!(m.cseq().map(|c| c.seq), Some(7));
     }
 
     #[test]
