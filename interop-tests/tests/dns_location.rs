@@ -620,6 +620,98 @@ enum Sip1 {
     Refused,
 }
 
+/// A test-owned SIP server over TCP: answers the first request on its first connection
+/// with `status` (a status line's code and phrase, optionally followed by CRLF and more
+/// headers) and returns that request's head and the connection (kept open).
+fn answer_first_request(
+    listener: TcpListener,
+    status: &str,
+) -> std::thread::JoinHandle<(String, TcpStream)> {
+    let status = status.to_string();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let head = read_response(&mut s);
+        let copied: String = head
+            .lines()
+            .filter(|l| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|h| l.starts_with(h))
+            })
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        let resp = format!("SIP/2.0 {status}\r\n{copied}Content-Length: 0\r\n\r\n");
+        s.write_all(resp.as_bytes()).unwrap();
+        (head, s)
+    })
+}
+
+/// RFC 3263 targets live no longer than their TTL (2 s here): a call goes to the
+/// zone's sip1; the zone then changes (Knot restarted with sip1 on another port) and,
+/// after the TTL, the next call is located again and goes to the new address.
+#[ignore = "needs real peers; run by cargo xtask test"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_are_located_again_after_their_ttl() {
+    let entry = MatrixEntry::new("knot", "dns-relocate-after-ttl", "tcp");
+    let dir = TestDir::new("dns_relocate_after_ttl").unwrap();
+    let dns_port = free_udp_port().unwrap();
+    let ports = alloc_port_block(3).unwrap();
+    let first = Zone {
+        ttl: 2,
+        port1: ports,
+        port2: ports + 2,
+    };
+    let moved = Zone {
+        port1: ports + 1,
+        ..first
+    };
+    let server_a = answer_first_request(
+        TcpListener::bind(sa(IP1, first.port1)).unwrap(),
+        "486 Busy Here",
+    );
+    let server_b = answer_first_request(
+        TcpListener::bind(sa(IP1, moved.port1)).unwrap(),
+        "486 Busy Here",
+    );
+    let mut knot = start_knot(&dir, "knot-a", dns_port, &first);
+    let mut config = peerline_ua::Config::default();
+    config.identity.user = "alice".into();
+    config.network.sip_listen = sa("127.0.0.1", 0);
+    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
+    config.media.srtp = peerline_ua::SrtpMode::Off;
+    config.accounts = vec![toml::from_str(
+        "aor = \"sip:alice@peerline.test\"\nregister = false\noutbound_proxy = \"sip:peerline.test\"\n",
+    )
+    .unwrap()];
+    let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
+    let r = call_and_end(&phone, &mut events, "sip:bob@peerline.test").await;
+    assert!(
+        matches!(&r, peerline_ua::EndReason::Rejected(486, _)),
+        "{r:?}"
+    );
+    let (head_a, _a) = server_a.join().unwrap();
+    assert!(
+        head_a.starts_with("INVITE sip:bob@peerline.test"),
+        "{head_a}"
+    );
+    // The zone changes: sip1 now on the other port.
+    knot.stop();
+    let _knot = start_knot(&dir, "knot-b", dns_port, &moved);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = call_and_end(&phone, &mut events, "sip:bob@peerline.test").await;
+    assert!(
+        matches!(&r, peerline_ua::EndReason::Rejected(486, _)),
+        "the call did not reach the new address: {r:?}"
+    );
+    let (head_b, _b) = server_b.join().unwrap();
+    assert!(
+        head_b.starts_with("INVITE sip:bob@peerline.test"),
+        "{head_b}"
+    );
+    phone.shutdown().await;
+    entry.pass();
+}
+
 async fn call_failover(sip1_does: Sip1) {
     let (feature, dir_name) = match sip1_does {
         Sip1::Busy503 => ("dns-call-failover-503", "dns_call_failover_503"),
@@ -648,25 +740,10 @@ async fn call_failover(sip1_does: Sip1) {
     // sip1 over TCP: answers the first request it reads with 503 and keeps the
     // connection, or (Refused) nothing listens there.
     let busy = (sip1_does == Sip1::Busy503).then(|| {
-        let sip1 = TcpListener::bind(sa(IP1, zone.port1)).unwrap();
-        std::thread::spawn(move || {
-            let (mut s, _) = sip1.accept().unwrap();
-            let head = read_response(&mut s);
-            let copied: String = head
-                .lines()
-                .filter(|l| {
-                    ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
-                        .iter()
-                        .any(|h| l.starts_with(h))
-                })
-                .map(|l| format!("{l}\r\n"))
-                .collect();
-            let resp = format!(
-                "SIP/2.0 503 Service Unavailable\r\n{copied}Retry-After: 60\r\nContent-Length: 0\r\n\r\n"
-            );
-            s.write_all(resp.as_bytes()).unwrap();
-            (head, s)
-        })
+        answer_first_request(
+            TcpListener::bind(sa(IP1, zone.port1)).unwrap(),
+            "503 Service Unavailable\r\nRetry-After: 60",
+        )
     });
     let mut config = peerline_ua::Config::default();
     config.identity.user = "alice".into();

@@ -258,6 +258,7 @@ impl Driver {
                         }
                     }
                     self.prack_timers(now).await;
+                    self.relocate_stale(now).await;
                 }
             }
             self.flush().await;
@@ -771,12 +772,50 @@ impl Driver {
         }
     }
 
+    /// RFC 3263 targets are kept no longer than their records' TTL: each account's
+    /// registrar and outbound proxy whose list went stale are located again (checked when
+    /// a timer fires and before each new out-of-dialog request). When the registrar's
+    /// target in use changes transport, the registration is rebuilt for it.
+    async fn relocate_stale(&mut self, now: Instant) {
+        for i in 0..self.accounts.len() {
+            let before = self.accounts[i].registrar.as_ref().and_then(Located::hop);
+            for which in [0, 1] {
+                let a = &mut self.accounts[i];
+                let Some(l) = (if which == 0 {
+                    a.registrar.as_mut()
+                } else {
+                    a.proxy.as_mut()
+                })
+                .filter(|l| l.is_stale(now)) else {
+                    continue;
+                };
+                match l.relocate(&self.locator, now).await {
+                    Ok(()) => tracing::info!("located again after the TTL: {:?}", l.hop()),
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+            for l in [&self.accounts[i].registrar, &self.accounts[i].proxy]
+                .into_iter()
+                .flatten()
+            {
+                self.learn_tls_names(l);
+            }
+            let after = self.accounts[i].registrar.as_ref().and_then(Located::hop);
+            if let (Some(b), Some(a)) = (before, after) {
+                if b.transport != a.transport && self.accounts[i].registration.is_some() {
+                    self.register_at(i, &a);
+                }
+            }
+        }
+    }
+
     /// Where a new out-of-dialog request to `target` goes and as whom: with an account,
     /// through its outbound proxy (or registrar) with its AOR and credentials; without
     /// one, straight to the target. The transport is the one RFC 3263 location chose.
     async fn out_of_dialog(&mut self, target: &str) -> Result<OutOfDialog, PhoneError> {
         let uri = rsip::Uri::try_from(target)
             .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
+        self.relocate_stale(Instant::now()).await;
         let account = self.accounts.first();
         let via_proxy = account
             .and_then(|a| a.proxy.as_ref())

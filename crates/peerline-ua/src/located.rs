@@ -17,21 +17,79 @@ use crate::account::AccountConfig;
 /// One located server and which of its targets is in use.
 #[derive(Debug)]
 pub(crate) struct Located {
+    /// The URI located (again when the records' TTL runs out).
+    uri: String,
     failover: Failover,
     current: Option<peerline_dns::Target>,
+    /// When the smallest TTL of the records runs out (`None`: numeric host, no DNS).
+    expires_at: Option<Instant>,
+}
+
+/// When a target list located at `now` goes stale: its smallest TTL later (a TTL of 0
+/// means a numeric host, which never goes stale).
+fn expiry(targets: &[peerline_dns::Target], now: Instant) -> Option<Instant> {
+    targets
+        .iter()
+        .map(|t| t.ttl)
+        .filter(|ttl| !ttl.is_zero())
+        .min()
+        .map(|ttl| now + ttl)
 }
 
 impl Located {
     /// Locates `uri` with the phone's locator (numeric hosts need no DNS).
     pub(crate) async fn locate(locator: &Locator, uri: &str) -> Result<Self, String> {
         let targets = locator.locate(uri).await.map_err(|e| e.to_string())?;
-        Self::new(targets).ok_or_else(|| format!("{uri}: no usable target"))
+        Self::new(uri, targets, Instant::now()).ok_or_else(|| format!("{uri}: no usable target"))
     }
 
-    fn new(targets: Vec<peerline_dns::Target>) -> Option<Self> {
+    fn new(uri: &str, targets: Vec<peerline_dns::Target>, now: Instant) -> Option<Self> {
+        let expires_at = expiry(&targets, now);
         let mut failover = Failover::new(targets);
-        let current = failover.pick(Instant::now());
-        current.is_some().then_some(Self { failover, current })
+        let current = failover.pick(now);
+        current.is_some().then_some(Self {
+            uri: uri.to_string(),
+            failover,
+            current,
+            expires_at,
+        })
+    }
+
+    /// Whether the records behind the targets have outlived their TTL at `now`.
+    pub(crate) fn is_stale(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+
+    /// Locates the URI again (its records' TTL ran out): the new targets replace the
+    /// old, failed targets stay avoided until their time is up, and the target in use
+    /// stays in use when it is still listed. On a DNS error the old list is kept and
+    /// tried again after a short while.
+    pub(crate) async fn relocate(&mut self, locator: &Locator, now: Instant) -> Result<(), String> {
+        match locator.locate(&self.uri).await {
+            Ok(targets) if !targets.is_empty() => {
+                self.expires_at = expiry(&targets, now);
+                self.failover.set_targets(targets);
+                let keep = self.current.as_ref().is_some_and(|c| {
+                    self.failover.targets().iter().any(|t| t.key() == c.key())
+                        && !self.failover.is_down(c, now)
+                });
+                if !keep {
+                    self.current = self.failover.pick(now);
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                self.expires_at = Some(now + Duration::from_secs(30));
+                Err(format!(
+                    "{}: no targets on a new lookup; keeping the old ones",
+                    self.uri
+                ))
+            }
+            Err(e) => {
+                self.expires_at = Some(now + Duration::from_secs(30));
+                Err(format!("{}: {e}; keeping the old targets", self.uri))
+            }
+        }
     }
 
     /// The TLS targets and the name each must present (RFC 5922: the URI's domain, not
@@ -178,8 +236,9 @@ mod tests {
             ("127.0.0.1:5070".parse().unwrap(), Transport::Tcp)
         );
         assert!(l.is_current(hop.addr, Transport::Tcp));
-        // One target only: nothing to fail over to.
+        // One target only: nothing to fail over to. A numeric host never goes stale.
         assert!(l.fail(FailReason::Timeout, Instant::now()).is_none());
+        assert!(!l.is_stale(Instant::now() + Duration::from_secs(86_400)));
     }
 
     fn target(transport: peerline_dns::Transport, addr: &str) -> peerline_dns::Target {
@@ -195,12 +254,16 @@ mod tests {
     #[test]
     fn fails_over_in_order_and_fails_back_after_the_ttl() {
         use peerline_dns::Transport::{Tcp, Udp};
-        let mut l = Located::new(vec![
-            target(Tcp, "192.0.2.1:5060"),
-            target(Udp, "192.0.2.1:5060"),
-        ])
-        .unwrap();
         let t0 = Instant::now();
+        let mut l = Located::new(
+            "sip:example.com",
+            vec![target(Tcp, "192.0.2.1:5060"), target(Udp, "192.0.2.1:5060")],
+            t0,
+        )
+        .unwrap();
+        // The records' TTL (10 s) makes the list stale after 10 s, not before.
+        assert!(!l.is_stale(t0 + Duration::from_secs(9)));
+        assert!(l.is_stale(t0 + Duration::from_secs(10)));
         assert_eq!(l.hop().unwrap().transport, Transport::Tcp);
         // TCP refused: UDP next, for new transactions.
         let next = l.fail(FailReason::Transport, t0).unwrap();
