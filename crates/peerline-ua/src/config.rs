@@ -187,6 +187,38 @@ pub struct TlsConfig {
     pub key_file: Option<std::path::PathBuf>,
     /// Verify servers against only the CAs in this PEM file instead of the system's roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// SHA-256 pins of the servers' certificates (64 hex digits, colons allowed): when
+    /// set, a server's certificate must verify **and** match one of them.
+    pub pins: Vec<String>,
+    /// A client certificate chain (PEM) for servers that ask for one (mutual TLS).
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
+impl TlsConfig {
+    /// The pins, parsed.
+    pub fn parsed_pins(&self) -> Result<Vec<peerline_transport::CertPin>, String> {
+        self.pins
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e: peerline_transport::tls::PinParseError| e.to_string())
+            })
+            .collect()
+    }
+
+    /// The client certificate, when both files are given.
+    pub fn client_cert(&self) -> Result<Option<peerline_transport::ClientCert>, String> {
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(c), Some(k)) => Ok(Some(peerline_transport::ClientCert {
+                cert_file: c.clone(),
+                key_file: k.clone(),
+            })),
+            (None, None) => Ok(None),
+            _ => Err("client_cert_file and client_key_file go together".into()),
+        }
+    }
 }
 
 /// The whole configuration file.
@@ -268,6 +300,20 @@ impl Config {
         }
         if let Err((key, e)) = self.ice.check() {
             return Err(invalid(key, e));
+        }
+        if let Err(e) = self.tls.parsed_pins() {
+            return Err(invalid("pins", e));
+        }
+        if let Err(e) = self.tls.client_cert() {
+            return Err(invalid("client_cert_file", e));
+        }
+        if self.tls.listen_port.is_some()
+            && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+        {
+            return Err(invalid(
+                "listen_port",
+                "a TLS listener needs cert_file and key_file".into(),
+            ));
         }
         if self.media.codecs.is_empty() {
             return Err(invalid("codecs", "at least one codec is needed".into()));

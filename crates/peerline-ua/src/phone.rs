@@ -309,6 +309,10 @@ impl Events {
     }
 }
 
+fn tls_config_error(e: String) -> PhoneError {
+    PhoneError::Io(std::io::Error::other(format!("[tls]: {e}")))
+}
+
 /// The TLS listener of `[tls]`: none without `listen_port`; with it, the certificate
 /// and key are required.
 fn tls_server(
@@ -349,7 +353,8 @@ impl Phone {
                 tls_server: tls_server(&config.tls)?,
                 tls_client: peerline_transport::TlsClientConfig {
                     ca_file: config.tls.ca_file.clone(),
-                    ..Default::default()
+                    pins: config.tls.parsed_pins().map_err(tls_config_error)?,
+                    client_cert: config.tls.client_cert().map_err(tls_config_error)?,
                 },
                 ..peerline_transport::TransportConfig::default()
             })

@@ -13,6 +13,8 @@ use peerline_ua::{AudioSource, Config, EndReason, Event, Events, MediaOptions, P
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 struct Pki {
+    /// SHA-256 pin of Bob's certificate.
+    pin: String,
     ca_file: PathBuf,
     other_ca_file: PathBuf,
     cert_file: PathBuf,
@@ -44,6 +46,7 @@ fn pki(test: &str) -> Pki {
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &issuer).unwrap();
     let pki = Pki {
+        pin: peerline_transport::CertPin::of_der(cert.der()).to_string(),
         ca_file: dir.join("ca.pem"),
         other_ca_file: dir.join("other-ca.pem"),
         cert_file: dir.join("bob.pem"),
@@ -183,4 +186,63 @@ async fn wrong_ca_ends_the_call_at_once_naming_the_certificate() {
     );
     alice.shutdown().await;
     bob.shutdown().await;
+}
+
+/// `[tls] pins`: with the right pin (and CA) the call goes through; with another
+/// certificate's pin it ends at once naming the pin mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_certificate_is_required() {
+    let pki = pki("pins");
+    let (bob, mut be) = Phone::start(bob_config(&pki)).await.unwrap();
+    let tls = bob.tls_addr().unwrap();
+    let target = format!("sip:bob@{tls};transport=tls");
+    let wrong_pin = "00".repeat(32);
+    for (pin, ok) in [(pki.pin.as_str(), true), (wrong_pin.as_str(), false)] {
+        let alice_tls = format!("[tls]\nca_file = {:?}\npins = [\"{pin}\"]\n", pki.ca_file);
+        let (alice, mut ae) = Phone::start(config("alice", &alice_tls)).await.unwrap();
+        let a = alice.call(&target, tone(440.0)).await.unwrap();
+        if ok {
+            let b = next(&mut be, "incoming", |e| match e {
+                Event::Incoming { call, .. } => Some(call),
+                _ => None,
+            })
+            .await;
+            bob.answer(b, tone(1000.0)).await.unwrap();
+            next(&mut ae, "answered", |e| match e {
+                Event::Answered { call } if call == a => Some(()),
+                Event::Ended { reason, .. } => panic!("ended: {reason}"),
+                _ => None,
+            })
+            .await;
+            alice.hangup(a).await.unwrap();
+            next(&mut be, "bob's end", |e| match e {
+                Event::Ended { call, .. } if call == b => Some(()),
+                _ => None,
+            })
+            .await;
+        } else {
+            let reason = next(&mut ae, "ended", |e| match e {
+                Event::Ended { call, reason, .. } if call == a => Some(reason),
+                _ => None,
+            })
+            .await;
+            let EndReason::Unreachable(why) = &reason else {
+                panic!("ended with {reason:?}");
+            };
+            assert!(why.to_lowercase().contains("pin"), "{why}");
+        }
+        alice.shutdown().await;
+    }
+    bob.shutdown().await;
+}
+
+/// A bad pin in the config is refused with its line.
+#[test]
+fn a_malformed_pin_names_its_line() {
+    let text = "[identity]\nuser = \"alice\"\n[tls]\npins = [\"abc\"]\n";
+    let err = Config::parse(text, Path::new("phone.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("phone.toml:4"), "{err}");
+    assert!(err.contains("pins"), "{err}");
 }
