@@ -99,6 +99,8 @@ struct Call {
     /// is in progress (NOTIFYs expected).
     refer_key: Option<TransactionKey>,
     transferring: bool,
+    /// The SDES keys in use (both directions), to see when a re-INVITE changes them.
+    sdes: Option<peerline_sdp::Security>,
 }
 
 /// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
@@ -1053,6 +1055,7 @@ impl Driver {
                 prack: None,
                 refer_key: None,
                 transferring: false,
+                sdes: None,
                 ice,
             },
         );
@@ -1294,6 +1297,7 @@ impl Driver {
                             receive: n.direction.receives(),
                         });
                     }
+                    rekey_if_changed(call, &n.security);
                 }
                 if let Some(ack) = ack {
                     self.send_raw(&ack, hop, transport).await;
@@ -1411,6 +1415,7 @@ impl Driver {
                 receive: negotiated.direction.receives(),
             });
         }
+        rekey_if_changed(call, &negotiated.security);
         self.emit(Event::RemoteUpdate {
             call: id,
             send: negotiated.direction.sends(),
@@ -1667,7 +1672,10 @@ impl Driver {
             peerline_sdp::Security::None => media::MediaSecurity::None,
             s @ peerline_sdp::Security::Sdes { .. } => {
                 match peerline_srtp::sdes_pair_from_security(s) {
-                    Ok(pair) => media::MediaSecurity::Sdes(Box::new(pair)),
+                    Ok(pair) => {
+                        call.sdes = Some(s.clone());
+                        media::MediaSecurity::Sdes(Box::new(pair))
+                    }
                     Err(e) => {
                         call.ending = Some(EndReason::Negotiation(format!("SDES keys: {e}")));
                         return;
@@ -2165,6 +2173,7 @@ impl Driver {
                 prack,
                 refer_key: None,
                 transferring: false,
+                sdes: None,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
@@ -2590,6 +2599,27 @@ impl Driver {
             }
             Err(_) => false,
         }
+    }
+}
+
+/// A re-INVITE's offer/answer changed the SDES keys (RFC 4568 §7.1.4: either side may
+/// send new ones): the media task switches to them. Same keys: nothing changes (a new
+/// context would restart the rollover counter).
+fn rekey_if_changed(call: &mut Call, security: &peerline_sdp::Security) {
+    if !matches!(security, peerline_sdp::Security::Sdes { .. })
+        || call.sdes.as_ref() == Some(security)
+        || call.sdes.is_none()
+    {
+        return;
+    }
+    match peerline_srtp::sdes_pair_from_security(security) {
+        Ok(pair) => {
+            if let Some(m) = &call.media {
+                m.command(media::MediaCommand::Rekey(Box::new(pair)));
+            }
+            call.sdes = Some(security.clone());
+        }
+        Err(e) => tracing::warn!("new SDES keys unusable, keeping the old ones: {e}"),
     }
 }
 

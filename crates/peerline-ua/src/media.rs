@@ -85,6 +85,8 @@ pub struct MediaReport {
     pub srtp_replays: u64,
     /// SRTP packets dropped because they arrived before the keys were agreed.
     pub srtp_early_drops: u64,
+    /// Times the SDES keys changed in a re-INVITE and the media switched to them.
+    pub srtp_rekeys: u32,
     /// Datagrams from addresses other than the call's peer, dropped.
     pub foreign_source_drops: u64,
     /// DTMF digits received (RFC 4733).
@@ -128,6 +130,10 @@ pub(crate) enum MediaCommand {
         send: bool,
         receive: bool,
     },
+    /// After a re-INVITE that changed the SDES keys (RFC 4568 §7.1.4): protect with the
+    /// new outbound key from now on; the old inbound key stays usable for packets
+    /// already in flight.
+    Rekey(Box<peerline_srtp::SrtpPair>),
 }
 
 /// How the call's media is protected.
@@ -159,6 +165,10 @@ impl std::fmt::Debug for MediaSecurity {
 struct Crypto {
     plain: bool,
     pair: Option<peerline_srtp::SrtpPair>,
+    /// The inbound context before the last SDES rekey (packets still in flight).
+    old_inbound: Option<peerline_srtp::SrtpContext>,
+    /// Counters of the contexts replaced by rekeys (auth failures, replays).
+    retired: (u64, u64),
     dtls: Option<peerline_srtp::DtlsEndpoint>,
     failed: bool,
     /// SRTP packets that arrived before the keys.
@@ -194,7 +204,37 @@ impl Crypto {
         } else {
             pair.inbound.unprotect_rtp(packet)
         };
-        r.ok()
+        match (r, self.old_inbound.as_mut()) {
+            (Ok(p), _) => Some(p),
+            (Err(_), Some(old)) => if rtcp {
+                old.unprotect_rtcp(packet)
+            } else {
+                old.unprotect_rtp(packet)
+            }
+            .ok(),
+            (Err(_), None) => None,
+        }
+    }
+
+    /// New SDES keys (see [`MediaCommand::Rekey`]); ignored (`false`) on a plain or DTLS
+    /// path.
+    fn rekey(&mut self, new: peerline_srtp::SrtpPair) -> bool {
+        if self.plain || self.dtls.is_some() {
+            return false;
+        }
+        if let Some(old) = self.pair.take() {
+            let st = old.stats();
+            self.retired.0 += st.auth_failures;
+            self.retired.1 += st.replays;
+            if let Some(prev) = self.old_inbound.take() {
+                let st = prev.stats();
+                self.retired.0 += st.auth_failures;
+                self.retired.1 += st.replays;
+            }
+            self.old_inbound = Some(old.inbound);
+        }
+        self.pair = Some(new);
+        true
     }
 }
 
@@ -454,6 +494,8 @@ async fn run(
     let mut crypto = Crypto {
         plain: matches!(params.security, MediaSecurity::None),
         pair: None,
+        old_inbound: None,
+        retired: (0, 0),
         dtls: None,
         failed: false,
         early_drops: 0,
@@ -554,6 +596,11 @@ async fn run(
             Some(cmd) = commands.recv() => match cmd {
                 MediaCommand::Dtmf(keys) => digits.extend(keys.chars()),
                 MediaCommand::Mute(m) => muted = m,
+                MediaCommand::Rekey(pair) => {
+                    if crypto.rekey(*pair) {
+                        report.srtp_rekeys += 1;
+                    }
+                }
                 MediaCommand::Update { remote: r, send, receive } => {
                     // With ICE the selected pair decides where media goes, not `c=`/`m=`.
                     if !socket.is_ice() && r != remote && !(latched && r.ip() == remote.ip()) {
@@ -783,8 +830,13 @@ async fn run(
     report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
     if let Some(pair) = &crypto.pair {
         let st = pair.stats();
-        report.srtp_auth_failures = st.auth_failures;
-        report.srtp_replays = st.replays;
+        let old = crypto
+            .old_inbound
+            .as_ref()
+            .map(|c| c.stats())
+            .unwrap_or_default();
+        report.srtp_auth_failures = st.auth_failures + old.auth_failures + crypto.retired.0;
+        report.srtp_replays = st.replays + old.replays + crypto.retired.1;
     }
     report.srtp_early_drops = crypto.early_drops;
     report.sent = sender.stats();

@@ -371,3 +371,87 @@ async fn blind_transfer_connects_the_transferee_to_the_target() {
         p.shutdown().await;
     }
 }
+
+/// SDES keys change on re-INVITE (RFC 4568 §7.1.4): each answer carries fresh keys, and
+/// both phones switch to the negotiated ones, so audio keeps flowing both ways after a
+/// hold and a resume with no SRTP packet failing authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdes_keys_renegotiated_on_reinvite_keep_audio_flowing() {
+    let dir = std::env::temp_dir().join(format!("peerline-rekey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sdes = |user: &str| {
+        let mut c = config(user);
+        c.media.srtp_keying = peerline_ua::SrtpKeying::Sdes;
+        c
+    };
+    let (alice, mut ae) = Phone::start(sdes("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(sdes("bob")).await.unwrap();
+    let (a_rec, b_rec) = (dir.join("alice.wav"), dir.join("bob.wav"));
+    let a = alice
+        .call(&bob.uri("bob"), tone(440.0, Some(a_rec.clone())))
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, Some(b_rec.clone())))
+        .await
+        .unwrap();
+    wait_for(&mut ae, "answered", |e| {
+        matches!(e, Event::Answered { .. }).then_some(())
+    })
+    .await;
+    for hold in [true, false] {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if hold {
+            alice.hold(a).await.unwrap();
+        } else {
+            alice.resume(a).await.unwrap();
+        }
+        let held = wait_for(&mut ae, "hold/resume", |e| match e {
+            Event::Hold { held, .. } => Some(*held),
+            _ => None,
+        })
+        .await;
+        assert_eq!(held, hold);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.hangup(a).await.unwrap();
+    let a_media = wait_for(&mut ae, "alice's end", |e| match e {
+        Event::Ended { media, .. } => Some(media.clone()),
+        _ => None,
+    })
+    .await;
+    let b_media = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { media, .. } => Some(media.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        a_media
+            .srtp
+            .as_deref()
+            .is_some_and(|s| s.starts_with("SDES")),
+        "{:?}",
+        a_media.srtp
+    );
+    // Each answer carried fresh keys: both sides switched (hold, then resume).
+    assert_eq!(a_media.srtp_rekeys, 2, "alice: {a_media:?}");
+    assert_eq!(b_media.srtp_rekeys, 2, "bob: {b_media:?}");
+    assert_eq!(a_media.srtp_auth_failures, 0, "alice: {a_media:?}");
+    assert_eq!(b_media.srtp_auth_failures, 0, "bob: {b_media:?}");
+    // After the resume (the last 2 s) each heard the other.
+    for (who, rec, hz) in [("alice", &a_rec, 1000.0), ("bob", &b_rec, 440.0)] {
+        let audio = peerline_audio::read_wav(rec).unwrap();
+        let tail = &audio.samples[audio
+            .samples
+            .len()
+            .saturating_sub(audio.sample_rate as usize * 2)..];
+        let secs = peerline_media::tone_seconds(tail, audio.sample_rate, hz, 0.5);
+        assert!(secs >= 1.2, "{who} heard {secs} s of the last 2 s");
+    }
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
