@@ -77,6 +77,8 @@ fn config(codec: CodecName, enc: Enc, rtp_ports: Option<(u16, u16)>) -> Config {
         Some(k) => {
             c.media.srtp = SrtpMode::Mandatory;
             c.media.srtp_keying = k;
+            // baresip's srtp-mand is SDES over UDP signaling: allowed explicitly.
+            c.media.allow_sdes_without_tls = k == SrtpKeying::Sdes;
         }
     }
     if let Some((lo, hi)) = rtp_ports {

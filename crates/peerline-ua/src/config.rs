@@ -139,6 +139,10 @@ pub struct MediaConfig {
     pub srtp: SrtpMode,
     /// How our offers key SRTP (answers follow what the offer used).
     pub srtp_keying: SrtpKeying,
+    /// SDES puts the SRTP keys in the SDP: by default they are only offered or accepted
+    /// when the call's signaling is TLS. `true` allows them over UDP/TCP too (a warning
+    /// is logged for each such call): anyone who sees the SIP can decrypt the media.
+    pub allow_sdes_without_tls: bool,
 }
 
 impl Default for MediaConfig {
@@ -150,6 +154,7 @@ impl Default for MediaConfig {
             rtp_timeout_secs: 30,
             srtp: SrtpMode::Mandatory,
             srtp_keying: SrtpKeying::Dtls,
+            allow_sdes_without_tls: false,
         }
     }
 }

@@ -603,6 +603,32 @@ impl Driver {
 
     /// What we offer or answer with. For an offer, keys follow `srtp_keying`; for an answer
     /// both kinds are available and the offer decides which is used.
+    /// Whether SDES keys may go in SDP carried over `transport` (see
+    /// `media.allow_sdes_without_tls`); logs a warning when they go in the clear.
+    fn sdes_allowed(&self, transport: Transport) -> bool {
+        if transport == Transport::Tls {
+            return true;
+        }
+        if self.config.media.allow_sdes_without_tls {
+            tracing::warn!(
+                %transport,
+                "SDES keys in SDP over unencrypted signaling (allow_sdes_without_tls)"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// What we offer or answer with for a call whose signaling is `transport`.
+    fn capabilities_over(&self, answering: bool, transport: Transport) -> LocalCapabilities {
+        let mut caps = self.capabilities(answering);
+        let sdes_wanted = !caps.crypto.is_empty();
+        if sdes_wanted && !self.sdes_allowed(transport) {
+            caps.crypto.clear();
+        }
+        caps
+    }
+
     fn capabilities(&self, answering: bool) -> LocalCapabilities {
         let media = &self.config.media;
         let srtp = match media.srtp {
@@ -978,7 +1004,20 @@ impl Driver {
             aor,
             digest,
         } = self.out_of_dialog(target).await?;
-        let mut caps = self.capabilities(false);
+        if self.config.media.srtp == SrtpMode::Mandatory
+            && self.config.media.srtp_keying == SrtpKeying::Sdes
+            && !self.sdes_allowed(transport)
+        {
+            return Err(PhoneError::BadTarget(
+                target.into(),
+                format!(
+                    "SRTP is mandatory with SDES keying, and SDES keys would travel in clear \
+                     over {transport}: call over TLS, use DTLS keying, or set \
+                     media.allow_sdes_without_tls"
+                ),
+            ));
+        }
+        let mut caps = self.capabilities_over(false, transport);
         let ice = self.prepare_ice(true, ip).await;
         let (rtp, rtp_addr) = self.media_address(ice.as_ref(), &mut caps, ip).await?;
         let offer = peerline_sdp::create_offer(&caps, rtp_addr, self.session_id, 1);
@@ -1063,7 +1102,8 @@ impl Driver {
     }
 
     async fn answer(&mut self, id: CallId, options: MediaOptions) -> Result<(), PhoneError> {
-        let mut caps = self.capabilities(true);
+        let transport = self.calls.get(&id).map_or(Transport::Udp, |c| c.transport);
+        let mut caps = self.capabilities_over(true, transport);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
@@ -1346,7 +1386,8 @@ impl Driver {
     /// A re-INVITE from the peer (RFC 3261 §14.2): answer its offer and update the media.
     fn incoming_reinvite(&mut self, id: CallId, key: TransactionKey, request: Request) {
         let now = Instant::now();
-        let mut caps = self.capabilities(true);
+        let transport = self.calls.get(&id).map_or(Transport::Udp, |c| c.transport);
+        let mut caps = self.capabilities_over(true, transport);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return;

@@ -246,3 +246,47 @@ fn a_malformed_pin_names_its_line() {
     assert!(err.contains("phone.toml:4"), "{err}");
     assert!(err.contains("pins"), "{err}");
 }
+
+/// SDES keying is allowed by default when the signaling is TLS (the keys in the SDP are
+/// then encrypted): a mandatory-SDES call over TLS is keyed with SDES.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdes_over_tls_is_allowed_by_default() {
+    let pki = pki("sdes");
+    let mut bob_cfg = bob_config(&pki);
+    bob_cfg.media.srtp_keying = peerline_ua::SrtpKeying::Sdes;
+    let (bob, mut be) = Phone::start(bob_cfg).await.unwrap();
+    let tls = bob.tls_addr().unwrap();
+    let mut alice_cfg = config("alice", &format!("[tls]\nca_file = {:?}\n", pki.ca_file));
+    alice_cfg.media.srtp_keying = peerline_ua::SrtpKeying::Sdes;
+    let (alice, mut ae) = Phone::start(alice_cfg).await.unwrap();
+    let a = alice
+        .call(&format!("sip:bob@{tls};transport=tls"), tone(440.0))
+        .await
+        .unwrap();
+    let b = next(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0)).await.unwrap();
+    next(&mut ae, "answered", |e| match e {
+        Event::Answered { call } if call == a => Some(()),
+        Event::Ended { reason, .. } => panic!("ended: {reason}"),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.hangup(a).await.unwrap();
+    let media = next(&mut ae, "ended", |e| match e {
+        Event::Ended { call, media, .. } if call == a => Some(media),
+        _ => None,
+    })
+    .await;
+    assert!(
+        media.srtp.as_deref().is_some_and(|s| s.starts_with("SDES")),
+        "{:?}",
+        media.srtp
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

@@ -382,6 +382,7 @@ async fn sdes_keys_renegotiated_on_reinvite_keep_audio_flowing() {
     let sdes = |user: &str| {
         let mut c = config(user);
         c.media.srtp_keying = peerline_ua::SrtpKeying::Sdes;
+        c.media.allow_sdes_without_tls = true; // UDP signaling in this test
         c
     };
     let (alice, mut ae) = Phone::start(sdes("alice")).await.unwrap();
@@ -454,4 +455,77 @@ async fn sdes_keys_renegotiated_on_reinvite_keep_audio_flowing() {
     }
     alice.shutdown().await;
     bob.shutdown().await;
+}
+
+/// SDES keys only travel in SDP over TLS unless `allow_sdes_without_tls` says otherwise:
+/// over UDP, a mandatory-SDES call is refused before anything is sent, an optional one
+/// offers plain RTP, and an SDES-only offer is refused with 488 by a mandatory callee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdes_stays_off_unencrypted_signaling_by_default() {
+    let with = |user: &str, srtp: peerline_ua::SrtpMode| {
+        let mut c = config(user);
+        c.media.srtp = srtp;
+        c.media.srtp_keying = peerline_ua::SrtpKeying::Sdes;
+        c
+    };
+    let (alice, mut ae) = Phone::start(with("alice", peerline_ua::SrtpMode::Mandatory))
+        .await
+        .unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    match alice.call(&bob.uri("bob"), tone(440.0, None)).await {
+        Err(e) => assert!(e.to_string().contains("allow_sdes_without_tls"), "{e}"),
+        Ok(c) => panic!("mandatory SDES over UDP placed call {c}"),
+    }
+    // Optional SDES over UDP: a plain offer, the call goes through unencrypted.
+    let (carol, mut ce) = Phone::start(with("carol", peerline_ua::SrtpMode::Optional))
+        .await
+        .unwrap();
+    let (dave, mut de) = Phone::start(with("dave", peerline_ua::SrtpMode::Optional))
+        .await
+        .unwrap();
+    let c = carol
+        .call(&dave.uri("dave"), tone(440.0, None))
+        .await
+        .unwrap();
+    let d = wait_for(&mut de, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    dave.answer(d, tone(1000.0, None)).await.unwrap();
+    wait_for(&mut ce, "answered", |e| {
+        matches!(e, Event::Answered { .. }).then_some(())
+    })
+    .await;
+    carol.hangup(c).await.unwrap();
+    let srtp = wait_for(&mut ce, "ended", |e| match e {
+        Event::Ended { media, .. } => Some(media.srtp.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(srtp, None, "SDES keys went over UDP");
+    // Bob (mandatory, default DTLS keying) refuses an SDES-only offer over UDP.
+    let mut allowed = with("erin", peerline_ua::SrtpMode::Mandatory);
+    allowed.media.allow_sdes_without_tls = true;
+    let (erin, mut ee) = Phone::start(allowed).await.unwrap();
+    let e = erin.call(&bob.uri("bob"), tone(440.0, None)).await.unwrap();
+    let b = wait_for(&mut be, "bob incoming", |ev| match ev {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    assert!(
+        bob.answer(b, tone(1000.0, None)).await.is_err(),
+        "bob accepted SDES keys over UDP"
+    );
+    let reason = wait_for(&mut ee, "refused", |ev| match ev {
+        Event::Ended { call, reason, .. } if *call == e => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(matches!(reason, EndReason::Rejected(488, _)), "{reason:?}");
+    let _ = &mut ae;
+    for p in [alice, bob, carol, dave, erin] {
+        p.shutdown().await;
+    }
 }
