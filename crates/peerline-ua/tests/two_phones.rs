@@ -529,3 +529,85 @@ async fn sdes_stays_off_unencrypted_signaling_by_default() {
         p.shutdown().await;
     }
 }
+
+/// Call waiting: while Alice talks to Bob, Carol calls Alice. Alice gets the second call
+/// as a new `Incoming`, puts Bob on hold, answers Carol, and later hangs up on Carol and
+/// resumes Bob; each call keeps its own media (Carol hears Alice, Bob hears her again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_waiting_second_call_while_the_first_is_up() {
+    let dir = std::env::temp_dir().join(format!("peerline-waiting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let (carol, mut ce) = Phone::start(config("carol")).await.unwrap();
+    // Bob calls Alice.
+    let b1 = bob
+        .call(&alice.uri("alice"), tone(1000.0, None))
+        .await
+        .unwrap();
+    let a1 = wait_for(&mut ae, "first incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    alice.answer(a1, tone(440.0, None)).await.unwrap();
+    wait_for(&mut be, "bob answered", |e| {
+        matches!(e, Event::Answered { .. }).then_some(())
+    })
+    .await;
+    // Carol calls while that call is up.
+    let rec = dir.join("carol.wav");
+    let c1 = carol
+        .call(&alice.uri("alice"), tone(500.0, Some(rec.clone())))
+        .await
+        .unwrap();
+    let (a2, from) = wait_for(&mut ae, "second incoming", |e| match e {
+        Event::Incoming { call, from, .. } => Some((*call, from.clone())),
+        _ => None,
+    })
+    .await;
+    assert_ne!(a1, a2);
+    assert!(from.contains("carol"), "{from}");
+    alice.hold(a1).await.unwrap();
+    wait_for(&mut ae, "bob held", |e| match e {
+        Event::Hold { call, held: true } if *call == a1 => Some(()),
+        _ => None,
+    })
+    .await;
+    alice.answer(a2, tone(700.0, None)).await.unwrap();
+    wait_for(&mut ce, "carol answered", |e| match e {
+        Event::Answered { call } if *call == c1 => Some(()),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice.hangup(a2).await.unwrap();
+    wait_for(&mut ce, "carol's end", |e| match e {
+        Event::Ended { call, .. } if *call == c1 => Some(()),
+        _ => None,
+    })
+    .await;
+    alice.resume(a1).await.unwrap();
+    wait_for(&mut ae, "bob resumed", |e| match e {
+        Event::Hold { call, held: false } if *call == a1 => Some(()),
+        _ => None,
+    })
+    .await;
+    // The first call is still up: Bob hangs up and both sides end normally.
+    bob.hangup(b1).await.unwrap();
+    let reason = wait_for(&mut ae, "first call ends", |e| match e {
+        Event::Ended { call, reason, .. } if *call == a1 => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::RemoteHangup);
+    let audio = peerline_audio::read_wav(&rec).unwrap();
+    let secs = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 700.0, 0.5);
+    assert!(
+        secs >= 1.0,
+        "carol heard alice's second-call tone for {secs} s"
+    );
+    for p in [alice, bob, carol] {
+        p.shutdown().await;
+    }
+}
