@@ -307,6 +307,31 @@ fn sipp_uac_reinvite() {
     entry.pass();
 }
 
+/// In-dialog INFO and UPDATE from SIPp: a DTMF-relay INFO is answered 200 and its digit
+/// reported as `Event::Dtmf`, an INFO for an unknown Info-Package gets 469 (RFC 6086),
+/// an UPDATE with a sendonly offer gets 200 with a recvonly answer and one without a body
+/// 200 (RFC 3311); the call then ends with SIPp's BYE.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uac_info_dtmf_and_update() {
+    let started = Instant::now();
+    let entry = MatrixEntry::new("sipp", "uac-info-update", "udp");
+    let dir = TestDir::new("sipp_uac_info_update").unwrap();
+    let opts = SippOptions::new("sipp", SippScenario::project("uac_info_update.xml"));
+    let run = sipp_calls_peerline(
+        &dir,
+        opts,
+        &[CodecName::Pcmu],
+        AnswerMode::silence(),
+        Duration::from_secs(10),
+    );
+    run.assert_sipp_ok();
+    let ended = run.assert_ended(&EndReason::RemoteHangup);
+    assert_eq!(ended.dtmf, "7", "{}", run.logs);
+    check_budget(started);
+    entry.pass();
+}
+
 /// RFC 3262: SIPp requires 100rel; the phone's 180 carries `Require: 100rel` and an
 /// `RSeq`, SIPp's PRACK (with the matching `RAck`) gets its 200, then the INVITE's 200.
 #[test]

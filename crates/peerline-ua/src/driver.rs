@@ -34,7 +34,8 @@ use crate::located::{self, Located};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE, REFER, NOTIFY";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE, REFER, NOTIFY, INFO, UPDATE";
 /// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
 const SUPPORTED: &[&str] = &["100rel"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
@@ -2061,6 +2062,44 @@ impl Driver {
             },
             Method::Invite => match self.find_dialog(&request) {
                 Some(id) => self.incoming_reinvite(id, key, request),
+                None => respond(&mut self.endpoint, 481, None),
+            },
+            Method::Info => match self.find_dialog(&request) {
+                // RFC 6086: legacy INFO (no Info-Package) is accepted; DTMF in it is
+                // reported like RFC 4733 digits. Unknown packages get 469.
+                Some(id) => {
+                    if peerline_sip::message::header_value(&request, "Info-Package").is_some() {
+                        let mut resp =
+                            make_response_with_reason(&request, 469, "Bad Info Package", None);
+                        resp.headers.push(make_header("Recv-Info", ""));
+                        let _ = self.endpoint.send_response(now, &key, resp);
+                        return;
+                    }
+                    respond(&mut self.endpoint, 200, None);
+                    let ct =
+                        peerline_sip::message::header_value(&request, "Content-Type").unwrap_or("");
+                    if let Some(digit) = crate::info::dtmf_digit(ct, &request.body) {
+                        self.emit(Event::Dtmf { call: id, digit });
+                    }
+                }
+                None => respond(&mut self.endpoint, 481, None),
+            },
+            Method::Update => match self.find_dialog(&request) {
+                // RFC 3311: an offer in a confirmed dialog is answered like a re-INVITE's,
+                // in the 200; without a body it only refreshes the session.
+                Some(id) if !request.body.is_empty() => self.incoming_reinvite(id, key, request),
+                Some(id) => {
+                    let mut ok = make_response(&request, 200, None);
+                    if let Some(c) = self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| c.dialog.as_ref())
+                        .and_then(|d| d.local_contact.clone())
+                    {
+                        ok.headers.push(make_header("Contact", &format!("<{c}>")));
+                    }
+                    let _ = self.endpoint.send_response(now, &key, ok);
+                }
                 None => respond(&mut self.endpoint, 481, None),
             },
             Method::Refer => match self.find_dialog(&request) {

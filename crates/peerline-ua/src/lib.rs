@@ -22,6 +22,7 @@ pub mod config;
 pub mod doctor;
 mod driver;
 pub mod ice_settings;
+mod info;
 mod located;
 pub mod location;
 pub mod media;
