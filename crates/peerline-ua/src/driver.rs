@@ -34,6 +34,9 @@ use crate::located::{self, Located};
 use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
+/// RFC 3261 §18.1.1: requests larger than this go over TCP (path MTU unknown).
+const UDP_REQUEST_LIMIT: usize = 1300;
+
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE, REFER, NOTIFY, INFO, UPDATE";
 /// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
@@ -102,6 +105,8 @@ struct Call {
     transferring: bool,
     /// The SDES keys in use (both directions), to see when a re-INVITE changes them.
     sdes: Option<peerline_sdp::Security>,
+    /// Our INVITE went over TCP only because of its size: retry over UDP if refused.
+    udp_fallback: bool,
 }
 
 /// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
@@ -1048,12 +1053,34 @@ impl Driver {
         if let Some(r) = &route {
             builder = builder.route(&format!("<{};lr>", contact_uri(r)));
         }
-        let invite = builder
+        let mut invite = builder
             .header(make_header("Allow", ALLOW))
             .header(make_header("User-Agent", USER_AGENT))
             .body("application/sdp", offer.to_string().into_bytes())
             .build()
             .map_err(sip_err)?;
+        // RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) goes over
+        // TCP instead of UDP; if the connection is refused it is retried over UDP.
+        let mut transport = transport;
+        let mut udp_fallback = false;
+        if transport == Transport::Udp
+            && serialize(&SipMessage::Request(invite.clone())).len() > UDP_REQUEST_LIMIT
+        {
+            transport = Transport::Tcp;
+            udp_fallback = true;
+            crate::messaging::replace_top_via(
+                &mut invite,
+                &format!("SIP/2.0/TCP {sent_by};rport;branch={branch}"),
+            );
+            crate::messaging::replace_header(
+                &mut invite,
+                "Contact",
+                &format!(
+                    "<{}>",
+                    located::contact_uri_for(&user, local, Transport::Tcp)
+                ),
+            );
+        }
         let hop = match transport {
             Transport::Udp => Target::udp(dest),
             t => Target::stream(dest, t, None),
@@ -1096,6 +1123,7 @@ impl Driver {
                 refer_key: None,
                 transferring: false,
                 sdes: None,
+                udp_fallback,
                 ice,
             },
         );
@@ -2254,6 +2282,7 @@ impl Driver {
                 refer_key: None,
                 transferring: false,
                 sdes: None,
+                udp_fallback: false,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
@@ -2609,6 +2638,18 @@ impl Driver {
                 .get(&id)
                 .is_some_and(|c| matches!(c.state, State::Calling | State::Accepted));
             if is_bye || in_progress {
+                if !is_bye && matches!(timeout_reason, EndReason::Unreachable(_)) {
+                    // Sent over TCP only for its size: RFC 3261 §18.1.1 says retry over UDP.
+                    let fallback = self.calls.get_mut(&id).filter(|c| c.udp_fallback).map(|c| {
+                        c.udp_fallback = false;
+                        c.next_hop
+                    });
+                    if let Some(hop) = fallback {
+                        if self.retry_invite_at(id, Target::udp(hop)) {
+                            return;
+                        }
+                    }
+                }
                 if !is_bye {
                     let fail = match timeout_reason {
                         EndReason::Unreachable(_) => peerline_dns::FailReason::Transport,

@@ -85,6 +85,24 @@ pub(crate) fn replace_top_via(request: &mut Request, value: &str) {
     }
 }
 
+/// Replaces the first `name` header of `request` with `value` (added if missing).
+pub(crate) fn replace_header(request: &mut Request, name: &str, value: &str) {
+    let new = make_header(name, value);
+    let canonical = !peerline_sip::message::header_values(request, name).is_empty();
+    if canonical {
+        if let Some(h) = request.headers.iter_mut().find(|h| {
+            let text = h.to_string();
+            text.split(':')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        }) {
+            *h = new;
+            return;
+        }
+    }
+    request.headers.push(new);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
