@@ -620,6 +620,21 @@ enum Sip1 {
     Refused,
 }
 
+/// Alice's phone, resolving through the zone's Knot on `dns_port`, with the zone's domain
+/// as outbound proxy (no registration, plain RTP).
+async fn proxy_phone(dns_port: u16) -> (peerline_ua::Phone, peerline_ua::Events) {
+    let mut config = peerline_ua::Config::default();
+    config.identity.user = "alice".into();
+    config.network.sip_listen = sa("127.0.0.1", 0);
+    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
+    config.media.srtp = peerline_ua::SrtpMode::Off;
+    config.accounts = vec![toml::from_str(
+        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nregister = false\noutbound_proxy = \"sip:peerline.test\"\n",
+    )
+    .unwrap()];
+    peerline_ua::Phone::start(config).await.unwrap()
+}
+
 /// A test-owned SIP server over TCP: answers the first request on its first connection
 /// with `status` (a status line's code and phrase, optionally followed by CRLF and more
 /// headers) and returns that request's head and the connection (kept open).
@@ -674,16 +689,7 @@ async fn targets_are_located_again_after_their_ttl() {
         "486 Busy Here",
     );
     let mut knot = start_knot(&dir, "knot-a", dns_port, &first);
-    let mut config = peerline_ua::Config::default();
-    config.identity.user = "alice".into();
-    config.network.sip_listen = sa("127.0.0.1", 0);
-    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
-    config.media.srtp = peerline_ua::SrtpMode::Off;
-    config.accounts = vec![toml::from_str(
-        "aor = \"sip:alice@peerline.test\"\nregister = false\noutbound_proxy = \"sip:peerline.test\"\n",
-    )
-    .unwrap()];
-    let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
+    let (phone, mut events) = proxy_phone(dns_port).await;
     let r = call_and_end(&phone, &mut events, "sip:bob@peerline.test").await;
     assert!(
         matches!(&r, peerline_ua::EndReason::Rejected(486, _)),
@@ -745,16 +751,7 @@ async fn call_failover(sip1_does: Sip1) {
             "503 Service Unavailable\r\nRetry-After: 60",
         )
     });
-    let mut config = peerline_ua::Config::default();
-    config.identity.user = "alice".into();
-    config.network.sip_listen = sa("127.0.0.1", 0);
-    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
-    config.media.srtp = peerline_ua::SrtpMode::Off;
-    config.accounts = vec![toml::from_str(
-        "aor = \"sip:alice@peerline.test\"\npassword = \"secret\"\nregister = false\noutbound_proxy = \"sip:peerline.test\"\n",
-    )
-    .unwrap()];
-    let (phone, mut events) = peerline_ua::Phone::start(config).await.unwrap();
+    let (phone, mut events) = proxy_phone(dns_port).await;
     let first = call_and_end(&phone, &mut events, "sip:nobody@peerline.test").await;
     assert!(
         matches!(&first, peerline_ua::EndReason::Rejected(404, _)),
