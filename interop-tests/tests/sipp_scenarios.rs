@@ -8,6 +8,7 @@
 //! | `sipp_uac_cancel_before_answer` | `uac_cancel.xml` | UAS | 200 (CANCEL), 487; `Cancelled` |
 //! | `sipp_uac_lost_200_retransmitted` | `uac_lost_200.xml` | UAS | the 2xx again before the ACK |
 //! | `sipp_uas_digest_401` | `uas_401.xml` | UAC | retry with Authorization, answered |
+//! | `sipp_uas_100rel_prack` | `uas_100rel.xml` | UAC | PRACK for a reliable 180, BYE CSeq after it |
 //! | `sipp_uac_reinvite` | `uac_reinvite.xml` | UAS | 200 with SDP to a re-INVITE |
 //! | `sipp_uac_100rel_prack` | `uac_100rel.xml` | UAS | reliable 180, 200 to PRACK |
 //! | `sipp_uac_180_has_contact` | `uac_180_contact.xml` | UAS | Contact in the 180 |
@@ -283,6 +284,36 @@ fn sipp_uas_digest_401() {
         (1, 0, Some(0)),
         "SIPp: {stats:?}, exit {code:?}\n{logs}"
     );
+    check_budget(started);
+    entry.pass();
+}
+
+/// RFC 3262 as UAC: the phone's INVITE carries `Supported: 100rel`; SIPp's reliable 180
+/// (`Require: 100rel`, `RSeq: 1`) gets one PRACK in the early dialog (`RAck: 1 1 INVITE`,
+/// CSeq 2, the 180's To tag); after the 200 the phone hangs up with CSeq 3. The scenario
+/// fails the call if any of that is missing.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uas_100rel_prack() {
+    let started = Instant::now();
+    let entry = MatrixEntry::new("sipp", "uas-100rel-prack", "udp");
+    let dir = TestDir::new("sipp_uas_100rel_prack").unwrap();
+    let opts = SippOptions::new("sipp", SippScenario::project("uas_100rel.xml"));
+    let (reason, code, stats, stdout, logs) = peerline_calls_sipp(
+        &dir,
+        config(&[CodecName::Pcmu]),
+        opts,
+        Duration::from_millis(200),
+        Duration::from_secs(8),
+    );
+    assert_eq!(reason, Some(EndReason::LocalHangup), "{logs}");
+    assert_eq!(
+        (stats.successful, stats.failed, code),
+        (1, 0, Some(0)),
+        "SIPp: {stats:?}, exit {code:?}\n{logs}"
+    );
+    // Exactly one PRACK, however often the 180 was retransmitted.
+    assert_eq!(screen_count(&stdout, "PRACK"), Some(1), "{logs}");
     check_budget(started);
     entry.pass();
 }

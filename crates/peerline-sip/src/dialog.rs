@@ -179,6 +179,13 @@ impl Dialog {
         })
     }
 
+    /// Our requests so far in the dialog used CSeq numbers up to `used` (e.g. a PRACK
+    /// sent in the early dialog before the 2xx created this one): the next request
+    /// continues after it. Never lowers the local CSeq.
+    pub fn continue_local_seq(&mut self, used: u32) {
+        self.local_seq = self.local_seq.max(used);
+    }
+
     /// Mark confirmed (UAS sent 2xx).
     pub fn confirm(&mut self) {
         self.state = DialogState::Confirmed;
@@ -435,6 +442,25 @@ mod tests {
         r.headers
             .push(make_header("Contact", &format!("<{contact}>")));
         r
+    }
+
+    #[test]
+    fn local_seq_continues_after_early_requests() {
+        let inv = invite();
+        let ok = answer(&inv, 200, "btag", "sip:bob@192.0.2.9", &[]);
+        let mut d = Dialog::uac(&inv, &ok).unwrap();
+        assert_eq!(d.local_seq, 10);
+        // A PRACK went out with CSeq 12 in the early dialog: the BYE takes 13.
+        d.continue_local_seq(12);
+        let bye = d
+            .request(Method::Bye, "UDP", "192.0.2.1:5060", "z9hG4bKb")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(bye.cseq().map(|c| c.seq), Some(13));
+        // Never goes back.
+        d.continue_local_seq(11);
+        assert_eq!(d.local_seq, 13);
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn fuzz_parse(data: &[u8]) {
     let _ = prescan::prescan(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = prack::Rack::parse(text);
+        let _ = prack::parse_rseq(text);
     }
     match parse_message(data) {
         Ok(msg) => {

@@ -1,4 +1,5 @@
-//! Reliable provisional responses (RFC 3262, `100rel` and PRACK), UAS side, sans-IO.
+//! Reliable provisional responses (RFC 3262, `100rel` and PRACK), sans-IO: UAS side
+//! ([`ReliableProvisionals`]) and UAC side ([`PrackTracker`]).
 //!
 //! A UAS that sends a provisional response reliably adds `Require: 100rel` and an `RSeq`
 //! (§3), retransmits it with T1 doubling until a PRACK carrying the matching `RAck`
@@ -225,6 +226,125 @@ impl ReliableProvisionals {
     }
 }
 
+/// Parses an `RSeq` value: `1*DIGIT` in 1..=2^32-1 (RFC 3262 §7.1); `None` otherwise.
+pub fn parse_rseq(value: &str) -> Option<u32> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok().filter(|&n| n >= 1)
+}
+
+/// What the UAC does with a provisional response to its INVITE ([`PrackTracker`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisional {
+    /// Not sent reliably (no `Require: 100rel`): nothing to acknowledge.
+    Unreliable,
+    /// `Require: 100rel` but unusable (reason given): treated as unreliable, the call
+    /// goes on.
+    Invalid(&'static str),
+    /// A retransmission of one already acknowledged: no new PRACK (RFC 3262 §4).
+    Retransmission,
+    /// Not one higher than the last acknowledged RSeq of its early dialog: neither
+    /// acknowledged nor processed (RFC 3262 §4).
+    OutOfOrder,
+    /// The next reliable provisional response of its early dialog: send a PRACK with
+    /// this `RAck`.
+    Prack(Rack),
+}
+
+/// UAC side of RFC 3262 for one INVITE: which reliable provisional responses to PRACK,
+/// with RSeq ordering per early dialog (To tag), and the CSeq numbers of the PRACKs
+/// (after the INVITE's and each other's, so the confirmed dialog continues after them).
+///
+/// ```
+/// use peerline_sip::prack::{PrackTracker, Provisional, Rack};
+/// # use peerline_sip::message::{make_header, make_response, RequestBuilder};
+/// # let invite = RequestBuilder::new(rsip::Method::Invite, "sip:bob@192.0.2.1")
+/// #     .via("UDP", "192.0.2.2:5060", "z9hG4bK1").from("sip:a@192.0.2.2", None, "t")
+/// #     .to("sip:bob@192.0.2.1", None).call_id("c").cseq(1).build().unwrap();
+/// let mut tracker = PrackTracker::new(1);
+/// let mut ringing = make_response(&invite, 180, Some("b"));
+/// ringing.headers.push(make_header("Require", "100rel"));
+/// ringing.headers.push(make_header("RSeq", "1"));
+/// let rack = Rack { rseq: 1, cseq: 1, method: "INVITE".into() };
+/// assert_eq!(tracker.on_provisional(&ringing), Provisional::Prack(rack));
+/// assert_eq!(tracker.next_cseq(), 2);
+/// assert_eq!(tracker.on_provisional(&ringing), Provisional::Retransmission);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrackTracker {
+    invite_cseq: u32,
+    /// Last RSeq acknowledged, per To tag.
+    last_rseq: Vec<(String, u32)>,
+    /// Last CSeq number used (the INVITE's, then the PRACKs').
+    local_seq: u32,
+}
+
+impl PrackTracker {
+    /// For the INVITE with CSeq number `invite_cseq`.
+    pub fn new(invite_cseq: u32) -> Self {
+        Self {
+            invite_cseq,
+            last_rseq: Vec::new(),
+            local_seq: invite_cseq,
+        }
+    }
+
+    /// The CSeq number of the INVITE tracked.
+    pub fn invite_cseq(&self) -> u32 {
+        self.invite_cseq
+    }
+
+    /// Classifies a response to the INVITE; a [`Provisional::Prack`] is recorded as
+    /// acknowledged (its retransmissions become [`Provisional::Retransmission`]).
+    pub fn on_provisional(&mut self, response: &Response) -> Provisional {
+        let code = response.status_code.code();
+        if !(101..=199).contains(&code) || !lists_100rel(header_values(response, "Require")) {
+            return Provisional::Unreliable;
+        }
+        let Some(rseq) = header_value(response, "RSeq").and_then(parse_rseq) else {
+            return Provisional::Invalid("RSeq missing or invalid");
+        };
+        match response.cseq() {
+            Some(c) if c.seq == self.invite_cseq && c.method.eq_ignore_ascii_case("INVITE") => {}
+            _ => return Provisional::Invalid("CSeq is not the INVITE's"),
+        }
+        let Some(tag) = response.to_tag() else {
+            return Provisional::Invalid("no To tag (no early dialog)");
+        };
+        match self.last_rseq.iter_mut().find(|(t, _)| *t == tag) {
+            None => self.last_rseq.push((tag, rseq)),
+            Some((_, last)) if rseq <= *last => return Provisional::Retransmission,
+            Some((_, last)) if Some(rseq) != last.checked_add(1) => return Provisional::OutOfOrder,
+            Some((_, last)) => *last = rseq,
+        }
+        Provisional::Prack(Rack {
+            rseq,
+            cseq: self.invite_cseq,
+            method: "INVITE".into(),
+        })
+    }
+
+    /// The CSeq number for the next PRACK (and records it as used).
+    pub fn next_cseq(&mut self) -> u32 {
+        self.local_seq = self.local_seq.wrapping_add(1).max(1);
+        self.local_seq
+    }
+
+    /// The last CSeq number used: the INVITE's or the last PRACK's.
+    pub fn last_cseq(&self) -> u32 {
+        self.local_seq
+    }
+}
+
+impl std::fmt::Display for Rack {
+    /// The `RAck` header value: `RSeq CSeq-num Method`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.rseq, self.cseq, self.method)
+    }
+}
+
 /// The CSeq number of `request` (0 when it has none).
 pub fn cseq_number(request: &Request) -> u32 {
     request.cseq().map(|c| c.seq).unwrap_or(0)
@@ -326,6 +446,117 @@ mod tests {
         // The next reliable provisional takes the next RSeq.
         let next = rel.send(t0, make_response(&inv, 183, Some("b"))).unwrap();
         assert_eq!(header_value(&next, "RSeq"), Some("101"));
+    }
+
+    fn provisional(
+        inv: &Request,
+        code: u16,
+        tag: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Response {
+        let mut r = make_response(inv, code, tag);
+        for (n, v) in extra {
+            r.headers.push(make_header(n, v));
+        }
+        r
+    }
+
+    #[test]
+    fn rseq_is_digits_in_range() {
+        assert_eq!(parse_rseq("1"), Some(1));
+        assert_eq!(parse_rseq(" 4294967295 "), Some(u32::MAX));
+        for bad in ["", "0", "-1", "+1", "1 2", "4294967296", "x", "1.0"] {
+            assert_eq!(parse_rseq(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uac_pracks_each_reliable_provisional_once_in_order() {
+        let inv = invite(&[("Supported", "100rel")]);
+        let mut t = PrackTracker::new(4);
+        let rel = |rseq: &str| {
+            provisional(
+                &inv,
+                183,
+                Some("b"),
+                &[("Require", "100rel"), ("RSeq", rseq)],
+            )
+        };
+        // Unreliable ones are not acknowledged.
+        assert_eq!(
+            t.on_provisional(&provisional(&inv, 180, Some("b"), &[("RSeq", "3")])),
+            Provisional::Unreliable
+        );
+        assert_eq!(t.on_provisional(&rel("7")), Provisional::Prack(rack(7, 4)));
+        assert_eq!(Rack::parse(&rack(7, 4).to_string()), Some(rack(7, 4)));
+        assert_eq!(rack(7, 4).to_string(), "7 4 INVITE");
+        assert_eq!(t.next_cseq(), 5);
+        // Retransmission: no second PRACK; a gap: not acknowledged.
+        assert_eq!(t.on_provisional(&rel("7")), Provisional::Retransmission);
+        assert_eq!(t.on_provisional(&rel("6")), Provisional::Retransmission);
+        assert_eq!(t.on_provisional(&rel("9")), Provisional::OutOfOrder);
+        assert_eq!(t.on_provisional(&rel("8")), Provisional::Prack(rack(8, 4)));
+        assert_eq!(t.next_cseq(), 6);
+        assert_eq!(t.last_cseq(), 6);
+        // Another fork (To tag) has its own RSeq space.
+        let other = provisional(
+            &inv,
+            180,
+            Some("c"),
+            &[("Require", "100rel"), ("RSeq", "1")],
+        );
+        assert_eq!(t.on_provisional(&other), Provisional::Prack(rack(1, 4)));
+        assert_eq!(t.invite_cseq(), 4);
+    }
+
+    #[test]
+    fn uac_ignores_unusable_reliability() {
+        let inv = invite(&[]);
+        let mut t = PrackTracker::new(4);
+        for (resp, why) in [
+            (
+                provisional(&inv, 180, Some("b"), &[("Require", "100rel")]),
+                "RSeq missing or invalid",
+            ),
+            (
+                provisional(
+                    &inv,
+                    180,
+                    Some("b"),
+                    &[("Require", "100rel"), ("RSeq", "0")],
+                ),
+                "RSeq missing or invalid",
+            ),
+            (
+                provisional(&inv, 180, None, &[("Require", "100rel"), ("RSeq", "1")]),
+                "no To tag (no early dialog)",
+            ),
+        ] {
+            assert_eq!(t.on_provisional(&resp), Provisional::Invalid(why));
+        }
+        // A response to an earlier INVITE (before a 401 retry) is not ours.
+        let mut t = PrackTracker::new(5);
+        let old = provisional(
+            &inv,
+            180,
+            Some("b"),
+            &[("Require", "100rel"), ("RSeq", "1")],
+        );
+        assert_eq!(
+            t.on_provisional(&old),
+            Provisional::Invalid("CSeq is not the INVITE's")
+        );
+        // Finals are never PRACKed.
+        let ok = provisional(
+            &inv,
+            200,
+            Some("b"),
+            &[("Require", "100rel"), ("RSeq", "1")],
+        );
+        assert_eq!(
+            PrackTracker::new(4).on_provisional(&ok),
+            Provisional::Unreliable
+        );
     }
 
     #[test]

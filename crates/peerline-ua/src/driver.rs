@@ -17,7 +17,8 @@ use peerline_sip::message::{
     make_header, make_response, make_response_with_reason, RequestBuilder,
 };
 use peerline_sip::prack::{
-    cseq_number, wants_100rel, Rack, ReliableProvisionals, Timeout as PrackTimeout, Want100rel,
+    cseq_number, wants_100rel, PrackTracker, Provisional, Rack, ReliableProvisionals,
+    Timeout as PrackTimeout, Want100rel,
 };
 use peerline_sip::{
     serialize, Endpoint, Event as SipEvent, MessageExt, Target, TransactionKey, Transmit, Transport,
@@ -99,6 +100,11 @@ struct Call {
     ice_local: Option<peerline_sdp::IceParams>,
     /// UAS: our reliable provisional responses (RFC 3262) when the INVITE required them.
     prack: Option<ReliableProvisionals>,
+    /// UAC: which reliable provisional responses to our INVITE we PRACKed (RFC 3262 §4),
+    /// and the CSeq numbers used, which the confirmed dialog continues after.
+    uac_prack: Option<PrackTracker>,
+    /// UAC: our PRACK transactions in flight (their responses are only logged).
+    prack_keys: Vec<TransactionKey>,
     /// Transferor: our REFER's transaction while it is pending, and whether a transfer
     /// is in progress (NOTIFYs expected).
     refer_key: Option<TransactionKey>,
@@ -1055,6 +1061,7 @@ impl Driver {
         }
         let mut invite = builder
             .header(make_header("Allow", ALLOW))
+            .header(make_header("Supported", &SUPPORTED.join(", ")))
             .header(make_header("User-Agent", USER_AGENT))
             .body("application/sdp", offer.to_string().into_bytes())
             .build()
@@ -1120,6 +1127,8 @@ impl Driver {
                 digest,
                 ice_local: ice.as_ref().map(|p| p.local.clone()),
                 prack: None,
+                uac_prack: None,
+                prack_keys: Vec::new(),
                 refer_key: None,
                 transferring: false,
                 sdes: None,
@@ -2279,6 +2288,8 @@ impl Driver {
                 ice: None,
                 ice_local: None,
                 prack,
+                uac_prack: None,
+                prack_keys: Vec::new(),
                 refer_key: None,
                 transferring: false,
                 sdes: None,
@@ -2357,6 +2368,20 @@ impl Driver {
             self.reinvite_response(id, response).await;
             return;
         }
+        if let Some(call) = self
+            .calls
+            .values_mut()
+            .find(|c| c.prack_keys.contains(&key))
+        {
+            // The PRACK's own response: a 2xx is just consumed (RFC 3262 §4).
+            if code >= 200 {
+                call.prack_keys.retain(|k| *k != key);
+                if code >= 300 {
+                    tracing::warn!(call_id = %call.call_id, "PRACK refused: {}", response.status_code);
+                }
+            }
+            return;
+        }
         let Some(id) = self
             .calls
             .iter()
@@ -2368,6 +2393,7 @@ impl Driver {
         match code {
             100 => {}
             101..=199 => {
+                self.prack_provisional(id, &response);
                 if code == 180 || code == 183 {
                     self.emit(Event::Ringing {
                         call: id,
@@ -2432,6 +2458,74 @@ impl Driver {
         }
     }
 
+    /// UAC, RFC 3262 §4: a reliable provisional response to our INVITE is PRACKed in its
+    /// early dialog (Request-URI its Contact, Route from its Record-Route, next CSeq,
+    /// `RAck`); retransmissions and out-of-order ones are not. One whose reliability is
+    /// unusable (no valid RSeq) is treated as unreliable: the call goes on.
+    fn prack_provisional(&mut self, id: CallId, response: &Response) {
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(invite) = call
+            .invite
+            .as_ref()
+            .filter(|_| call.state == State::Calling)
+        else {
+            return;
+        };
+        let invite_seq = cseq_number(invite);
+        let tracker = match &mut call.uac_prack {
+            Some(t) if t.invite_cseq() == invite_seq => t,
+            slot => slot.insert(PrackTracker::new(invite_seq)),
+        };
+        let rack = match tracker.on_provisional(response) {
+            Provisional::Prack(rack) => rack,
+            Provisional::Unreliable => return,
+            other => {
+                tracing::info!(call_id = %call.call_id, "provisional {} not PRACKed: {other:?}", response.status_code);
+                return;
+            }
+        };
+        let mut early = match Dialog::uac(invite, response) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call_id = %call.call_id, "reliable provisional without an early dialog: {e}");
+                return;
+            }
+        };
+        // The PRACK takes the next CSeq after the INVITE's and any earlier PRACK's.
+        early.continue_local_seq(tracker.next_cseq() - 1);
+        let hop = dialog_next_hop(&early).unwrap_or(call.next_hop);
+        let sent_by = SocketAddr::new(
+            local_ip_toward(hop, self.sip_addr.ip()),
+            self.sip_addr.port(),
+        )
+        .to_string();
+        let prack = early
+            .request(Method::PRack, call.transport.via_token(), &sent_by, &branch)
+            .map(|b| {
+                b.header(make_header("RAck", &rack.to_string()))
+                    .header(make_header("User-Agent", USER_AGENT))
+            })
+            .and_then(|b| b.build().map_err(DialogError::from));
+        let prack = match prack {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(call_id = %call.call_id, "cannot build PRACK: {e}");
+                return;
+            }
+        };
+        let target = match call.transport {
+            Transport::Udp => Target::udp(hop),
+            t => Target::stream(hop, t, None),
+        };
+        match self.endpoint.send_request_to(Instant::now(), prack, target) {
+            Ok(key) => call.prack_keys.push(key),
+            Err(e) => tracing::warn!(call_id = %call.call_id, "cannot send PRACK: {e}"),
+        }
+    }
+
     async fn invite_accepted(&mut self, id: CallId, response: Response) {
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
@@ -2461,6 +2555,10 @@ impl Driver {
                 return;
             }
         };
+        if let Some(tracker) = &call.uac_prack {
+            // PRACKs went out in the early dialog: later requests continue after them.
+            dialog.continue_local_seq(tracker.last_cseq());
+        }
         let hop = dialog_next_hop(&dialog).unwrap_or(call.next_hop);
         let sent_by = SocketAddr::new(
             local_ip_toward(hop, self.sip_addr.ip()),
