@@ -438,6 +438,57 @@ fn sipp_uac_require_unknown_gets_420() {
     entry.pass();
 }
 
+/// Session timers (RFC 4028): SIPp asks for 1800 s with itself as refresher; Peerline's
+/// 200 carries `Session-Expires: 1800;refresher=uac` and `Require: timer`, and SIPp's
+/// refreshing re-INVITE is answered with the same; the call ends with SIPp's BYE.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uac_session_timer_negotiated_and_refreshed() {
+    let started = Instant::now();
+    let entry = MatrixEntry::new("sipp", "uac-session-timer", "udp");
+    let dir = TestDir::new("sipp_uac_session_timer").unwrap();
+    let opts = SippOptions::new("sipp", SippScenario::project("uac_session_timer.xml"));
+    let run = sipp_calls_peerline(
+        &dir,
+        opts,
+        &[CodecName::Pcmu],
+        AnswerMode::silence(),
+        Duration::from_secs(10),
+    );
+    run.assert_sipp_ok();
+    run.assert_ended(&EndReason::RemoteHangup);
+    check_budget(started);
+    entry.pass();
+}
+
+/// RFC 4028 §9: `Session-Expires: 30` from a caller supporting timers is below our
+/// minimum: 422 with `Min-SE: 90`, and the INVITE never reaches the user.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uac_session_interval_too_small_gets_422() {
+    let started = Instant::now();
+    let entry = MatrixEntry::new("sipp", "uac-session-422", "udp");
+    let dir = TestDir::new("sipp_uac_session_too_small").unwrap();
+    let opts = SippOptions::new("sipp", SippScenario::project("uac_session_too_small.xml"));
+    let run = sipp_calls_peerline(
+        &dir,
+        opts,
+        &[CodecName::Pcmu],
+        AnswerMode::Never,
+        Duration::from_secs(8),
+    );
+    run.assert_sipp_ok();
+    assert_eq!(
+        (run.incoming, run.ended.len()),
+        (0, 0),
+        "the refused INVITE reached the user: {:?}\n{}",
+        reasons(&run.ended),
+        run.logs
+    );
+    check_budget(started);
+    entry.pass();
+}
+
 /// What SIPp's built-in `uac_pcap` left in Peerline: the call and the recording.
 struct PcapRun {
     ended: Ended,

@@ -19,6 +19,7 @@ pub mod prack;
 pub mod prescan;
 pub mod rate_limit;
 pub mod register;
+pub mod session_timer;
 pub mod syntax;
 pub mod transaction;
 pub mod transport;
@@ -33,6 +34,7 @@ pub fn fuzz_parse(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = prack::Rack::parse(text);
         let _ = prack::parse_rseq(text);
+        let _ = session_timer::SessionExpires::parse(text);
     }
     match parse_message(data) {
         Ok(msg) => {

@@ -20,6 +20,10 @@ use peerline_sip::prack::{
     cseq_number, wants_100rel, PrackTracker, Provisional, Rack, ReliableProvisionals,
     Timeout as PrackTimeout, Want100rel,
 };
+use peerline_sip::session_timer::{
+    response_session_expires, uas_negotiate, Refresher, SessionExpires, SessionTimer, TimerAction,
+    UasTimer, MIN_SE,
+};
 use peerline_sip::{
     serialize, Endpoint, Event as SipEvent, MessageExt, Target, TransactionKey, Transmit, Transport,
 };
@@ -41,7 +45,7 @@ const UDP_REQUEST_LIMIT: usize = 1300;
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE, REFER, NOTIFY, INFO, UPDATE";
 /// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
-const SUPPORTED: &[&str] = &["100rel"];
+const SUPPORTED: &[&str] = &["100rel", "timer"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +117,12 @@ struct Call {
     sdes: Option<peerline_sdp::Security>,
     /// Our INVITE went over TCP only because of its size: retry over UDP if refused.
     udp_fallback: bool,
+    /// UAS: the session timer the INVITE asked for, to put in our 2xx (RFC 4028).
+    uas_timer: Option<(SessionExpires, bool)>,
+    /// The session timer of the established call (RFC 4028).
+    session_timer: Option<SessionTimer>,
+    /// The keys of our answer to a re-INVITE, put into use when its ACK arrives.
+    pending_rekey: Option<peerline_sdp::Security>,
 }
 
 /// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
@@ -169,6 +179,8 @@ pub(crate) struct Driver {
     unreachable: HashMap<TransactionKey, String>,
     /// Calls with a reliable provisional response awaiting its PRACK (their timers).
     prack_calls: std::collections::BTreeSet<CallId>,
+    /// Calls with a session timer (RFC 4028).
+    timer_calls: std::collections::BTreeSet<CallId>,
     /// MESSAGEs we sent, by transaction, until their final response.
     messages: HashMap<TransactionKey, crate::messaging::Pending>,
     /// Transferee: our new call to a `Refer-To` target -> the call that was transferred
@@ -221,6 +233,7 @@ impl Driver {
             ),
             unreachable: HashMap::new(),
             prack_calls: std::collections::BTreeSet::new(),
+            timer_calls: std::collections::BTreeSet::new(),
             messages: HashMap::new(),
             transferee_of: HashMap::new(),
         }
@@ -244,6 +257,9 @@ impl Driver {
                         .iter()
                         .filter_map(|id| self.calls.get(id)?.prack.as_ref()?.poll_timeout()),
                 )
+                .chain(self.timer_calls.iter().filter_map(|id| {
+                    Some(self.calls.get(id)?.session_timer.as_ref()?.poll_timeout())
+                }))
                 .min()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -272,6 +288,7 @@ impl Driver {
                         }
                     }
                     self.prack_timers(now).await;
+                    self.session_timers(now).await;
                     self.relocate_stale(now).await;
                 }
             }
@@ -1133,6 +1150,9 @@ impl Driver {
                 transferring: false,
                 sdes: None,
                 udp_fallback,
+                uas_timer: None,
+                session_timer: None,
+                pending_rekey: None,
                 ice,
             },
         );
@@ -1196,6 +1216,18 @@ impl Driver {
         }
         call.dialog = Some(dialog);
         let mut ok = make_response(&invite, 200, Some(&call.local_tag));
+        if let Some((expires, require)) = call.uas_timer {
+            ok.headers
+                .push(make_header("Session-Expires", &expires.to_header_value()));
+            if require {
+                ok.headers.push(make_header("Require", "timer"));
+            }
+            call.session_timer = Some(SessionTimer::new(
+                Instant::now(),
+                expires.secs,
+                expires.refresher == Some(Refresher::Uas),
+            ));
+        }
         ok.headers.push(make_header("Contact", &contact));
         ok.headers.push(make_header("Allow", ALLOW));
         ok.headers.push(make_header("Server", USER_AGENT));
@@ -1210,6 +1242,9 @@ impl Driver {
             rel.finish(); // kept: a late PRACK for what we sent is still answered 200
         }
         self.prack_calls.remove(&id);
+        if call.session_timer.is_some() {
+            self.timer_calls.insert(id);
+        }
         call.state = State::Accepted;
         call.media_options = options;
         call.rtp_addr = Some(rtp_addr);
@@ -1324,6 +1359,16 @@ impl Driver {
             .body("application/sdp", offer.to_string().into_bytes())
             .build()
             .map_err(sip_err)?;
+        // RFC 4028 §7.4: a re-INVITE in a timed session is a refresh and says who keeps
+        // refreshing ("uac": us, the sender of this request).
+        let mut request = request;
+        if let Some(t) = &call.session_timer {
+            let refresher = if t.we_refresh() { "uac" } else { "uas" };
+            request.headers.push(make_header(
+                "Session-Expires",
+                &format!("{};refresher={refresher}", t.secs()),
+            ));
+        }
         let key = self
             .endpoint
             .send_request_to(Instant::now(), request, call_target(call))
@@ -1365,6 +1410,12 @@ impl Driver {
                     .and_then(|answer| {
                         peerline_sdp::process_answer(&offer, &answer).map_err(|e| e.to_string())
                     });
+                if let Some(t) = call.session_timer.as_mut() {
+                    let we = response_session_expires(&response)
+                        .and_then(|se| se.refresher)
+                        .map(|r| r == Refresher::Uac);
+                    t.refreshed(Instant::now(), we);
+                }
                 if let Ok(n) = &negotiated {
                     call.local_sdp = Some(offer);
                     call.on_hold = hold;
@@ -1479,6 +1530,7 @@ impl Driver {
         if let Some(c) = call.dialog.as_ref().and_then(|d| d.local_contact.clone()) {
             ok.headers.push(make_header("Contact", &format!("<{c}>")));
         }
+        peer_refresh(call, &request, &mut ok);
         ok.headers.push(make_header("Allow", ALLOW));
         ok.headers
             .push(make_header("Content-Type", "application/sdp"));
@@ -1494,7 +1546,14 @@ impl Driver {
                 receive: negotiated.direction.receives(),
             });
         }
-        rekey_if_changed(call, &negotiated.security);
+        // New SDES keys of ours go into use once the ACK says the offerer has our
+        // answer (its packets with the old key may still come: the old inbound key
+        // stays usable); an UPDATE has no ACK, so at once.
+        if request.method == Method::Invite {
+            call.pending_rekey = Some(negotiated.security.clone());
+        } else {
+            rekey_if_changed(call, &negotiated.security);
+        }
         self.emit(Event::RemoteUpdate {
             call: id,
             send: negotiated.direction.sends(),
@@ -1828,6 +1887,7 @@ impl Driver {
 
     async fn end_call(&mut self, id: CallId, reason: EndReason) {
         self.prack_calls.remove(&id);
+        self.timer_calls.remove(&id);
         if let Some(orig) = self.transferee_of.remove(&id) {
             // Our call to the transfer target ended before it was answered.
             let (code, phrase) = crate::transfer::status_of(&reason);
@@ -1937,6 +1997,9 @@ impl Driver {
                     .call_id()
                     .and_then(|c| self.by_call_id.get(c).copied());
                 if let Some(call) = id.and_then(|id| self.calls.get_mut(&id)) {
+                    if let Some(security) = call.pending_rekey.take() {
+                        rekey_if_changed(call, &security);
+                    }
                     if call.state == State::Accepted {
                         call.state = State::Confirmed;
                         let id = id.unwrap_or_default();
@@ -2041,6 +2104,49 @@ impl Driver {
         }
     }
 
+    /// RFC 4028 timers that are due: as refresher, a re-INVITE (carrying
+    /// `Session-Expires;refresher=uac`); otherwise, or when our refresh went unanswered,
+    /// the session has expired and is ended with BYE.
+    async fn session_timers(&mut self, now: Instant) {
+        let due: Vec<CallId> = self
+            .timer_calls
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.calls
+                    .get(id)
+                    .and_then(|c| c.session_timer.as_ref())
+                    .is_some_and(|t| t.poll_timeout() <= now)
+            })
+            .collect();
+        for id in due {
+            let action = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.session_timer.as_mut())
+                .and_then(|t| t.handle_timeout(now));
+            match action {
+                Some(TimerAction::Refresh) => {
+                    let on_hold = self.calls.get(&id).is_some_and(|c| c.on_hold);
+                    if let Err(e) = self.send_reinvite(id, on_hold) {
+                        tracing::info!(call = id, "session refresh not sent: {e}");
+                    }
+                }
+                Some(TimerAction::Expired) => {
+                    tracing::info!(call = id, "session expired (RFC 4028): no refresh");
+                    self.timer_calls.remove(&id);
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.ending = Some(EndReason::SessionExpired);
+                    }
+                    if self.send_bye(id).is_err() {
+                        self.end_call(id, EndReason::SessionExpired).await;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
     fn find_dialog(&self, request: &Request) -> Option<CallId> {
         let id = *self.by_call_id.get(request.call_id()?)?;
         let call = self.calls.get(&id)?;
@@ -2127,13 +2233,12 @@ impl Driver {
                 Some(id) if !request.body.is_empty() => self.incoming_reinvite(id, key, request),
                 Some(id) => {
                     let mut ok = make_response(&request, 200, None);
-                    if let Some(c) = self
-                        .calls
-                        .get(&id)
-                        .and_then(|c| c.dialog.as_ref())
-                        .and_then(|d| d.local_contact.clone())
-                    {
-                        ok.headers.push(make_header("Contact", &format!("<{c}>")));
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        if let Some(c) = call.dialog.as_ref().and_then(|d| d.local_contact.clone())
+                        {
+                            ok.headers.push(make_header("Contact", &format!("<{c}>")));
+                        }
+                        peer_refresh(call, &request, &mut ok);
                     }
                     let _ = self.endpoint.send_response(now, &key, ok);
                 }
@@ -2226,6 +2331,18 @@ impl Driver {
             .from_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        // RFC 4028 §9: an interval below our minimum is refused with 422 and Min-SE.
+        let uas_timer = match uas_negotiate(&request, MIN_SE) {
+            UasTimer::TooSmall { min_se } => {
+                let mut resp = make_response(&request, 422, Some(&local_tag));
+                resp.headers
+                    .push(make_header("Min-SE", &min_se.to_string()));
+                let _ = self.endpoint.send_response(now, &key, resp);
+                return;
+            }
+            UasTimer::Use { expires, require } => Some((expires, require)),
+            UasTimer::None => None,
+        };
         let transport = self
             .endpoint
             .target_of(&key)
@@ -2294,6 +2411,9 @@ impl Driver {
                 transferring: false,
                 sdes: None,
                 udp_fallback: false,
+                uas_timer,
+                session_timer: None,
+                pending_rekey: None,
             },
         );
         self.emit(Event::Incoming { call: id, from, to });
@@ -2602,6 +2722,14 @@ impl Driver {
         call.ack = Some(ack.clone());
         call.state = State::Confirmed;
         self.send_raw(&ack, hop, transport).await;
+        // RFC 4028 §7.2: the 2xx names the interval and the refresher (we are the UAC).
+        if let Some(se) = response_session_expires(&response) {
+            if let Some(call) = self.calls.get_mut(&id) {
+                let we_refresh = se.refresher.unwrap_or(Refresher::Uac) == Refresher::Uac;
+                call.session_timer = Some(SessionTimer::new(Instant::now(), se.secs, we_refresh));
+                self.timer_calls.insert(id);
+            }
+        }
         self.emit(Event::Answered { call: id });
         if let Some(orig) = self.transferee_of.remove(&id) {
             self.notify_transfer(orig, 200, "OK");
@@ -2818,6 +2946,29 @@ impl Driver {
             }
             Err(_) => false,
         }
+    }
+}
+
+/// The peer's re-INVITE or UPDATE refreshed a timed session (RFC 4028 §9): the timer
+/// restarts, the refresher named in the request (of that transaction: "uac" is the peer)
+/// is kept, and our 2xx repeats the interval and the refresher.
+fn peer_refresh(call: &mut Call, request: &Request, ok: &mut Response) {
+    let Some(t) = call.session_timer.as_mut() else {
+        return;
+    };
+    let asked = peerline_sip::session_timer::session_expires(request);
+    let we_refresh = asked
+        .and_then(|se| se.refresher)
+        .map(|r| r == Refresher::Uas);
+    t.refreshed(Instant::now(), we_refresh);
+    let refresher = if t.we_refresh() { "uas" } else { "uac" };
+    let secs = asked.map_or(t.secs(), |se| u64::from(se.secs));
+    ok.headers.push(make_header(
+        "Session-Expires",
+        &format!("{secs};refresher={refresher}"),
+    ));
+    if peerline_sip::session_timer::supports_timer(request) {
+        ok.headers.push(make_header("Require", "timer"));
     }
 }
 

@@ -36,6 +36,8 @@ pub enum EndReason {
     RtpTimeout,
     /// We transferred the call (REFER) and the transfer target answered.
     Transferred,
+    /// The session timer ran out without a refresh (RFC 4028).
+    SessionExpired,
     /// SDP offer/answer failed.
     Negotiation(String),
     /// The media path failed (socket, codec).
@@ -54,6 +56,7 @@ impl std::fmt::Display for EndReason {
             Self::Unreachable(why) => write!(f, "next hop unreachable: {why}"),
             Self::RtpTimeout => write!(f, "no RTP received for the configured timeout"),
             Self::Transferred => write!(f, "transferred"),
+            Self::SessionExpired => write!(f, "session expired (no session refresh)"),
             Self::Negotiation(e) => write!(f, "SDP negotiation failed: {e}"),
             Self::Media(e) => write!(f, "media failed: {e}"),
         }
