@@ -2147,6 +2147,20 @@ impl Driver {
         }
     }
 
+    /// A call of ours still ringing (UAS, no dialog yet) whose early dialog `request`
+    /// belongs to: same Call-ID, our tag in To, the caller's tag in From.
+    fn early_dialog_of(&self, request: &Request) -> Option<CallId> {
+        let id = *self.by_call_id.get(request.call_id()?)?;
+        let call = self.calls.get(&id)?;
+        let to_tag = request.to_tag()?;
+        let invite = call.invite.as_ref()?;
+        (call.state == State::Ringing
+            && call.dialog.is_none()
+            && to_tag == call.local_tag
+            && request.from_tag() == invite.from_tag())
+        .then_some(id)
+    }
+
     fn find_dialog(&self, request: &Request) -> Option<CallId> {
         let id = *self.by_call_id.get(request.call_id()?)?;
         let call = self.calls.get(&id)?;
@@ -2241,6 +2255,21 @@ impl Driver {
                         peer_refresh(call, &request, &mut ok);
                     }
                     let _ = self.endpoint.send_response(now, &key, ok);
+                }
+                // The early dialog of a call still ringing here (our To tag): without an
+                // offer the UPDATE is just accepted; an offer before the answer is
+                // refused, since the session cannot change without the user (RFC 3311
+                // §5.2 allows refusing it).
+                None if self.early_dialog_of(&request).is_some() => {
+                    if request.body.is_empty() {
+                        respond(&mut self.endpoint, 200, None);
+                    } else {
+                        respond(
+                            &mut self.endpoint,
+                            488,
+                            Some("Offer In Early Dialog Not Supported"),
+                        );
+                    }
                 }
                 None => respond(&mut self.endpoint, 481, None),
             },

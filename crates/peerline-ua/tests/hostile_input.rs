@@ -921,3 +921,69 @@ async fn media_that_cannot_start_after_the_200_ends_the_call_with_bye_after_the_
     );
     bob.shutdown().await;
 }
+
+/// UPDATE in the early dialog of a ringing call (RFC 3311): without a body it is
+/// accepted (200); with an offer it is refused with 488, since the session cannot change
+/// before the user answers; an UPDATE naming a dialog that does not exist gets 481.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_in_an_early_dialog() {
+    let (bob, mut be) = Phone::start(config("bob", "off")).await.unwrap();
+    let to = bob.sip_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let from = sock.local_addr().unwrap();
+    let offer = sdp(from, "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n");
+    sock.send_to(&request("INVITE", from, to, 1, "", &offer), to)
+        .await
+        .unwrap();
+    let call = wait_for(&mut be, "incoming", 5, |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    // Bob's 180 gives his tag.
+    let mut tag = None;
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tag.is_none() {
+        let (n, _) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf))
+            .await
+            .expect("no 180")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 180") {
+            tag = peerline_sip::parse_message(text.as_bytes())
+                .ok()
+                .and_then(|m| m.to_tag());
+        }
+    }
+    let tag = tag.unwrap();
+    // UPDATEs in the early dialog: same Call-ID and From tag as the INVITE, Bob's tag.
+    let update = |n: u32, body: &[u8], to_tag: &str| {
+        String::from_utf8(request("UPDATE", from, to, n, "", body))
+            .unwrap()
+            .replace(
+                &format!("To: <sip:bob@{to}>"),
+                &format!("To: <sip:bob@{to}>;tag={to_tag}"),
+            )
+            .replace(&format!("Call-ID: hostile-{n}@"), "Call-ID: hostile-1@")
+            .replace(&format!(";tag=m{n}\r\n"), ";tag=m1\r\n")
+            .replace("CSeq: 1 UPDATE", &format!("CSeq: {n} UPDATE"))
+    };
+    for (n, body, to_tag, want) in [
+        (2, &b""[..], tag.as_str(), 200),
+        (3, &offer[..], tag.as_str(), 488),
+        (4, &b""[..], "not-bobs-tag", 481),
+    ] {
+        sock.send_to(update(n, body, to_tag).as_bytes(), to)
+            .await
+            .unwrap();
+        let got = responses_to(&sock, Some(n), Duration::from_secs(3)).await;
+        assert_eq!(
+            final_status(&got).map(|s| s.0),
+            Some(want),
+            "UPDATE {n}: {got:?}"
+        );
+    }
+    bob.reject(call, 486).await.unwrap();
+    bob.shutdown().await;
+}
