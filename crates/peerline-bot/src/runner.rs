@@ -66,6 +66,9 @@ pub(crate) fn leg_config(scenario: &Scenario, leg: &Leg) -> Result<Config, BotEr
     if let Some(a) = &leg.account {
         t.push_str(&a.config);
     }
+    if let Some(a) = &leg.auth {
+        t.push_str(a);
+    }
     Config::parse(&t, &scenario.path).map_err(|e| BotError::Phone {
         leg: leg.name.clone(),
         message: e.to_string(),

@@ -116,6 +116,8 @@ pub struct Leg {
     pub media: Vec<(String, String)>,
     /// `account`: registers at the leg's start; calls and messages go through it.
     pub account: Option<LegAccount>,
+    /// `auth`: the phone's `[auth]` table (an authenticating UAS), as TOML.
+    pub auth: Option<String>,
     /// The steps.
     pub steps: Vec<Step>,
     /// Some step analyses received audio, so every call of this leg is recorded.
@@ -1060,6 +1062,7 @@ impl Parser {
                 "srtp",
                 "srtp_keying",
                 "account",
+                "auth",
                 "steps",
             ],
             "[[leg]]",
@@ -1160,6 +1163,10 @@ impl Parser {
             Some(e) => Some(self.account(&e.value)?),
             None => None,
         };
+        let auth = match get(t, "auth") {
+            Some(e) => Some(self.leg_auth(&e.value)?),
+            None => None,
+        };
         self.check_register(&steps, account.as_ref(), &name)?;
         let mut state = CallState::Idle;
         self.check_order(&steps, &mut state, &name)?;
@@ -1174,6 +1181,7 @@ impl Parser {
             ptime,
             media,
             account,
+            auth,
             steps,
             needs_recording,
         })

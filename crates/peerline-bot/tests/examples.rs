@@ -311,3 +311,29 @@ fn step_status(r: &RunResult, leg: &str, n: &str) -> Status {
         .map(|s| s.status)
         .unwrap()
 }
+
+/// `auth` on a leg: an authenticating UAS. With the right password the caller's MESSAGE
+/// and call get through the 401 challenge; with a wrong one the MESSAGE step fails with
+/// the 401 it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticating_uas_leg_lets_only_the_right_password_in() {
+    let _serial = SERIAL.lock().await;
+    let r = run("auth-uas.toml", &[]).await;
+    assert_passed(&r);
+    let path = example("auth-uas.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "password = \"s3cret\", register",
+        "password = \"wrong\", register",
+    );
+    let scenario = Scenario::parse(&text, &path, &BTreeMap::new()).unwrap();
+    let r = peerline_bot::run(scenario, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(!r.passed);
+    let f = r.failures();
+    assert!(
+        f.iter()
+            .any(|f| f.contains("[alice] step 1") && f.contains("401")),
+        "{f:#?}"
+    );
+}

@@ -243,3 +243,14 @@ fn load_mode_refuses_expect_message() {
         "{msg}"
     );
 }
+
+#[test]
+fn auth_without_a_password_is_refused_with_its_line() {
+    let text = "[[leg]]\nname = \"gate\"\nauth = { user = \"alice\" }\nsteps = [{ expect = \"incoming\" }, \"answer\"]\n";
+    let (line, msg) = refuse(text);
+    assert_eq!(line, 3, "{msg}");
+    assert!(msg.contains("auth needs `user` and `password`"), "{msg}");
+    let text = "[[leg]]\nname = \"gate\"\nauth = { user = \"alice\", password = \"x\", nonce = 1 }\nsteps = [\"answer\"]\n";
+    let (_, msg) = refuse(text);
+    assert!(msg.contains("nonce"), "{msg}");
+}

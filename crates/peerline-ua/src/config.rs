@@ -226,6 +226,58 @@ impl TlsConfig {
     }
 }
 
+/// `[auth]`: when `users` is not empty, incoming INVITEs and MESSAGEs must authenticate
+/// with HTTP digest (RFC 3261 §22, RFC 7616: SHA-256 and MD5, `qop=auth`, nonces expiring
+/// after `nonce_ttl_secs`, replayed nonce counts refused): a PBX tester's authenticating
+/// UAS. The passwords never appear in logs or `Debug` output.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The realm of our challenges.
+    pub realm: String,
+    /// Seconds a nonce stays valid (a later answer gets `stale=true`).
+    pub nonce_ttl_secs: u64,
+    /// Who may call: `{ user = "…", password = "…" }`.
+    pub users: Vec<AuthUser>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            realm: "peerline".into(),
+            nonce_ttl_secs: 300,
+            users: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("realm", &self.realm)
+            .field("nonce_ttl_secs", &self.nonce_ttl_secs)
+            .field(
+                "users",
+                &self
+                    .users
+                    .iter()
+                    .map(|u| u.user.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// One user of `[auth]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthUser {
+    /// The digest user name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -240,6 +292,8 @@ pub struct Config {
     pub ice: crate::ice_settings::IceSettings,
     /// SIP over TLS.
     pub tls: TlsConfig,
+    /// Digest authentication of incoming calls and messages (we act as the server).
+    pub auth: AuthConfig,
     /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this
     /// file's own.
     pub profile: Option<String>,

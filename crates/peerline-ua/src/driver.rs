@@ -181,6 +181,8 @@ pub(crate) struct Driver {
     prack_calls: std::collections::BTreeSet<CallId>,
     /// Calls with a session timer (RFC 4028).
     timer_calls: std::collections::BTreeSet<CallId>,
+    /// `[auth]`: digest authentication of incoming INVITEs and MESSAGEs.
+    digest_server: Option<peerline_sip::auth::DigestServer>,
     /// MESSAGEs we sent, by transaction, until their final response.
     messages: HashMap<TransactionKey, crate::messaging::Pending>,
     /// Transferee: our new call to a `Refer-To` target -> the call that was transferred
@@ -205,6 +207,15 @@ impl Driver {
         let (config_rate, config_burst) =
             (config.network.sip_rate_limit, config.network.sip_rate_burst);
         let mut rng = StdRng::from_entropy();
+        let digest_server = (!config.auth.users.is_empty()).then(|| {
+            let mut server =
+                peerline_sip::auth::DigestServer::new(&config.auth.realm, Instant::now(), &mut rng)
+                    .with_nonce_ttl(Duration::from_secs(config.auth.nonce_ttl_secs.max(1)));
+            for u in &config.auth.users {
+                server.add_user(&u.user, &u.password);
+            }
+            server
+        });
         let session_id = rng.gen_range(1..u64::from(u32::MAX));
         Self {
             rtp_ports: config.network.rtp_ports,
@@ -234,6 +245,7 @@ impl Driver {
             unreachable: HashMap::new(),
             prack_calls: std::collections::BTreeSet::new(),
             timer_calls: std::collections::BTreeSet::new(),
+            digest_server,
             messages: HashMap::new(),
             transferee_of: HashMap::new(),
         }
@@ -2104,6 +2116,29 @@ impl Driver {
         }
     }
 
+    /// `[auth]`: whether `request` (an INVITE or MESSAGE) may go on. When it may not, it
+    /// has been answered: 401 with fresh challenges (`stale=true` for an expired nonce).
+    fn authenticated(
+        &mut self,
+        key: &TransactionKey,
+        request: &Request,
+        to_tag: Option<&str>,
+    ) -> bool {
+        let now = Instant::now();
+        let Some(server) = self.digest_server.as_mut() else {
+            return true;
+        };
+        let verdict = server.verify(request, now, false);
+        if let peerline_sip::auth::Verdict::Authorized { username } = &verdict {
+            tracing::debug!(user = %username, "digest authenticated");
+            return true;
+        }
+        tracing::info!(?verdict, "incoming request challenged");
+        let resp = server.challenge_response(request, now, &mut self.rng, to_tag, false, &verdict);
+        let _ = self.endpoint.send_response(now, key, resp);
+        false
+    }
+
     /// RFC 4028 timers that are due: as refresher, a re-INVITE (carrying
     /// `Session-Expires;refresher=uac`); otherwise, or when our refresh went unanswered,
     /// the session has expired and is ended with BYE.
@@ -2286,6 +2321,9 @@ impl Driver {
             },
             Method::Message => {
                 // RFC 3428: accepted in or outside a dialog; the user reads it from the event.
+                if request.to_tag().is_none() && !self.authenticated(&key, &request, None) {
+                    return;
+                }
                 respond(&mut self.endpoint, 200, None);
                 let (from, to, content_type, body) = crate::messaging::incoming(&request);
                 self.emit(Event::Message {
@@ -2311,6 +2349,9 @@ impl Driver {
     async fn incoming_invite(&mut self, key: TransactionKey, request: Request, source: SocketAddr) {
         let now = Instant::now();
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
+        if !self.authenticated(&key, &request, Some(&local_tag)) {
+            return;
+        }
         // RFC 3261 §8.2.2.3: refuse extensions we do not support, naming them.
         let unsupported: Vec<String> = peerline_sip::message::header_values(&request, "Require")
             .into_iter()

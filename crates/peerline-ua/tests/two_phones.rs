@@ -611,3 +611,78 @@ async fn call_waiting_second_call_while_the_first_is_up() {
         p.shutdown().await;
     }
 }
+
+/// `[auth]`: Bob challenges incoming calls and messages (digest, RFC 3261 §22): Alice, with
+/// the right password in her account, gets through after the 401; Mallory without
+/// credentials and Eve with a wrong password are refused with 401 and never ring Bob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticating_uas_challenges_calls_and_messages() {
+    let mut bob_cfg = config("bob");
+    bob_cfg.auth.users = vec![toml::from_str("user = \"alice\"\npassword = \"s3cret\"\n").unwrap()];
+    let (bob, mut be) = Phone::start(bob_cfg).await.unwrap();
+    let caller = |user: &str, password: Option<&str>| {
+        let mut c = config(user);
+        if let Some(p) = password {
+            c.accounts = vec![toml::from_str(&format!(
+                "aor = \"sip:{user}@127.0.0.1\"\npassword = \"{p}\"\nregister = false\n"
+            ))
+            .unwrap()];
+        }
+        c
+    };
+    let (alice, mut ae) = Phone::start(caller("alice", Some("s3cret"))).await.unwrap();
+    let a = alice
+        .call(&bob.uri("bob"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_for(&mut be, "incoming after the challenge", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, None)).await.unwrap();
+    wait_for(&mut ae, "answered", |e| match e {
+        Event::Answered { call } if *call == a => Some(()),
+        Event::Ended { reason, .. } => panic!("ended: {reason}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        alice.send_message(&bob.uri("bob"), "hi").await.unwrap(),
+        200
+    );
+    alice.hangup(a).await.unwrap();
+    for (name, password) in [("mallory", None), ("eve", Some("guess"))] {
+        let (p, mut pe) = Phone::start(caller(name, password)).await.unwrap();
+        let c = p.call(&bob.uri("bob"), tone(440.0, None)).await.unwrap();
+        let reason = wait_for(&mut pe, "refused", |e| match e {
+            Event::Ended { call, reason, .. } if *call == c => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(
+            matches!(reason, EndReason::Rejected(401, _)),
+            "{name}: {reason:?}"
+        );
+        match p.send_message(&bob.uri("bob"), "let me in").await {
+            Err(peerline_ua::PhoneError::Refused(401, _)) => {}
+            other => panic!("{name}'s MESSAGE: {other:?}"),
+        }
+        p.shutdown().await;
+    }
+    // Only Alice's call and message reached Bob.
+    let mut incoming = 0;
+    let mut messages = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(300), be.recv()).await {
+        match ev {
+            Event::Incoming { .. } => incoming += 1,
+            Event::Message { from, .. } => messages.push(from),
+            _ => {}
+        }
+    }
+    assert_eq!(incoming, 0, "a refused caller rang bob");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("alice"), "{messages:?}");
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

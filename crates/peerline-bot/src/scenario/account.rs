@@ -27,6 +27,34 @@ const STRING_KEYS: &[&str] = &[
 ];
 
 impl Parser {
+    /// `auth = { user = "alice", password = "…", realm = "…" }`: the leg's phone challenges
+    /// incoming calls and messages with digest (an authenticating UAS). Returns the
+    /// phone's `[auth]` table as TOML, checked by the phone's config parser.
+    pub(super) fn leg_auth(&self, node: &Node) -> R<String> {
+        let t = self.table(node, "auth")?;
+        self.only_keys(t, &["user", "password", "realm"], "auth")?;
+        let (Some(user), Some(password)) = (get(t, "user"), get(t, "password")) else {
+            return self.err(
+                node.line,
+                "auth needs `user` and `password`, e.g. auth = { user = \"alice\", password = \"…\" }",
+            );
+        };
+        let user = self.static_str(&user.value, "user")?;
+        let password = self.static_str(&password.value, "password")?;
+        let mut config = String::from("[auth]\n");
+        if let Some(r) = get(t, "realm") {
+            let realm = self.static_str(&r.value, "realm")?;
+            config.push_str(&format!("realm = {realm:?}\n"));
+        }
+        config.push_str(&format!(
+            "users = [{{ user = {user:?}, password = {password:?} }}]\n"
+        ));
+        if let Err(err) = peerline_ua::Config::parse(&config, &self.path) {
+            return self.err(node.line, format!("auth: {err}"));
+        }
+        Ok(config)
+    }
+
     /// `account = { aor = "sip:alice@pbx", password = "…", registrar = "…", … }`.
     pub(super) fn account(&self, node: &Node) -> R<LegAccount> {
         let t = self.table(node, "account")?;
