@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{io_err, Error, Result};
-use crate::paths::{configs_dir, TestDir};
+use crate::paths::{configs_dir, socket_path, TestDir};
 use crate::ports::alloc_port_block;
 use crate::process::{wait_for, Process, ProcessOptions};
 
@@ -142,6 +142,8 @@ pub struct Kamailio {
     port: u16,
     tls_port: Option<u16>,
     domain: String,
+    /// Its ctl (binrpc) Unix socket, outside the test dir: see [`socket_path`].
+    ctl_path: PathBuf,
     ctl: String,
 }
 
@@ -201,6 +203,7 @@ impl Kamailio {
             }
             None => None,
         };
+        let ctl_path = socket_path("kamailio-ctl")?;
         let mut cfg = template.clone();
         if let Some(p) = tls_port {
             cfg = cfg.replace("@TLS_PORT@", &p.to_string());
@@ -209,6 +212,7 @@ impl Kamailio {
             .replace("@LISTEN_IP@", &opts.listen_ip)
             .replace("@PORT@", &port.to_string())
             .replace("@DOMAIN@", &opts.domain)
+            .replace("@CTL@", &ctl_path.display().to_string())
             .replace("@RUNDIR@", &work_dir.display().to_string())
             .replace("@DB@", &db.display().to_string())
             .lines()
@@ -237,7 +241,8 @@ impl Kamailio {
         let process = Process::spawn(po, dir.path())?;
         Ok(Self {
             process,
-            ctl: format!("unix:{}/kamailio_ctl", work_dir.display()),
+            ctl: format!("unix:{}", ctl_path.display()),
+            ctl_path,
             work_dir,
             listen_ip: opts.listen_ip,
             port,
@@ -286,7 +291,7 @@ impl Kamailio {
 
     /// Bounded wait until its ctl socket answers `core.version`.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let sock = self.work_dir.join("kamailio_ctl");
+        let sock = self.ctl_path.clone();
         let deadline = std::time::Instant::now() + timeout;
         let mut exited = false;
         wait_for(

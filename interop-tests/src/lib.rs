@@ -26,7 +26,7 @@ pub use error::{Error, Result};
 pub use kamailio::{Kamailio, KamailioOptions, KamailioTls, KamailioUser};
 pub use matrix::{read_results, render_matrix, results_dir, MatrixEntry, MatrixResult};
 pub use netns::{LabHost, Nat, NatLab, Netns};
-pub use paths::{configs_dir, scenarios_dir, target_dir, workspace_dir, TestDir};
+pub use paths::{configs_dir, scenarios_dir, socket_path, target_dir, workspace_dir, TestDir};
 pub use ports::{alloc_port_block, free_udp_port};
 pub use process::{tails, wait_for, Process, ProcessOptions};
 pub use sipp::{parse_stat_csv, Sipp, SippOptions, SippScenario, SippStats, SippTransport};

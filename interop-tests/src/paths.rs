@@ -34,6 +34,22 @@ pub fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }
 
+/// A path for a Unix-domain socket that fits `sun_path` wherever the workspace is cloned
+/// (Linux allows 107 bytes, Kamailio's ctl module 104; a test dir under a deep clone can
+/// be longer): `/tmp/peerline-<pid>-<n>-<name>`, unique within this process, any stale
+/// file at it removed.
+pub fn socket_path(name: &str) -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let p = PathBuf::from(format!("/tmp/peerline-{}-{n}-{name}", std::process::id()));
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
+        _ => {}
+    }
+    Ok(p)
+}
+
 /// A per-test working directory, `target/interop/<name>/`, emptied when created.
 /// It is kept after the test so logs, configs, recordings and pcaps can be inspected.
 #[derive(Debug, Clone)]

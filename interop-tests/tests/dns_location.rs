@@ -14,8 +14,8 @@ use peerline_dns::{
     DnsError, FailReason, Failover, FailoverConfig, Locator, Origin, Target, Transport,
 };
 use peerline_interop::{
-    alloc_port_block, configs_dir, free_udp_port, tails, wait_for, Coturn, CoturnOptions, Kamailio,
-    KamailioOptions, MatrixEntry, Process, ProcessOptions, TestDir,
+    alloc_port_block, configs_dir, free_udp_port, socket_path, tails, wait_for, Coturn,
+    CoturnOptions, Kamailio, KamailioOptions, MatrixEntry, Process, ProcessOptions, TestDir,
 };
 
 const TTL: u64 = 3;
@@ -43,6 +43,10 @@ fn start_knot(dir: &TestDir, name: &str, dns_port: u16, zone: &Zone) -> Process 
     let conf = std::fs::read_to_string(configs_dir().join("dns/knot.conf"))
         .unwrap()
         .replace("@DIR@", &work.display().to_string())
+        .replace(
+            "@CONTROL@",
+            &socket_path("knot").unwrap().display().to_string(),
+        )
         .replace("@LISTEN@", &format!("127.0.0.1@{dns_port}"))
         .replace("@ZONEFILE@", &zone_file.display().to_string())
         .replace("@ZONE@", "peerline.test");

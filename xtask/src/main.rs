@@ -115,6 +115,8 @@ fn test(extra: &[String]) -> Result {
         "test",
         "-p",
         "peerline-interop",
+        // Every test binary runs even after one fails, so the matrix and the log show all.
+        "--no-fail-fast",
         "--",
         "--ignored",
         "--test-threads=1",
