@@ -19,6 +19,7 @@ pub mod prack;
 pub mod prescan;
 pub mod rate_limit;
 pub mod register;
+pub mod replaces;
 pub mod session_timer;
 pub mod syntax;
 pub mod transaction;
@@ -35,6 +36,14 @@ pub fn fuzz_parse(data: &[u8]) {
         let _ = prack::Rack::parse(text);
         let _ = prack::parse_rseq(text);
         let _ = session_timer::SessionExpires::parse(text);
+        if let Ok(r) = replaces::Replaces::parse(text) {
+            let _ = replaces::Replaces::parse(&r.to_header_value());
+        }
+        if let Some((_, headers)) = replaces::split_uri_headers(text) {
+            for (_, v) in headers {
+                let _ = replaces::Replaces::parse(&v);
+            }
+        }
     }
     match parse_message(data) {
         Ok(msg) => {
