@@ -489,6 +489,48 @@ fn sipp_uac_session_interval_too_small_gets_422() {
     entry.pass();
 }
 
+/// RFC 3891 §3 against SIPp: an INVITE whose `Replaces` names no dialog of ours gets 481,
+/// and one whose `Replaces` is malformed gets a 400 naming the problem (the scenario
+/// checks the reason phrase); neither rings as a new call.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uac_replaces_unknown_or_malformed_is_refused() {
+    for (file, matrix, test) in [
+        (
+            "uac_replaces_unknown.xml",
+            "uac-replaces-481",
+            "sipp_uac_replaces_unknown",
+        ),
+        (
+            "uac_replaces_malformed.xml",
+            "uac-replaces-400",
+            "sipp_uac_replaces_malformed",
+        ),
+    ] {
+        let started = Instant::now();
+        let entry = MatrixEntry::new("sipp", matrix, "udp");
+        let dir = TestDir::new(test).unwrap();
+        let opts = SippOptions::new("sipp", SippScenario::project(file));
+        let run = sipp_calls_peerline(
+            &dir,
+            opts,
+            &[CodecName::Pcmu],
+            AnswerMode::Never,
+            Duration::from_secs(8),
+        );
+        run.assert_sipp_ok();
+        assert_eq!(
+            (run.incoming, run.ended.len()),
+            (0, 0),
+            "{file}: the refused INVITE reached the user: {:?}\n{}",
+            reasons(&run.ended),
+            run.logs
+        );
+        check_budget(started);
+        entry.pass();
+    }
+}
+
 /// What SIPp's built-in `uac_pcap` left in Peerline: the call and the recording.
 struct PcapRun {
     ended: Ended,

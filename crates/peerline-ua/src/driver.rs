@@ -44,8 +44,8 @@ const UDP_REQUEST_LIMIT: usize = 1300;
 
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, MESSAGE, REFER, NOTIFY, INFO, UPDATE";
-/// Option tags we implement (RFC 3261 §8.2.2.3); none yet.
-const SUPPORTED: &[&str] = &["100rel", "timer"];
+/// Option tags we implement (RFC 3261 §8.2.2.3).
+const SUPPORTED: &[&str] = &["100rel", "timer", "replaces"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -775,7 +775,7 @@ impl Driver {
                 media,
                 reply,
             } => {
-                let r = self.start_call(&target, media).await;
+                let r = self.start_call(&target, media, Vec::new()).await;
                 let _ = reply.send(r);
             }
             Command::Answer { call, media, reply } => {
@@ -834,7 +834,17 @@ impl Driver {
                 target,
                 reply,
             } => {
-                let r = self.send_refer(call, &target);
+                let r = rsip::Uri::try_from(target.as_str())
+                    .map_err(|e| PhoneError::BadTarget(target.clone(), e.to_string()))
+                    .and_then(|uri| self.send_refer(call, format!("<{uri}>")));
+                let _ = reply.send(r);
+            }
+            Command::AttendedTransfer {
+                call,
+                consultation,
+                reply,
+            } => {
+                let r = self.send_attended_refer(call, consultation);
                 let _ = reply.send(r);
             }
             Command::Shutdown { .. } => {}
@@ -1032,10 +1042,13 @@ impl Driver {
         let _ = pending.reply.send(crate::messaging::outcome(response));
     }
 
+    /// A new outgoing call to `target`; `extra` headers go into its INVITE (the
+    /// `Replaces` of an attended transfer).
     async fn start_call(
         &mut self,
         target: &str,
         media: MediaOptions,
+        extra: Vec<rsip::Header>,
     ) -> Result<CallId, PhoneError> {
         let OutOfDialog {
             dest,
@@ -1087,6 +1100,9 @@ impl Driver {
             .contact(&our_contact);
         if let Some(r) = &route {
             builder = builder.route(&format!("<{};lr>", contact_uri(r)));
+        }
+        for h in extra {
+            builder = builder.header(h);
         }
         let mut invite = builder
             .header(make_header("Allow", ALLOW))
@@ -1620,10 +1636,37 @@ impl Driver {
             .map_err(sip_err)
     }
 
-    /// Transferor: REFER in the call's dialog (RFC 3515), `Refer-To: <target>`.
-    fn send_refer(&mut self, id: CallId, target: &str) -> Result<(), PhoneError> {
-        let uri = rsip::Uri::try_from(target)
-            .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
+    /// Transferor, attended (RFC 5589 §7): REFER in `id`'s dialog whose `Refer-To` is
+    /// the remote target of `consultation` with a `Replaces` naming that call as the
+    /// target sees it (its tag is our remote tag).
+    fn send_attended_refer(&mut self, id: CallId, consultation: CallId) -> Result<(), PhoneError> {
+        if id == consultation {
+            return Err(PhoneError::Call(
+                id,
+                "a call cannot be transferred to itself",
+            ));
+        }
+        let refer_to = match self.calls.get(&consultation) {
+            Some(c) if c.state == State::Confirmed => match &c.dialog {
+                Some(d) => {
+                    let replaces = peerline_sip::replaces::Replaces {
+                        call_id: d.id.call_id.clone(),
+                        to_tag: d.id.remote_tag.clone(),
+                        from_tag: d.id.local_tag.clone(),
+                        early_only: false,
+                    };
+                    crate::transfer::attended_refer_to(&d.remote_target, &replaces)
+                }
+                None => return Err(PhoneError::Call(consultation, "no dialog")),
+            },
+            Some(_) => return Err(PhoneError::Call(consultation, "not an answered call")),
+            None => return Err(PhoneError::Call(consultation, "no such call")),
+        };
+        self.send_refer(id, refer_to)
+    }
+
+    /// Transferor: REFER in the call's dialog (RFC 3515) with this `Refer-To` value.
+    fn send_refer(&mut self, id: CallId, refer_to: String) -> Result<(), PhoneError> {
         match self.calls.get(&id) {
             Some(c) if c.state == State::Confirmed && !c.transferring => {}
             Some(_) => {
@@ -1640,7 +1683,7 @@ impl Driver {
             .map(|a| a.config.aor.clone())
             .unwrap_or_else(|| format!("sip:{}@{}", self.config.identity.user, self.sip_addr));
         let headers = vec![
-            make_header("Refer-To", &format!("<{uri}>")),
+            make_header("Refer-To", &refer_to),
             make_header("Referred-By", &format!("<{referred_by}>")),
         ];
         let key = self.send_in_dialog(id, Method::Refer, headers, None)?;
@@ -1673,13 +1716,7 @@ impl Driver {
         let target = match crate::transfer::refer_target(request) {
             Ok(t) => t,
             Err(e) => {
-                let (code, phrase) = match e {
-                    crate::transfer::ReferError::Missing => (400, "Missing or Bad Refer-To"),
-                    crate::transfer::ReferError::Attended => {
-                        (501, "Attended Transfer (Replaces) Not Supported")
-                    }
-                };
-                let resp = make_response_with_reason(request, code, phrase, None);
+                let resp = make_response_with_reason(request, 400, &e.reason(), None);
                 let _ = self.endpoint.send_response(now, key, resp);
                 return;
             }
@@ -1703,7 +1740,14 @@ impl Driver {
             .get(&id)
             .map(|c| c.media_options.clone())
             .unwrap_or_default();
-        match self.start_call(&target, options).await {
+        let crate::transfer::ReferTarget {
+            uri: target,
+            replaces,
+        } = target;
+        let extra = replaces
+            .map(|r| vec![make_header("Replaces", &r.to_header_value())])
+            .unwrap_or_default();
+        match self.start_call(&target, options, extra).await {
             Ok(new_call) => {
                 self.transferee_of.insert(new_call, id);
                 self.emit(Event::Transfer {
@@ -2413,6 +2457,15 @@ impl Driver {
             UasTimer::Use { expires, require } => Some((expires, require)),
             UasTimer::None => None,
         };
+        // RFC 3891: an INVITE with `Replaces` takes the place of one of our calls.
+        let replaced = match self.replaced_by(&request) {
+            Ok(r) => r,
+            Err((code, phrase)) => {
+                let resp = make_response_with_reason(&request, code, &phrase, Some(&local_tag));
+                let _ = self.endpoint.send_response(now, &key, resp);
+                return;
+            }
+        };
         let transport = self
             .endpoint
             .target_of(&key)
@@ -2486,7 +2539,85 @@ impl Driver {
                 pending_rekey: None,
             },
         );
-        self.emit(Event::Incoming { call: id, from, to });
+        match replaced {
+            Some(old) => self.replace_call(old, id, from).await,
+            None => self.emit(Event::Incoming { call: id, from, to }),
+        }
+    }
+
+    /// The call an incoming INVITE's `Replaces` names, when RFC 3891 §3 lets it replace
+    /// it; `Err` is the status to refuse the INVITE with.
+    fn replaced_by(&self, request: &Request) -> Result<Option<CallId>, (u16, String)> {
+        use peerline_sip::replaces::{uas_verdict, MatchedDialog, Replaces, ReplacesVerdict};
+        let values = peerline_sip::message::header_values(request, "Replaces");
+        let value = match values.as_slice() {
+            [] => return Ok(None),
+            [v] => *v,
+            _ => return Err((400, "More Than One Replaces Header".into())),
+        };
+        let replaces = Replaces::parse(value).map_err(|e| (400, format!("Bad Replaces: {e}")))?;
+        let found = self.by_call_id.get(&replaces.call_id).and_then(|&id| {
+            let call = self.calls.get(&id)?;
+            let remote_tag = match (&call.dialog, &call.invite) {
+                (Some(d), _) => d.id.remote_tag.clone(),
+                (None, Some(invite)) if !call.outgoing => {
+                    invite.from_tag().unwrap_or_default().to_string()
+                }
+                _ => return None, // our INVITE has no answer with a tag yet
+            };
+            if !replaces.matches(&call.call_id, &call.local_tag, &remote_tag) {
+                return None;
+            }
+            let state = match call.state {
+                _ if call.ending.is_some() => MatchedDialog::Terminated,
+                State::Terminating => MatchedDialog::Terminated,
+                State::Confirmed | State::Accepted => MatchedDialog::Confirmed,
+                State::Calling => MatchedDialog::EarlyOutgoing,
+                State::Ringing => MatchedDialog::EarlyIncoming,
+            };
+            Some((id, state))
+        });
+        match uas_verdict(&replaces, found.map(|(_, s)| s)) {
+            ReplacesVerdict::Replace => Ok(found.map(|(id, _)| id)),
+            ReplacesVerdict::Refuse(code, phrase) => Err((code, phrase.into())),
+        }
+    }
+
+    /// Target of an attended transfer: answer `new` (an INVITE with `Replaces`) with the
+    /// media options of `old` (see [`MediaOptions::replacement`]), then end `old` (BYE,
+    /// or CANCEL while it is early).
+    async fn replace_call(&mut self, old: CallId, new: CallId, from: String) {
+        let options = self
+            .calls
+            .get(&old)
+            .map(|c| c.media_options.replacement(new))
+            .unwrap_or_default();
+        self.emit(Event::Replaced {
+            call: new,
+            replaced: old,
+            from,
+        });
+        if let Err(e) = self.answer(new, options).await {
+            tracing::info!(call = new, "replacing call {old} failed: {e}");
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&old) else {
+            return;
+        };
+        match call.state {
+            State::Calling => {
+                let _ = self.hangup(old).await;
+            }
+            State::Confirmed | State::Accepted => {
+                if self.send_bye(old).is_err() {
+                    self.end_call(old, EndReason::Replaced).await;
+                }
+            }
+            State::Ringing | State::Terminating => {}
+        }
+        if let Some(call) = self.calls.get_mut(&old) {
+            call.ending = Some(EndReason::Replaced);
+        }
     }
 
     async fn response(&mut self, key: TransactionKey, response: Response) {

@@ -39,6 +39,29 @@ pub struct MediaOptions {
     pub record: Option<PathBuf>,
 }
 
+impl MediaOptions {
+    /// The options of call `new` that replaces a call with these (RFC 3891): the same
+    /// source; a recording goes to a file of its own beside the replaced call's, named
+    /// with the new call's id (`talk.wav` → `talk.call7.wav`), so neither overwrites the
+    /// other.
+    pub fn replacement(&self, new: u64) -> Self {
+        let record = self.record.as_ref().map(|p| {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let ext = p.extension().map(|e| e.to_string_lossy().into_owned());
+            let name = format!(
+                "{}.call{new}.{}",
+                stem.unwrap_or_else(|| "recording".into()),
+                ext.unwrap_or_else(|| "wav".into())
+            );
+            p.with_file_name(name)
+        });
+        Self {
+            source: self.source.clone(),
+            record,
+        }
+    }
+}
+
 impl Default for MediaOptions {
     fn default() -> Self {
         Self {
@@ -894,5 +917,22 @@ async fn recv_opt(
     match socket {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replacement_call_records_beside_the_replaced_one() {
+        let old = MediaOptions {
+            source: AudioSource::Tone(500.0),
+            record: Some(PathBuf::from("/tmp/x/talk.wav")),
+        };
+        let new = old.replacement(7);
+        assert_eq!(new.source, AudioSource::Tone(500.0));
+        assert_eq!(new.record, Some(PathBuf::from("/tmp/x/talk.call7.wav")));
+        assert_eq!(MediaOptions::default().replacement(3).record, None);
     }
 }

@@ -36,6 +36,9 @@ pub enum EndReason {
     RtpTimeout,
     /// We transferred the call (REFER) and the transfer target answered.
     Transferred,
+    /// A new call took this one's place (an INVITE with `Replaces`, RFC 3891: the other
+    /// end of an attended transfer).
+    Replaced,
     /// The session timer ran out without a refresh (RFC 4028).
     SessionExpired,
     /// SDP offer/answer failed.
@@ -56,6 +59,7 @@ impl std::fmt::Display for EndReason {
             Self::Unreachable(why) => write!(f, "next hop unreachable: {why}"),
             Self::RtpTimeout => write!(f, "no RTP received for the configured timeout"),
             Self::Transferred => write!(f, "transferred"),
+            Self::Replaced => write!(f, "replaced by a new call (attended transfer)"),
             Self::SessionExpired => write!(f, "session expired (no session refresh)"),
             Self::Negotiation(e) => write!(f, "SDP negotiation failed: {e}"),
             Self::Media(e) => write!(f, "media failed: {e}"),
@@ -171,6 +175,17 @@ pub enum Event {
         /// Transferee: our new call to the target.
         new_call: Option<CallId>,
     },
+    /// An incoming call replaced one of ours (INVITE with `Replaces`, RFC 3891): it was
+    /// answered at once with the replaced call's media options, and `replaced` ends with
+    /// [`EndReason::Replaced`]. This is the target's side of an attended transfer.
+    Replaced {
+        /// The new call.
+        call: CallId,
+        /// The call it replaces.
+        replaced: CallId,
+        /// Who is now on the line (the new INVITE's From).
+        from: String,
+    },
     /// The call is over.
     Ended {
         /// The call.
@@ -194,6 +209,7 @@ impl Event {
             | Self::RemoteUpdate { call, .. }
             | Self::Dtmf { call, .. }
             | Self::Transfer { call, .. }
+            | Self::Replaced { call, .. }
             | Self::Ended { call, .. } => Some(*call),
             Self::Registered { .. }
             | Self::RegistrationFailed { .. }
@@ -275,6 +291,11 @@ pub(crate) enum Command {
     Transfer {
         call: CallId,
         target: String,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
+    AttendedTransfer {
+        call: CallId,
+        consultation: CallId,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
     Mute {
@@ -504,6 +525,25 @@ impl Phone {
         self.ask(|reply| Command::Transfer {
             call,
             target,
+            reply,
+        })
+        .await?
+    }
+
+    /// Attended transfer (RFC 5589 §7): asks the remote party of `call` to call the remote
+    /// party of `consultation` with `Replaces` naming the consultation call, so the two
+    /// end up talking to each other. Both calls must be answered. Progress comes as
+    /// [`Event::Transfer`] on `call`; when the target accepts, `call` ends with
+    /// [`EndReason::Transferred`] and the target ends `consultation` (remote hangup).
+    /// If the transfer fails both calls stay up.
+    pub async fn transfer_attended(
+        &self,
+        call: CallId,
+        consultation: CallId,
+    ) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::AttendedTransfer {
+            call,
+            consultation,
             reply,
         })
         .await?

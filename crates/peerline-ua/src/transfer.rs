@@ -1,12 +1,15 @@
-//! Blind call transfer (RFC 3515 REFER, RFC 5589 call flows): the pieces that do not
-//! touch sockets. The transferor sends REFER with `Refer-To` in the call's dialog and
-//! learns the outcome from the NOTIFYs (`Event: refer`, a `message/sipfrag` body holding
-//! the status line of the transferee's new INVITE); the transferee answers 202, calls the
-//! `Refer-To` target and reports each status that way.
+//! Call transfer (RFC 3515 REFER, RFC 5589 call flows): the pieces that do not touch
+//! sockets. The transferor sends REFER with `Refer-To` in the call's dialog and learns the
+//! outcome from the NOTIFYs (`Event: refer`, a `message/sipfrag` body holding the status
+//! line of the transferee's new INVITE); the transferee answers 202, calls the `Refer-To`
+//! target and reports each status that way. In an attended transfer the `Refer-To` URI
+//! carries a `Replaces` header (RFC 3891) naming the transferor's call with the target,
+//! which the transferee copies into its INVITE so the target swaps the calls.
 
 use rsip::Request;
 
 use peerline_sip::message::{header_value, make_header};
+use peerline_sip::replaces::{split_uri_headers, Replaces};
 
 use crate::phone::EndReason;
 
@@ -24,17 +27,36 @@ pub(crate) fn sipfrag_status(body: &[u8]) -> Option<u16> {
     (100..700).contains(&code).then_some(code)
 }
 
-/// Why a `Refer-To` cannot be followed.
+/// Why a `Refer-To` cannot be followed (400 with the reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ReferError {
-    /// No `Refer-To`, or not a SIP URI (400).
+    /// No `Refer-To`, or not a SIP URI.
     Missing,
-    /// `Replaces` (attended transfer) is not supported as transferee yet (501).
-    Attended,
+    /// Its URI headers are badly escaped, or its `Replaces` is malformed.
+    BadReplaces(String),
 }
 
-/// The URI a REFER asks us to call: the `Refer-To` name-addr's URI, without URI headers.
-pub(crate) fn refer_target(request: &Request) -> Result<String, ReferError> {
+impl ReferError {
+    /// The 400's reason phrase.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Self::Missing => "Missing or Bad Refer-To".into(),
+            Self::BadReplaces(why) => format!("Bad Refer-To: {why}"),
+        }
+    }
+}
+
+/// Where a REFER asks us to call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReferTarget {
+    /// The `Refer-To` name-addr's URI, without URI headers.
+    pub uri: String,
+    /// Attended transfer: the `Replaces` our INVITE must carry.
+    pub replaces: Option<Replaces>,
+}
+
+/// The `Refer-To` of a REFER: its URI and, for an attended transfer, its `Replaces`.
+pub(crate) fn refer_target(request: &Request) -> Result<ReferTarget, ReferError> {
     let value = header_value(request, "Refer-To")
         .or_else(|| header_value(request, "r"))
         .ok_or(ReferError::Missing)?
@@ -43,18 +65,34 @@ pub(crate) fn refer_target(request: &Request) -> Result<String, ReferError> {
         (Some(a), Some(b)) if a < b => &value[a + 1..b],
         _ => value.split(';').next().unwrap_or(value),
     };
-    let (uri, headers) = match uri.split_once('?') {
-        Some((u, h)) => (u, Some(h)),
-        None => (uri, None),
-    };
-    if headers.is_some_and(|h| h.to_ascii_lowercase().contains("replaces")) {
-        return Err(ReferError::Attended);
+    let (uri, headers) = split_uri_headers(uri)
+        .ok_or_else(|| ReferError::BadReplaces("bad escape in its URI headers".into()))?;
+    let mut replaces = None;
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("replaces") {
+            continue; // other URI headers are not copied into our INVITE
+        }
+        if replaces.is_some() {
+            return Err(ReferError::BadReplaces("more than one Replaces".into()));
+        }
+        replaces =
+            Some(Replaces::parse(&value).map_err(|e| ReferError::BadReplaces(e.to_string()))?);
     }
     let uri = uri.trim();
     if rsip::Uri::try_from(uri).is_err() || !(uri.starts_with("sip:") || uri.starts_with("sips:")) {
         return Err(ReferError::Missing);
     }
-    Ok(uri.to_string())
+    Ok(ReferTarget {
+        uri: uri.to_string(),
+        replaces,
+    })
+}
+
+/// The `Refer-To` value of an attended transfer: the target's URI (its Contact in our
+/// call with it) with that call's `Replaces`, seen from the target (RFC 5589 §7).
+pub(crate) fn attended_refer_to(target_uri: &str, replaces: &Replaces) -> String {
+    let base = target_uri.split_once('?').map_or(target_uri, |(b, _)| b);
+    format!("<{base}?{}>", replaces.to_uri_header())
 }
 
 /// The NOTIFY headers for the implicit `refer` subscription: active while the new call
@@ -100,30 +138,56 @@ mod tests {
             .unwrap()
     }
 
+    fn uri_of(refer_to: &str) -> Result<String, ReferError> {
+        refer_target(&refer(refer_to)).map(|t| {
+            assert_eq!(t.replaces, None);
+            t.uri
+        })
+    }
+
     #[test]
     fn refer_to_forms() {
         assert_eq!(
-            refer_target(&refer("<sip:carol@192.0.2.3:5070>")),
+            uri_of("<sip:carol@192.0.2.3:5070>"),
             Ok("sip:carol@192.0.2.3:5070".into())
         );
         assert_eq!(
-            refer_target(&refer(
-                "\"Carol\" <sip:carol@example.com;transport=tcp>;x=1"
-            )),
+            uri_of("\"Carol\" <sip:carol@example.com;transport=tcp>;x=1"),
             Ok("sip:carol@example.com;transport=tcp".into())
         );
         assert_eq!(
-            refer_target(&refer("sip:carol@example.com")),
+            uri_of("sip:carol@example.com"),
             Ok("sip:carol@example.com".into())
         );
         assert_eq!(
-            refer_target(&refer("<sip:carol@example.com?Replaces=abc%3Bto-tag%3D1>")),
-            Err(ReferError::Attended)
+            uri_of("<sip:carol@example.com?Subject=hi>"),
+            Ok("sip:carol@example.com".into())
         );
         assert_eq!(
-            refer_target(&refer("<mailto:carol@example.com>")),
+            uri_of("<mailto:carol@example.com>"),
             Err(ReferError::Missing)
         );
+    }
+
+    #[test]
+    fn attended_refer_to_round_trips_its_replaces() {
+        let rep = Replaces::parse("c1@192.0.2.2;to-tag=t9;from-tag=f3").unwrap();
+        let value = attended_refer_to("sip:carol@192.0.2.3:5070;transport=tcp", &rep);
+        let t = refer_target(&refer(&value)).unwrap();
+        assert_eq!(t.uri, "sip:carol@192.0.2.3:5070;transport=tcp");
+        assert_eq!(t.replaces, Some(rep));
+        assert!(matches!(
+            refer_target(&refer("<sip:carol@example.com?Replaces=abc%3Bto-tag%3D1>")),
+            Err(ReferError::BadReplaces(why)) if why.contains("from-tag")
+        ));
+        assert!(matches!(
+            refer_target(&refer("<sip:carol@example.com?Replaces=a%3Bto-tag%3D1%3Bfrom-tag%3D2&replaces=b%3Bto-tag%3D1%3Bfrom-tag%3D2>")),
+            Err(ReferError::BadReplaces(why)) if why.contains("more than one")
+        ));
+        assert!(matches!(
+            refer_target(&refer("<sip:carol@example.com?Replaces=%ZZ>")),
+            Err(ReferError::BadReplaces(_))
+        ));
     }
 
     #[test]

@@ -372,6 +372,128 @@ async fn blind_transfer_connects_the_transferee_to_the_target() {
     }
 }
 
+/// Attended transfer (RFC 5589 §7): Alice talks to Bob, calls Carol (consultation), then
+/// transfers Bob to Carol with `Replaces` naming her call with Carol. Bob calls Carol, whose
+/// phone swaps the calls at once; Alice's two calls end; Bob and Carol hear each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attended_transfer_replaces_the_consultation_call() {
+    let dir = std::env::temp_dir().join(format!("peerline-attended-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let (carol, mut ce) = Phone::start(config("carol")).await.unwrap();
+    let (a, b) = connect(&alice, &mut ae, &bob, &mut be, None).await;
+
+    // The consultation call: Alice → Carol, who records.
+    let a2 = alice
+        .call(&carol.uri("carol"), tone(440.0, None))
+        .await
+        .unwrap();
+    let c1 = wait_for(&mut ce, "carol incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    let rec = dir.join("carol.wav");
+    carol
+        .answer(c1, tone(500.0, Some(rec.clone())))
+        .await
+        .unwrap();
+    wait_for(&mut ae, "consultation answered", |e| match e {
+        Event::Answered { call } if *call == a2 => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // A call cannot be its own consultation; an unanswered or unknown one is refused.
+    assert!(alice.transfer_attended(a, a).await.is_err());
+    assert!(alice.transfer_attended(a, 999).await.is_err());
+
+    tokio::time::sleep(Duration::from_millis(1500)).await; // Alice and Carol talk
+    alice.transfer_attended(a, a2).await.unwrap();
+    let new_call = wait_for(&mut be, "bob referred", |e| match e {
+        Event::Transfer {
+            call,
+            target: Some(t),
+            new_call: Some(n),
+            ..
+        } if *call == b => {
+            assert!(t.contains("carol"), "{t}");
+            Some(*n)
+        }
+        _ => None,
+    })
+    .await;
+    let c2 = wait_for(&mut ce, "carol's call replaced", |e| match e {
+        Event::Replaced {
+            call,
+            replaced,
+            from,
+        } => {
+            assert_eq!(*replaced, c1);
+            assert!(from.contains("bob"), "{from}");
+            Some(*call)
+        }
+        Event::Incoming { .. } => panic!("the replacing INVITE rang as a new call"),
+        _ => None,
+    })
+    .await;
+    let reason = wait_for(&mut ce, "carol's first call ends", |e| match e {
+        Event::Ended { call, reason, .. } if *call == c1 => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Replaced);
+
+    // Alice: the transferred call ends when Bob reports 200; Carol hangs up on her.
+    let mut ended = std::collections::HashMap::new();
+    wait_for(&mut ae, "both of alice's calls end", |e| {
+        if let Event::Ended { call, reason, .. } = e {
+            ended.insert(*call, reason.clone());
+        }
+        (ended.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(ended[&a], EndReason::Transferred);
+    assert_eq!(ended[&a2], EndReason::RemoteHangup);
+    wait_for(&mut be, "bob's old call ends", |e| match e {
+        Event::Ended { call, .. } if *call == b => Some(()),
+        _ => None,
+    })
+    .await;
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bob.hangup(new_call).await.unwrap();
+    let media = wait_for(&mut ce, "carol's new call ends", |e| match e {
+        Event::Ended {
+            call,
+            media,
+            reason,
+        } if *call == c2 => {
+            assert_eq!(*reason, EndReason::RemoteHangup);
+            Some(media.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(media.received.packets_received > 50, "{:?}", media.received);
+    // Carol's new call recorded beside the first one: it heard Bob (1,000 Hz).
+    let rec2 = dir.join(format!("carol.call{c2}.wav"));
+    let audio = peerline_audio::read_wav(&rec2).unwrap();
+    let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 1000.0, 0.5);
+    assert!(heard >= 1.0, "carol heard bob for {heard} s");
+    // The consultation recording holds Alice (440 Hz), not Bob.
+    let first = peerline_audio::read_wav(&rec).unwrap();
+    let alice_heard = peerline_media::tone_seconds(&first.samples, first.sample_rate, 440.0, 0.5);
+    assert!(
+        alice_heard > 0.0,
+        "consultation recording: {alice_heard} s of alice"
+    );
+    for p in [alice, bob, carol] {
+        p.shutdown().await;
+    }
+}
+
 /// SDES keys change on re-INVITE (RFC 4568 §7.1.4): each answer carries fresh keys, and
 /// both phones switch to the negotiated ones, so audio keeps flowing both ways after a
 /// hold and a resume with no SRTP packet failing authentication.
