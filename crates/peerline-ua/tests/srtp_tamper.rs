@@ -154,7 +154,9 @@ async fn tampered_and_replayed_srtp_are_dropped_and_counted() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 5 s, so the DTLS handshake at the start (up to ~1 s or more on a loaded machine)
+    // does not eat into the ≥ 2 s of tone judged below.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     alice.hangup(call).await.unwrap();
     let (reason, media) = ended(&mut be).await;
     let _ = ended(&mut ae).await;
