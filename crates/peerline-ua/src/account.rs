@@ -27,6 +27,15 @@ pub struct AccountConfig {
     /// Requested registration lifetime in seconds.
     #[serde(default = "default_expires")]
     pub expires: u32,
+    /// A sip-profile for this account's calls: the `[media]` and `[ice]` keys it sets
+    /// take the place of the phone's for them (see [`crate::Config::parse`]).
+    pub profile: Option<String>,
+    /// `[account.media]`: this account's calls' media settings. In a config file, only
+    /// the keys written here override (the phone's and the profile's settings fill the
+    /// rest: [`crate::Config::parse`] resolves it); `None`: the phone's.
+    pub media: Option<crate::config::MediaConfig>,
+    /// `[account.ice]`: likewise for ICE.
+    pub ice: Option<crate::ice_settings::IceSettings>,
 }
 
 fn yes() -> bool {
@@ -52,6 +61,7 @@ impl std::fmt::Debug for AccountConfig {
             .field("outbound_proxy", &self.outbound_proxy)
             .field("register", &self.register)
             .field("expires", &self.expires)
+            .field("profile", &self.profile)
             .finish()
     }
 }

@@ -322,22 +322,117 @@ impl Config {
         // Parsed alone first, so every error points into the user's own file.
         let mut config: Config = toml::from_str(text).map_err(invalid)?;
         if let Some(name) = config.profile.clone() {
-            let profile = crate::profiles::get(&name).ok_or_else(|| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: line_of_key(text, "profile"),
-                message: format!(
-                    "profile: no sip-profile {name:?} (known: {})",
-                    crate::profiles::names().join(", ")
-                ),
-            })?;
-            // The profile gives defaults; what the file sets wins.
-            let mut merged: toml::Table = toml::from_str(profile).map_err(invalid)?;
-            let user: toml::Table = toml::from_str(text).map_err(invalid)?;
-            merge(&mut merged, user);
-            config = toml::Value::Table(merged).try_into().map_err(invalid)?;
+            config = Self::under_profile(text, path, &name)?;
         }
+        // Accounts with a profile or their own `[account.media]`/`[account.ice]`.
+        config.resolve_accounts(text, path)?;
         config.check(text, path)?;
         Ok(config)
+    }
+
+    /// The media and ICE settings of each account that has a profile or settings of its
+    /// own: the phone's (its profile's under the file's), then the keys the account's
+    /// profile sets, then the keys of `[account.media]`/`[account.ice]` — the more
+    /// specific wins.
+    fn resolve_accounts(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |e: toml::de::Error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+            message: e.message().to_string(),
+        };
+        let user: toml::Table = toml::from_str(text).map_err(invalid)?;
+        let mut phone: toml::Table = match &self.profile {
+            Some(name) => crate::profiles::get(name)
+                .map(toml::from_str)
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or_default(),
+            None => toml::Table::new(),
+        };
+        merge(&mut phone, user.clone());
+        let accounts = match user.get("account") {
+            Some(toml::Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        for (i, raw) in accounts.iter().enumerate() {
+            let Some(raw) = raw.as_table() else { continue };
+            let Some(account) = self.accounts.get(i) else {
+                continue;
+            };
+            if account.profile.is_none() && account.media.is_none() && account.ice.is_none() {
+                continue;
+            }
+            let mut layered = toml::Table::new();
+            for key in ["media", "ice"] {
+                if let Some(v) = phone.get(key) {
+                    layered.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(name) = &account.profile {
+                let profile = crate::profiles::get(name).ok_or_else(|| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: account_key_line(text, i, "profile"),
+                    message: format!(
+                        "account {}: profile: no sip-profile {name:?} (known: {})",
+                        account.aor,
+                        crate::profiles::names().join(", ")
+                    ),
+                })?;
+                merge(&mut layered, toml::from_str(profile).map_err(invalid)?);
+            }
+            for key in ["media", "ice"] {
+                if let Some(v) = raw.get(key) {
+                    let mut over = toml::Table::new();
+                    over.insert(key.into(), v.clone());
+                    merge(&mut layered, over);
+                }
+            }
+            let resolved: Config = toml::Value::Table(layered).try_into().map_err(invalid)?;
+            resolved.check_media(text, path)?;
+            self.accounts[i].media = Some(resolved.media);
+            self.accounts[i].ice = Some(resolved.ice);
+        }
+        Ok(())
+    }
+
+    /// The file's settings over the sip-profile `name`'s: the profile gives defaults,
+    /// what the file sets wins.
+    fn under_profile(text: &str, path: &Path, name: &str) -> Result<Self, ConfigError> {
+        let invalid = |e: toml::de::Error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+            message: e.message().to_string(),
+        };
+        let profile = crate::profiles::get(name).ok_or_else(|| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, "profile"),
+            message: format!(
+                "profile: no sip-profile {name:?} (known: {})",
+                crate::profiles::names().join(", ")
+            ),
+        })?;
+        let mut merged: toml::Table = toml::from_str(profile).map_err(invalid)?;
+        let user: toml::Table = toml::from_str(text).map_err(invalid)?;
+        merge(&mut merged, user);
+        toml::Value::Table(merged).try_into().map_err(invalid)
+    }
+
+    fn check_media(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, key),
+            message: format!("{key}: {message}"),
+        };
+        if self.media.codecs.is_empty() {
+            return Err(invalid("codecs", "at least one codec is needed".into()));
+        }
+        if !(10..=120).contains(&self.media.ptime) || self.media.ptime % 10 != 0 {
+            return Err(invalid(
+                "ptime",
+                format!("{} ms is not one of 10, 20, … 120", self.media.ptime),
+            ));
+        }
+        Ok(())
     }
 
     fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -349,11 +444,7 @@ impl Config {
         for (i, a) in self.accounts.iter().enumerate() {
             a.check().map_err(|e| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: text
-                    .match_indices("[[account]]")
-                    .nth(i)
-                    .map(|(o, _)| line_of(text, o))
-                    .unwrap_or(1),
+                line: account_line(text, i),
                 message: format!("account {}: {e}", a.aor),
             })?;
         }
@@ -374,15 +465,7 @@ impl Config {
                 "a TLS listener needs cert_file and key_file".into(),
             ));
         }
-        if self.media.codecs.is_empty() {
-            return Err(invalid("codecs", "at least one codec is needed".into()));
-        }
-        if !(10..=120).contains(&self.media.ptime) || self.media.ptime % 10 != 0 {
-            return Err(invalid(
-                "ptime",
-                format!("{} ms is not one of 10, 20, … 120", self.media.ptime),
-            ));
-        }
+        self.check_media(text, path)?;
         if self.identity.user.is_empty()
             || !self
                 .identity
@@ -396,6 +479,35 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// The line of the `i`th `[[account]]` header.
+fn account_line(text: &str, i: usize) -> usize {
+    text.match_indices("[[account]]")
+        .nth(i)
+        .map(|(o, _)| line_of(text, o))
+        .unwrap_or(1)
+}
+
+/// The line of `key` in the `i`th `[[account]]` (its header's line if not found).
+fn account_key_line(text: &str, i: usize, key: &str) -> usize {
+    let start = account_line(text, i);
+    let rest: String = text
+        .lines()
+        .skip(start)
+        .take_while(|l| !l.trim_start().starts_with("[["))
+        .collect::<Vec<_>>()
+        .join("\n");
+    match line_of_key(&rest, key) {
+        1 if !rest
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim_start().starts_with(key)) =>
+        {
+            start
+        }
+        n => start + n,
     }
 }
 

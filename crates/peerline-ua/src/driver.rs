@@ -123,6 +123,9 @@ struct Call {
     session_timer: Option<SessionTimer>,
     /// The keys of our answer to a re-INVITE, put into use when its ACK arrives.
     pending_rekey: Option<peerline_sdp::Security>,
+    /// The account the call belongs to (index into the config's accounts): its profile's
+    /// media and ICE settings apply.
+    account: Option<usize>,
 }
 
 /// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
@@ -136,6 +139,8 @@ struct OutOfDialog {
     /// The account's AOR (our From).
     aor: Option<String>,
     digest: Option<peerline_sip::auth::DigestClient>,
+    /// Which account (index), if any.
+    account: Option<usize>,
 }
 
 /// One configured account at run time.
@@ -646,11 +651,11 @@ impl Driver {
     /// both kinds are available and the offer decides which is used.
     /// Whether SDES keys may go in SDP carried over `transport` (see
     /// `media.allow_sdes_without_tls`); logs a warning when they go in the clear.
-    fn sdes_allowed(&self, transport: Transport) -> bool {
+    fn sdes_allowed(&self, transport: Transport, account: Option<usize>) -> bool {
         if transport == Transport::Tls {
             return true;
         }
-        if self.config.media.allow_sdes_without_tls {
+        if self.media_config(account).allow_sdes_without_tls {
             tracing::warn!(
                 %transport,
                 "SDES keys in SDP over unencrypted signaling (allow_sdes_without_tls)"
@@ -660,18 +665,58 @@ impl Driver {
         false
     }
 
-    /// What we offer or answer with for a call whose signaling is `transport`.
-    fn capabilities_over(&self, answering: bool, transport: Transport) -> LocalCapabilities {
-        let mut caps = self.capabilities(answering);
+    /// The `[media]` of `account`'s calls: its profile's, or the phone's.
+    fn media_config(&self, account: Option<usize>) -> &crate::config::MediaConfig {
+        account
+            .and_then(|i| self.config.accounts.get(i))
+            .and_then(|a| a.media.as_ref())
+            .unwrap_or(&self.config.media)
+    }
+
+    /// The `[ice]` of `account`'s calls: its profile's, or the phone's.
+    fn ice_config(&self, account: Option<usize>) -> &crate::ice_settings::IceSettings {
+        account
+            .and_then(|i| self.config.accounts.get(i))
+            .and_then(|a| a.ice.as_ref())
+            .unwrap_or(&self.config.ice)
+    }
+
+    /// The account an incoming request is for: the one whose AOR user is the
+    /// Request-URI's user, else the To URI's.
+    fn account_of(&self, request: &Request) -> Option<usize> {
+        let to_user = request
+            .to_addr()
+            .and_then(|a| rsip::Uri::try_from(a.uri.as_str()).ok())
+            .and_then(|u| u.user().map(str::to_string));
+        [request.uri.user().map(str::to_string), to_user]
+            .into_iter()
+            .flatten()
+            .find_map(|user| {
+                self.config
+                    .accounts
+                    .iter()
+                    .position(|a| a.aor_parts().is_ok_and(|(u, _)| u == user))
+            })
+    }
+
+    /// What we offer or answer with for a call of `account` whose signaling is
+    /// `transport`.
+    fn capabilities_over(
+        &self,
+        answering: bool,
+        transport: Transport,
+        account: Option<usize>,
+    ) -> LocalCapabilities {
+        let mut caps = self.capabilities(answering, account);
         let sdes_wanted = !caps.crypto.is_empty();
-        if sdes_wanted && !self.sdes_allowed(transport) {
+        if sdes_wanted && !self.sdes_allowed(transport, account) {
             caps.crypto.clear();
         }
         caps
     }
 
-    fn capabilities(&self, answering: bool) -> LocalCapabilities {
-        let media = &self.config.media;
+    fn capabilities(&self, answering: bool, account: Option<usize>) -> LocalCapabilities {
+        let media = self.media_config(account);
         let srtp = match media.srtp {
             SrtpMode::Mandatory => SrtpPolicy::Mandatory,
             SrtpMode::Optional => SrtpPolicy::Optional,
@@ -698,9 +743,7 @@ impl Driver {
             srtp,
             crypto,
             fingerprint: dtls.then(|| self.dtls_cert.fingerprint().clone()),
-            codecs: self
-                .config
-                .media
+            codecs: media
                 .codecs
                 .iter()
                 .map(|c| match c {
@@ -710,8 +753,8 @@ impl Driver {
                     CodecName::Opus => SdpCodec::opus(),
                 })
                 .collect(),
-            dtmf: self.config.media.dtmf,
-            ptime: Some(self.config.media.ptime),
+            dtmf: media.dtmf,
+            ptime: Some(media.ptime),
             rtcp_mux: true,
             username: self.config.identity.user.clone(),
             ..LocalCapabilities::default()
@@ -719,20 +762,18 @@ impl Driver {
     }
 
     /// With `[ice] enabled`: gathers a call's candidates before its offer or answer.
-    async fn prepare_ice(&self, controlling: bool, toward: IpAddr) -> Option<PreparedIce> {
-        if !self.config.ice.enabled {
+    async fn prepare_ice(
+        &self,
+        controlling: bool,
+        toward: IpAddr,
+        account: Option<usize>,
+    ) -> Option<PreparedIce> {
+        let ice = self.ice_config(account);
+        if !ice.enabled {
             return None;
         }
         let range = self.rtp_ports;
-        match call_ice::prepare(
-            &self.config.ice,
-            controlling,
-            range,
-            self.sip_addr.ip(),
-            toward,
-        )
-        .await
-        {
+        match call_ice::prepare(ice, controlling, range, self.sip_addr.ip(), toward).await {
             Ok(p) => Some(p),
             Err(e) => {
                 // No usable candidate (or the agent refused): the call goes on with plain
@@ -773,9 +814,16 @@ impl Driver {
             Command::Call {
                 target,
                 media,
+                account,
                 reply,
             } => {
-                let r = self.start_call(&target, media, Vec::new()).await;
+                let r = match account {
+                    None => self.start_call(&target, media, Vec::new(), None).await,
+                    Some(aor) => match self.config.accounts.iter().position(|a| a.aor == aor) {
+                        Some(i) => self.start_call(&target, media, Vec::new(), Some(i)).await,
+                        None => Err(PhoneError::BadTarget(aor, "no such account".into())),
+                    },
+                };
                 let _ = reply.send(r);
             }
             Command::Answer { call, media, reply } => {
@@ -891,11 +939,16 @@ impl Driver {
     /// Where a new out-of-dialog request to `target` goes and as whom: with an account,
     /// through its outbound proxy (or registrar) with its AOR and credentials; without
     /// one, straight to the target. The transport is the one RFC 3263 location chose.
-    async fn out_of_dialog(&mut self, target: &str) -> Result<OutOfDialog, PhoneError> {
+    async fn out_of_dialog(
+        &mut self,
+        target: &str,
+        account_index: Option<usize>,
+    ) -> Result<OutOfDialog, PhoneError> {
         let uri = rsip::Uri::try_from(target)
             .map_err(|e| PhoneError::BadTarget(target.into(), e.to_string()))?;
         self.relocate_stale(Instant::now()).await;
-        let account = self.accounts.first();
+        let account_index = account_index.or((!self.accounts.is_empty()).then_some(0));
+        let account = account_index.and_then(|i| self.accounts.get(i));
         let via_proxy = account
             .and_then(|a| a.proxy.as_ref())
             .and_then(Located::hop);
@@ -924,6 +977,7 @@ impl Driver {
             route,
             aor,
             digest,
+            account: account_index,
         })
     }
 
@@ -957,7 +1011,7 @@ impl Driver {
         body: Vec<u8>,
         reply: oneshot::Sender<Result<u16, PhoneError>>,
     ) -> Result<(), (PhoneError, oneshot::Sender<Result<u16, PhoneError>>)> {
-        let hop = match self.out_of_dialog(target).await {
+        let hop = match self.out_of_dialog(target, None).await {
             Ok(h) => h,
             Err(e) => return Err((e, reply)),
         };
@@ -1049,6 +1103,7 @@ impl Driver {
         target: &str,
         media: MediaOptions,
         extra: Vec<rsip::Header>,
+        account: Option<usize>,
     ) -> Result<CallId, PhoneError> {
         let OutOfDialog {
             dest,
@@ -1057,10 +1112,12 @@ impl Driver {
             route,
             aor,
             digest,
-        } = self.out_of_dialog(target).await?;
-        if self.config.media.srtp == SrtpMode::Mandatory
-            && self.config.media.srtp_keying == SrtpKeying::Sdes
-            && !self.sdes_allowed(transport)
+            account,
+        } = self.out_of_dialog(target, account).await?;
+        let media_config = self.media_config(account);
+        if media_config.srtp == SrtpMode::Mandatory
+            && media_config.srtp_keying == SrtpKeying::Sdes
+            && !self.sdes_allowed(transport, account)
         {
             return Err(PhoneError::BadTarget(
                 target.into(),
@@ -1071,8 +1128,8 @@ impl Driver {
                 ),
             ));
         }
-        let mut caps = self.capabilities_over(false, transport);
-        let ice = self.prepare_ice(true, ip).await;
+        let mut caps = self.capabilities_over(false, transport, account);
+        let ice = self.prepare_ice(true, ip, account).await;
         let (rtp, rtp_addr) = self.media_address(ice.as_ref(), &mut caps, ip).await?;
         let offer = peerline_sdp::create_offer(&caps, rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
@@ -1182,14 +1239,18 @@ impl Driver {
                 session_timer: None,
                 pending_rekey: None,
                 ice,
+                account,
             },
         );
         Ok(id)
     }
 
     async fn answer(&mut self, id: CallId, options: MediaOptions) -> Result<(), PhoneError> {
-        let transport = self.calls.get(&id).map_or(Transport::Udp, |c| c.transport);
-        let mut caps = self.capabilities_over(true, transport);
+        let (transport, account) = self
+            .calls
+            .get(&id)
+            .map_or((Transport::Udp, None), |c| (c.transport, c.account));
+        let mut caps = self.capabilities_over(true, transport, account);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
@@ -1207,7 +1268,7 @@ impl Driver {
         let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
         // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
         let ice = if offers_ice(&offer) {
-            self.prepare_ice(false, ip).await
+            self.prepare_ice(false, ip, account).await
         } else {
             None
         };
@@ -1503,8 +1564,11 @@ impl Driver {
     /// A re-INVITE from the peer (RFC 3261 §14.2): answer its offer and update the media.
     fn incoming_reinvite(&mut self, id: CallId, key: TransactionKey, request: Request) {
         let now = Instant::now();
-        let transport = self.calls.get(&id).map_or(Transport::Udp, |c| c.transport);
-        let mut caps = self.capabilities_over(true, transport);
+        let (transport, account) = self
+            .calls
+            .get(&id)
+            .map_or((Transport::Udp, None), |c| (c.transport, c.account));
+        let mut caps = self.capabilities_over(true, transport, account);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -1735,10 +1799,10 @@ impl Driver {
             .send_response(now, key, make_response(request, 202, None));
         // RFC 3515 §2.4.4: the first NOTIFY right away.
         self.notify_transfer(id, 100, "Trying");
-        let options = self
+        let (options, account) = self
             .calls
             .get(&id)
-            .map(|c| c.media_options.clone())
+            .map(|c| (c.media_options.clone(), c.account))
             .unwrap_or_default();
         let crate::transfer::ReferTarget {
             uri: target,
@@ -1747,7 +1811,7 @@ impl Driver {
         let extra = replaces
             .map(|r| vec![make_header("Replaces", &r.to_header_value())])
             .unwrap_or_default();
-        match self.start_call(&target, options, extra).await {
+        match self.start_call(&target, options, extra, account).await {
             Ok(new_call) => {
                 self.transferee_of.insert(new_call, id);
                 self.emit(Event::Transfer {
@@ -1823,8 +1887,9 @@ impl Driver {
     }
 
     fn launch_media(&mut self, id: CallId, negotiated: &peerline_sdp::Negotiated) {
-        let ptime = self.config.media.ptime;
-        let rtp_timeout = Duration::from_secs(self.config.media.rtp_timeout_secs);
+        let media_config = self.media_config(self.calls.get(&id).and_then(|c| c.account));
+        let ptime = media_config.ptime;
+        let rtp_timeout = Duration::from_secs(media_config.rtp_timeout_secs);
         let (ssrc, seq, ts) = (self.rng.gen(), self.rng.gen(), self.rng.gen());
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -2445,6 +2510,7 @@ impl Driver {
             .from_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let account = self.account_of(&request);
         // RFC 4028 §9: an interval below our minimum is refused with 422 and Min-SE.
         let uas_timer = match uas_negotiate(&request, MIN_SE) {
             UasTimer::TooSmall { min_se } => {
@@ -2537,6 +2603,7 @@ impl Driver {
                 uas_timer,
                 session_timer: None,
                 pending_rekey: None,
+                account,
             },
         );
         match replaced {

@@ -258,6 +258,8 @@ pub(crate) enum Command {
     Call {
         target: String,
         media: MediaOptions,
+        /// The AOR of the account to call from (`None`: the first).
+        account: Option<String>,
         reply: oneshot::Sender<Result<CallId, PhoneError>>,
     },
     Answer {
@@ -448,6 +450,25 @@ impl Phone {
         self.ask(|reply| Command::Call {
             target,
             media,
+            account: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// Like [`Phone::call`], from the account whose AOR is `aor` (its outbound proxy,
+    /// credentials and profile) instead of the first one.
+    pub async fn call_from(
+        &self,
+        aor: &str,
+        target: &str,
+        media: MediaOptions,
+    ) -> Result<CallId, PhoneError> {
+        let (account, target) = (Some(aor.to_string()), target.to_string());
+        self.ask(|reply| Command::Call {
+            target,
+            media,
+            account,
             reply,
         })
         .await?

@@ -3,45 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use peerline_ua::{AudioSource, Config, EndReason, Event, Events, MediaOptions, Phone};
+mod common;
 
-fn config(user: &str) -> Config {
-    let mut c = Config::default();
-    c.identity.user = user.into();
-    c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    c
-}
-
-async fn wait_for<T>(
-    events: &mut Events,
-    what: &str,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let r = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(&ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await;
-    match r {
-        Ok(Some(t)) => t,
-        _ => panic!("timed out waiting for {what}"),
-    }
-}
-
-fn tone(hz: f32, record: Option<PathBuf>) -> MediaOptions {
-    MediaOptions {
-        source: AudioSource::Tone(hz),
-        record,
-    }
-}
+use common::{config, tone, wait_for};
+use peerline_ua::{EndReason, Event, Events, Phone};
 
 /// Alice calls Bob, Bob answers; returns both call ids.
 async fn connect(
