@@ -222,7 +222,8 @@ impl Baresip {
     /// Write `<test dir>/<name>/{config,accounts,contacts}` and start baresip.
     pub fn start(opts: BaresipOptions, dir: &TestDir) -> Result<Self> {
         let config_dir = dir.subdir(&opts.name)?;
-        let rec_dir = dir.subdir(&format!("{}/rec", opts.name))?;
+        let rec_dir =
+            crate::paths::short_dir(&format!("{}-rec", opts.name), &config_dir.join("rec"))?;
         let sip_port = match opts.sip_port {
             Some(p) => p,
             None => alloc_port_block(2)?,

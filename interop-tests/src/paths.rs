@@ -44,9 +44,29 @@ pub fn socket_path(name: &str) -> Result<PathBuf> {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let p = PathBuf::from(format!("/tmp/peerline-{}-{n}-{name}", std::process::id()));
     match std::fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
-        _ => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) if p.is_dir() => {} // short_dir empties it
+        Err(e) => return Err(io_err(&p)(e)),
+        Ok(()) => {}
     }
+    Ok(p)
+}
+
+/// An empty directory at a short path, `/tmp/peerline-<pid>-<n>-<name>/`, for peers that
+/// keep paths in small fixed buffers (baresip's `sndfile` truncates its file names past
+/// 127 bytes, which a test dir under a deep clone reaches), with a symlink to it at
+/// `link` so the test dir still shows what it holds.
+pub fn short_dir(name: &str, link: &Path) -> Result<PathBuf> {
+    let p = socket_path(name)?;
+    if p.exists() {
+        std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
+    }
+    std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(&p, link).map_err(io_err(link))?;
     Ok(p)
 }
 
