@@ -128,6 +128,21 @@ struct Call {
     account: Option<usize>,
 }
 
+/// Which of a call's client transactions a key is ([`Driver::call_of_txn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientTxn {
+    /// The INVITE (or its resend with credentials, or to another target).
+    Invite,
+    /// Our BYE (or CANCEL's companion end of the call).
+    Bye,
+    /// Our REFER.
+    Refer,
+    /// Our re-INVITE (hold/resume, session refresh).
+    Reinvite,
+    /// A PRACK of ours.
+    Prack,
+}
+
 /// Where and as whom a new out-of-dialog request goes ([`Driver::out_of_dialog`]).
 struct OutOfDialog {
     dest: SocketAddr,
@@ -2694,26 +2709,6 @@ impl Driver {
                 self.message_response(pending, &response);
                 return;
             }
-            if let Some(id) = self
-                .calls
-                .iter()
-                .find(|(_, c)| c.refer_key.as_ref() == Some(&key))
-                .map(|(id, _)| *id)
-            {
-                if let Some(call) = self.calls.get_mut(&id) {
-                    call.refer_key = None;
-                    if code >= 300 {
-                        call.transferring = false; // refused: the call stays up
-                    }
-                }
-                self.emit(Event::Transfer {
-                    call: id,
-                    status: code,
-                    target: None,
-                    new_call: None,
-                });
-                return;
-            }
         }
         if let Some(i) = self
             .accounts
@@ -2735,48 +2730,47 @@ impl Driver {
             }
             return;
         }
-        // A BYE or CANCEL answered (or refused): the call is over either way.
-        if let Some(id) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.bye_key.as_ref() == Some(&key))
-            .map(|(id, _)| *id)
-        {
-            if code >= 200 {
-                self.end_call(id, EndReason::LocalHangup).await;
-            }
-            return;
-        }
-        if let Some(id) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.reinvite.as_ref().is_some_and(|r| r.0 == key))
-            .map(|(id, _)| *id)
-        {
-            self.reinvite_response(id, response).await;
-            return;
-        }
-        if let Some(call) = self
-            .calls
-            .values_mut()
-            .find(|c| c.prack_keys.contains(&key))
-        {
-            // The PRACK's own response: a 2xx is just consumed (RFC 3262 §4).
-            if code >= 200 {
-                call.prack_keys.retain(|k| *k != key);
-                if code >= 300 {
-                    tracing::warn!(call_id = %call.call_id, "PRACK refused: {}", response.status_code);
+        let id = match self.call_of_txn(&key) {
+            Some((id, ClientTxn::Invite)) => id,
+            Some((id, ClientTxn::Refer)) => {
+                if code >= 200 {
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.refer_key = None;
+                        if code >= 300 {
+                            call.transferring = false; // refused: the call stays up
+                        }
+                    }
+                    self.emit(Event::Transfer {
+                        call: id,
+                        status: code,
+                        target: None,
+                        new_call: None,
+                    });
                 }
+                return;
             }
-            return;
-        }
-        let Some(id) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.invite_key.as_ref() == Some(&key))
-            .map(|(id, _)| *id)
-        else {
-            return; // e.g. the 200 to our CANCEL
+            // A BYE or CANCEL answered (or refused): the call is over either way.
+            Some((id, ClientTxn::Bye)) => {
+                if code >= 200 {
+                    self.end_call(id, EndReason::LocalHangup).await;
+                }
+                return;
+            }
+            Some((id, ClientTxn::Reinvite)) => {
+                self.reinvite_response(id, response).await;
+                return;
+            }
+            Some((id, ClientTxn::Prack)) => {
+                // The PRACK's own response: a 2xx is just consumed (RFC 3262 §4).
+                if let Some(call) = self.calls.get_mut(&id).filter(|_| code >= 200) {
+                    call.prack_keys.retain(|k| *k != key);
+                    if code >= 300 {
+                        tracing::warn!(call_id = %call.call_id, "PRACK refused: {}", response.status_code);
+                    }
+                }
+                return;
+            }
+            None => return, // e.g. the 200 to our CANCEL
         };
         match code {
             100 => {}
@@ -3046,17 +3040,33 @@ impl Driver {
         }
     }
 
+    /// The call and role of one of our client transactions (one pass over the calls).
+    fn call_of_txn(&self, key: &TransactionKey) -> Option<(CallId, ClientTxn)> {
+        self.calls.iter().find_map(|(id, c)| {
+            let role = if c.invite_key.as_ref() == Some(key) {
+                ClientTxn::Invite
+            } else if c.bye_key.as_ref() == Some(key) {
+                ClientTxn::Bye
+            } else if c.refer_key.as_ref() == Some(key) {
+                ClientTxn::Refer
+            } else if c.reinvite.as_ref().is_some_and(|r| &r.0 == key) {
+                ClientTxn::Reinvite
+            } else if c.prack_keys.contains(key) {
+                ClientTxn::Prack
+            } else {
+                return None;
+            };
+            Some((*id, role))
+        })
+    }
+
     async fn transaction_timeout(&mut self, key: TransactionKey) {
         let timeout_reason = match self.unreachable.remove(&key) {
             Some(why) => EndReason::Unreachable(why),
             None => EndReason::Timeout,
         };
-        if let Some(id) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.refer_key.as_ref() == Some(&key))
-            .map(|(id, _)| *id)
-        {
+        let txn = self.call_of_txn(&key);
+        if let Some((id, ClientTxn::Refer)) = txn {
             if let Some(call) = self.calls.get_mut(&id) {
                 call.refer_key = None;
                 call.transferring = false;
@@ -3102,12 +3112,7 @@ impl Driver {
             return;
         }
         // Our re-INVITE got no answer: the dialog is considered gone (RFC 3261 §14.1).
-        if let Some(id) = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.reinvite.as_ref().is_some_and(|r| r.0 == key))
-            .map(|(id, _)| *id)
-        {
+        if let Some((id, ClientTxn::Reinvite)) = txn {
             if let Some(call) = self.calls.get_mut(&id) {
                 call.reinvite = None;
                 call.ending = Some(EndReason::Timeout);
@@ -3117,16 +3122,8 @@ impl Driver {
             }
             return;
         }
-        let id = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.invite_key.as_ref() == Some(&key) || c.bye_key.as_ref() == Some(&key))
-            .map(|(id, _)| *id);
-        if let Some(id) = id {
-            let is_bye = self
-                .calls
-                .get(&id)
-                .is_some_and(|c| c.bye_key.as_ref() == Some(&key));
+        if let Some((id, role @ (ClientTxn::Invite | ClientTxn::Bye))) = txn {
+            let is_bye = role == ClientTxn::Bye;
             let in_progress = self
                 .calls
                 .get(&id)
