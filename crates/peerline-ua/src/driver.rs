@@ -1093,7 +1093,7 @@ impl Driver {
         if matches!(code, 401 | 407) {
             if let Some(mut digest) = pending.digest.take() {
                 let branch = self.branch();
-                let mut retry = crate::messaging::next_attempt(&pending.request, &branch);
+                let mut retry = crate::request_edit::next_attempt(&pending.request, &branch);
                 if digest.handle_challenge(response).is_ok()
                     && digest.authorize(&mut retry, &mut self.rng).is_ok()
                 {
@@ -1192,11 +1192,11 @@ impl Driver {
         {
             transport = Transport::Tcp;
             udp_fallback = true;
-            crate::messaging::replace_top_via(
+            crate::request_edit::replace_top_via(
                 &mut invite,
                 &format!("SIP/2.0/TCP {sent_by};rport;branch={branch}"),
             );
-            crate::messaging::replace_header(
+            crate::request_edit::replace_header(
                 &mut invite,
                 "Contact",
                 &format!(
@@ -2207,17 +2207,9 @@ impl Driver {
     /// Retransmits due reliable provisional responses; after 64*T1 without a PRACK the
     /// INVITE is rejected with 500 (RFC 3262 §3 says a 5xx).
     async fn prack_timers(&mut self, now: Instant) {
-        let due: Vec<CallId> = self
-            .prack_calls
-            .iter()
-            .copied()
-            .filter(|id| {
-                self.calls
-                    .get(id)
-                    .and_then(|c| c.prack.as_ref()?.poll_timeout())
-                    .is_some_and(|t| t <= now)
-            })
-            .collect();
+        let due = due_calls(&self.calls, &self.prack_calls, now, |c| {
+            c.prack.as_ref()?.poll_timeout()
+        });
         for id in due {
             let Some(call) = self.calls.get_mut(&id) else {
                 self.prack_calls.remove(&id);
@@ -2267,17 +2259,9 @@ impl Driver {
     /// `Session-Expires;refresher=uac`); otherwise, or when our refresh went unanswered,
     /// the session has expired and is ended with BYE.
     async fn session_timers(&mut self, now: Instant) {
-        let due: Vec<CallId> = self
-            .timer_calls
-            .iter()
-            .copied()
-            .filter(|id| {
-                self.calls
-                    .get(id)
-                    .and_then(|c| c.session_timer.as_ref())
-                    .is_some_and(|t| t.poll_timeout() <= now)
-            })
-            .collect();
+        let due = due_calls(&self.calls, &self.timer_calls, now, |c| {
+            c.session_timer.as_ref().map(SessionTimer::poll_timeout)
+        });
         for id in due {
             let action = self
                 .calls
@@ -2823,21 +2807,30 @@ impl Driver {
         if digest.handle_challenge(response).is_err() {
             return false;
         }
-        let mut retry = crate::messaging::next_attempt(invite, &branch);
+        let mut retry = crate::request_edit::next_attempt(invite, &branch);
         if digest.authorize(&mut retry, &mut self.rng).is_err() {
             return false;
         }
-        match self
+        let hop = call_target(call);
+        self.resend_invite(id, retry, hop)
+    }
+
+    /// Sends `retry`, a new attempt of call `id`'s INVITE, to `hop` as a new transaction;
+    /// on success it is the call's INVITE from now on, and `hop` its next hop.
+    fn resend_invite(&mut self, id: CallId, retry: Request, hop: Target) -> bool {
+        let Ok(key) = self
             .endpoint
-            .send_request_to(Instant::now(), retry.clone(), call_target(call))
-        {
-            Ok(key) => {
-                call.invite_key = Some(key);
-                call.invite = Some(retry);
-                true
-            }
-            Err(_) => false,
+            .send_request_to(Instant::now(), retry.clone(), hop)
+        else {
+            return false;
+        };
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.invite_key = Some(key);
+            call.invite = Some(retry);
+            call.next_hop = hop.addr;
+            call.transport = hop.transport;
         }
+        true
     }
 
     /// UAC, RFC 3262 §4: a reliable provisional response to our INVITE is PRACKed in its
@@ -3189,8 +3182,8 @@ impl Driver {
         else {
             return false;
         };
-        let mut retry = crate::messaging::next_attempt(invite, &branch);
-        crate::messaging::replace_top_via(
+        let mut retry = crate::request_edit::next_attempt(invite, &branch);
+        crate::request_edit::replace_top_via(
             &mut retry,
             &format!(
                 "SIP/2.0/{} {sent_by};rport;branch={branch}",
@@ -3198,20 +3191,21 @@ impl Driver {
             ),
         );
         tracing::info!(call = id, to = %next.addr, transport = %next.transport, "INVITE to the next target");
-        match self
-            .endpoint
-            .send_request_to(Instant::now(), retry.clone(), next)
-        {
-            Ok(key) => {
-                call.invite_key = Some(key);
-                call.invite = Some(retry);
-                call.next_hop = next.addr;
-                call.transport = next.transport;
-                true
-            }
-            Err(_) => false,
-        }
+        self.resend_invite(id, retry, next)
     }
+}
+
+/// The calls of `set` whose `deadline` has come by `now` (prack and session timers).
+fn due_calls(
+    calls: &HashMap<CallId, Call>,
+    set: &std::collections::BTreeSet<CallId>,
+    now: Instant,
+    deadline: impl Fn(&Call) -> Option<Instant>,
+) -> Vec<CallId> {
+    set.iter()
+        .copied()
+        .filter(|id| calls.get(id).and_then(&deadline).is_some_and(|t| t <= now))
+        .collect()
 }
 
 /// The peer's re-INVITE or UPDATE refreshed a timed session (RFC 4028 §9): the timer

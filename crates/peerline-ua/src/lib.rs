@@ -30,6 +30,7 @@ mod media_socket;
 mod messaging;
 mod phone;
 pub mod profiles;
+mod request_edit;
 mod transfer;
 
 pub use account::AccountConfig;
