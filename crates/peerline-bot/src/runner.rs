@@ -22,6 +22,9 @@ use crate::scenario::{
 use crate::BotError;
 
 mod leg_steps;
+mod transfer_steps;
+
+use transfer_steps::Referral;
 
 /// What every leg of a run shares.
 pub(crate) struct Shared {
@@ -156,6 +159,10 @@ struct CallCtx {
     recording: Option<(PathBuf, bool)>,
     audio: Vec<PendingAudio>,
     ok: bool,
+    /// Transferor: the statuses of our transfer (REFER response, then NOTIFYs).
+    transfer: Vec<u16>,
+    /// Transferee: the remote party's REFER and our call to its target.
+    referral: Option<Referral>,
 }
 
 impl CallCtx {
@@ -183,6 +190,8 @@ impl CallCtx {
             recording,
             audio: Vec::new(),
             ok: true,
+            transfer: Vec::new(),
+            referral: None,
         }
     }
 
@@ -204,6 +213,12 @@ impl CallCtx {
                     at: r.at,
                 })
             }
+            Event::Transfer {
+                status,
+                target,
+                new_call,
+                ..
+            } => self.transfer_event(status, target, new_call, r.at),
             // Incoming, remote media updates and account events change no step's outcome.
             _ => {}
         }
@@ -358,6 +373,7 @@ impl LegRun {
     /// Waits for the call to end (until released; at once after a failure), hangs it up
     /// if it is still up, and judges the audio of its `expect_audio` steps.
     pub(crate) async fn finish(&mut self) {
+        self.follow_transfer().await;
         if let Some(call) = self.call.as_mut() {
             if call.ended.is_none() && !call.closed && !self.failed {
                 let deadline = self.shared.deadline;
@@ -576,6 +592,8 @@ impl LegRun {
     }
 
     async fn step(&mut self, step: &Step, path: &str) -> bool {
+        // A call transferred since the last step: its successor is the leg's call now.
+        self.follow_transfer().await;
         let started = Instant::now();
         let timeout = step.timeout;
         macro_rules! need_call {
@@ -1049,6 +1067,18 @@ impl LegRun {
             }
             Action::ExpectMessage { text, from, within } => {
                 self.expect_message_step(step, path, started, text, from.as_ref(), *within)
+                    .await
+            }
+            Action::Transfer {
+                target,
+                status,
+                within,
+            } => {
+                self.transfer_step(step, path, started, target, *status, *within)
+                    .await
+            }
+            Action::ExpectTransfer { target, within } => {
+                self.expect_transfer_step(step, path, started, target.as_ref(), *within)
                     .await
             }
             Action::Loop { count, steps } => {

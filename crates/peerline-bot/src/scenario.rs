@@ -11,6 +11,7 @@ use crate::tree::{self, Entry, Kind, Node};
 
 mod account;
 mod message_steps;
+mod transfer_steps;
 
 pub use account::LegAccount;
 
@@ -235,6 +236,25 @@ pub enum Action {
         /// How long.
         within: Duration,
     },
+    /// Blind transfer (RFC 3515 REFER): ask the remote party of the answered call to
+    /// call `target`, and wait for the transfer's final status.
+    Transfer {
+        /// Where the remote party is sent, a SIP URI.
+        target: Template,
+        /// The final status expected (REFER refused, or the NOTIFYed status of the
+        /// transferee's call to the target); `None` is any 2xx.
+        status: Option<u16>,
+        /// How long the transfer may take.
+        within: Duration,
+    },
+    /// Being transferred: the remote party's REFER leads to our call to its target
+    /// being answered; that call becomes the leg's call.
+    ExpectTransfer {
+        /// The `Refer-To` target we must be sent to, if checked.
+        target: Option<Template>,
+        /// How long.
+        within: Duration,
+    },
     /// Repeat steps.
     Loop {
         /// How many times.
@@ -399,6 +419,25 @@ impl fmt::Display for Action {
                 }
                 write!(f, " within {}", secs(*within))
             }
+            Action::Transfer {
+                target,
+                status,
+                within,
+            } => {
+                write!(f, "transfer to {target}")?;
+                match status {
+                    Some(s) => write!(f, " ending {s}")?,
+                    None => write!(f, " ending 2xx")?,
+                }
+                write!(f, " within {}", secs(*within))
+            }
+            Action::ExpectTransfer { target, within } => {
+                write!(f, "expect_transfer")?;
+                if let Some(t) = target {
+                    write!(f, " to {t}")?;
+                }
+                write!(f, " within {}", secs(*within))
+            }
             Action::Loop { count, steps } => {
                 write!(f, "loop {count} × {} steps", steps.len())
             }
@@ -440,10 +479,7 @@ impl fmt::Display for AudioCheck {
 }
 
 /// Steps the runner refuses for now, and why.
-pub const NOT_SUPPORTED: &[(&str, &str)] = &[(
-    "transfer",
-    "bots do not drive the phone's REFER (blind transfer) yet, nor follow a transferred call",
-)];
+pub const NOT_SUPPORTED: &[(&str, &str)] = &[];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_WITHIN: Duration = Duration::from_secs(10);
@@ -1258,6 +1294,8 @@ impl Parser {
             "register" => &["within"],
             "send_message" => &["to", "status", "timeout"],
             "expect_message" => &["from", "within"],
+            "transfer" => &["expect_status", "timeout"],
+            "expect_transfer" => &["within"],
             _ => &["timeout"],
         };
         for e in entries {
@@ -1484,6 +1522,8 @@ impl Parser {
             }
             "send_message" => self.send_message(need("the text")?, entries, line)?,
             "expect_message" => self.expect_message(value, entries, within)?,
+            "transfer" => self.transfer(need("the target's SIP URI")?, entries, line)?,
+            "expect_transfer" => self.expect_transfer(value, within)?,
             "loop" => {
                 let steps = self.steps(need("an array of steps")?, codecs)?;
                 if steps.is_empty() {
@@ -1621,6 +1661,15 @@ impl Parser {
                     needs_call("expect_hangup")?;
                     *state = CallState::Idle;
                 }
+                Action::Transfer { status, .. } => {
+                    needs_call("transfer")?;
+                    // A transfer that succeeds ends our call; a refused one leaves it up.
+                    if status.is_none_or(|s| (200..300).contains(&s)) {
+                        *state = CallState::Idle;
+                    }
+                }
+                // The call to the transfer target becomes the leg's call.
+                Action::ExpectTransfer { .. } => needs_call("expect_transfer")?,
                 // Messages and registration concern the leg, not its call.
                 Action::Wait(_)
                 | Action::Register { .. }
@@ -1691,6 +1740,8 @@ pub const ACTIONS: &[&str] = &[
     "register",
     "send_message",
     "expect_message",
+    "transfer",
+    "expect_transfer",
     "loop",
 ];
 

@@ -125,12 +125,6 @@ fn load_needs_answering_legs() {
 
 #[test]
 fn phone_features_that_are_missing_are_refused_as_not_supported_yet() {
-    let (line, msg) = refuse(&caller("  { transfer = \"sip:bob@pbx\" },"));
-    assert_eq!(line, 9, "{msg}");
-    assert!(
-        msg.contains("`transfer` is not supported yet: bots do not drive the phone's REFER"),
-        "{msg}"
-    );
     // The phone cannot change a running call's source or recording.
     let (line, msg) = refuse(&caller("  { play = { tone = 600 } },"));
     assert_eq!(line, 9, "{msg}");

@@ -38,9 +38,7 @@ fn check_accepts_examples_and_refuses_with_file_and_line() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(
-            "bad.toml:4: `transfer` is not supported yet: bots do not drive the phone's REFER"
-        ),
+        err.contains("bad.toml:4: `transfer` needs a call, but leg `a` has none here"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -86,5 +84,29 @@ fn run_writes_results_and_fails_with_the_step() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ivr.toml:49 [caller] step 5 `expect_dtmf 1 within 3 s` failed: expected digits 1 within 3 s; observed digits 2"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn transfer_to_a_busy_target_exits_1_naming_the_step_and_status() {
+    let dir = std::env::temp_dir().join(format!("peerline-bot-cli-xfer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("busy.toml");
+    std::fs::write(
+        &file,
+        "timeout = 30\n\
+         [[leg]]\nname = \"alice\"\nsteps = [\n  { call = \"${leg.bob.uri}\" },\n  { expect = \"answered\", within = 5 },\n  { transfer = \"${leg.carol.uri}\", timeout = 10 },\n]\n\
+         [[leg]]\nname = \"bob\"\nsteps = [{ expect = \"incoming\" }, \"answer\", { expect_hangup = true, within = 20 }]\n\
+         [[leg]]\nname = \"carol\"\nsteps = [{ expect = \"incoming\" }, { reject = 486 }]\n",
+    )
+    .unwrap();
+    let out = peerline().args(["bot", "run"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("busy.toml:7 [alice] step 3 `transfer to ${leg.carol.uri} ending 2xx within 10 s` failed"),
+        "{err}"
+    );
+    assert!(err.contains("observed ended 486"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,0 +1,142 @@
+//! Blind transfer between bot legs on loopback: alice transfers bob to carol and bob
+//! follows the new call (docs/bots/transfer.toml); a transfer to a busy target fails
+//! naming the step and the status observed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use peerline_bot::{RunOptions, RunResult, Scenario, Status};
+
+/// The audio checks are timing-sensitive: one scenario at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/bots")
+        .join(name)
+}
+
+async fn run(scenario: Scenario) -> RunResult {
+    peerline_bot::run(scenario, &RunOptions::default())
+        .await
+        .unwrap()
+}
+
+fn step<'a>(r: &'a RunResult, leg: &str, n: &str) -> &'a peerline_bot::StepResult {
+    r.steps
+        .iter()
+        .find(|s| s.leg == leg && s.step == n)
+        .unwrap_or_else(|| panic!("no step {leg} {n}: {:#?}", r.steps))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transferee_follows_the_new_call_and_hears_the_target() {
+    let _serial = SERIAL.lock().await;
+    let scenario = Scenario::load(&example("transfer.toml"), &BTreeMap::new()).unwrap();
+    let r = run(scenario).await;
+    assert!(r.passed, "{:#?}", r.failures());
+    assert!(r.steps.iter().all(|s| s.status == Status::Passed));
+    // alice heard bob before the transfer; the transfer ended 200.
+    assert!(step(&r, "alice", "4").observed.contains("660 Hz present"));
+    let t = step(&r, "alice", "5");
+    assert!(t.observed.starts_with("ended 200"), "{t:?}");
+    // bob heard alice, was referred to carol, then heard carol on the new call.
+    assert!(step(&r, "bob", "4").observed.contains("440 Hz present"));
+    let e = step(&r, "bob", "5");
+    assert!(
+        e.observed.starts_with("referred to sip:carol@127.0.0.1:"),
+        "{e:?}"
+    );
+    let s6 = step(&r, "bob", "6");
+    assert!(s6.observed.contains("880 Hz present"), "{s6:?}");
+    // carol heard bob (not alice).
+    assert!(step(&r, "carol", "4").observed.contains("660 Hz present"));
+    // Calls: alice→bob (ended by the transfer), bob→carol placed by bob's phone.
+    let bob_calls: Vec<_> = r.calls.iter().filter(|c| c.leg == "bob").collect();
+    assert_eq!(bob_calls.len(), 2, "{:#?}", r.calls);
+    assert!(!bob_calls[0].outgoing && bob_calls[1].outgoing);
+    assert!(bob_calls[1].setup_ms.is_some());
+    let alice = r.calls.iter().find(|c| c.leg == "alice").unwrap();
+    assert_eq!(alice.end_reason, "transferred");
+}
+
+/// Without `expect_transfer`, the transferee follows the new call at its next step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transferee_without_expect_transfer_follows_at_its_next_step() {
+    let _serial = SERIAL.lock().await;
+    let path = example("transfer.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bob_step = "  { expect_transfer = \"${leg.carol.uri}\", within = 10 },\n";
+    assert!(text.contains(bob_step));
+    // The wait ends early when alice's BYE ends bob's first call.
+    let text = text.replace(bob_step, "  { wait = 8 },\n");
+    let scenario = Scenario::parse(&text, &path, &BTreeMap::new()).unwrap();
+    let r = run(scenario).await;
+    assert!(r.passed, "{:#?}", r.failures());
+    let s6 = step(&r, "bob", "6");
+    assert!(s6.observed.contains("880 Hz present"), "{s6:?}");
+    assert!(step(&r, "carol", "4").observed.contains("660 Hz present"));
+    assert!(step(&r, "bob", "5").duration_secs < 7.0);
+}
+
+const BUSY_TARGET: &str = r#"
+name = "transfer to a busy target"
+timeout = 30
+
+[[leg]]
+name = "alice"
+steps = [
+  { call = "${leg.bob.uri}" },
+  { expect = "answered", within = 5 },
+  { transfer = "${leg.carol.uri}", timeout = 10 },
+]
+
+[[leg]]
+name = "bob"
+steps = [
+  { expect = "incoming", within = 5 },
+  "answer",
+  { expect_transfer = true, within = 10 },
+]
+
+[[leg]]
+name = "carol"
+steps = [
+  { expect = "incoming", within = 10 },
+  { reject = 486 },
+]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_to_a_busy_target_fails_with_the_status_observed() {
+    let _serial = SERIAL.lock().await;
+    let scenario = Scenario::parse(BUSY_TARGET, Path::new("busy.toml"), &BTreeMap::new()).unwrap();
+    let r = run(scenario).await;
+    assert!(!r.passed);
+    let failures = r.failures();
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    let t = step(&r, "alice", "3");
+    assert_eq!(t.status, Status::Failed);
+    assert_eq!(t.line, 10);
+    assert!(
+        failures[0].starts_with("busy.toml:10 [alice] step 3 `transfer to ${leg.carol.uri} ending 2xx within 10 s` failed: expected transfer to sip:carol@127.0.0.1:"),
+        "{}",
+        failures[0]
+    );
+    assert!(t.expected.contains("ending 2xx"), "{t:?}");
+    assert!(t.observed.starts_with("ended 486"), "{t:?}");
+    // The REFER itself was accepted (202) before the target refused.
+    assert!(t.observed.contains("202"), "{t:?}");
+    // bob was referred, but his call to carol was refused: his old call stays up.
+    let b = step(&r, "bob", "3");
+    assert_eq!(b.status, Status::Failed);
+    assert!(
+        b.observed.starts_with("referred to sip:carol@127.0.0.1:")
+            && b.observed
+                .contains("our call to it failed with 486; the old call stays up"),
+        "{b:?}"
+    );
+    assert_eq!(step(&r, "carol", "2").status, Status::Passed);
+}
