@@ -4,11 +4,13 @@
 //! decoded RTP audio); this crate deals with files, devices and sample rates.
 
 pub mod devices;
+pub mod recorder;
 pub mod resample;
 pub mod stream;
 pub mod wav;
 
 pub use devices::{list_devices, DeviceInfo};
+pub use recorder::{RecordError, Recorder};
 pub use resample::{resample, Resampler};
 pub use stream::{find_device, InputStream, OutputStream, SampleRing, StreamStats};
 pub use wav::{read_wav, read_wav_from, write_wav, write_wav_to, Audio};

@@ -66,7 +66,7 @@ fn decode<R: Read>(mut reader: hound::WavReader<R>) -> Result<Audio, AudioError>
     })
 }
 
-fn mono_spec(sample_rate: u32) -> hound::WavSpec {
+pub(crate) fn mono_spec(sample_rate: u32) -> hound::WavSpec {
     hound::WavSpec {
         channels: 1,
         sample_rate,

@@ -73,11 +73,24 @@ pub async fn run(scenario: Scenario, options: &RunOptions) -> Result<RunResult, 
     }
 }
 
+/// Writes `text` to `<path>.partial`, syncs it and renames it to `path`: a file at `path`
+/// is always complete. When writing fails (a full disk) or the process is killed midway,
+/// what was written stays under the `.partial` name and the error names that file.
 fn write(path: &Path, text: &str) -> Result<(), BotError> {
-    std::fs::write(path, text).map_err(|source| BotError::Write {
-        path: path.to_path_buf(),
+    use std::io::Write;
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".partial");
+    let partial = std::path::PathBuf::from(name);
+    let written = std::fs::File::create(&partial).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    let err = |source| BotError::Write {
+        path: partial.clone(),
         source,
-    })
+    };
+    written.map_err(err)?;
+    std::fs::rename(&partial, path).map_err(err)
 }
 
 /// Writes the JSON results.
@@ -103,4 +116,41 @@ pub fn write_report(result: &RunResult, path: &Path) -> Result<(), BotError> {
     }
     .map_err(BotError::Report)?;
     write(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("peerline-bot-write-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn results_are_written_whole_or_left_marked_partial() {
+        let d = dir("ok");
+        let path = d.join("r.json");
+        write(&path, "{\"passed\": true}").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"passed\": true}"
+        );
+        assert!(!d.join("r.json.partial").exists());
+
+        // A full disk: the partial file is /dev/full, where every write fails (ENOSPC).
+        let d = dir("full");
+        let path = d.join("r.json");
+        std::os::unix::fs::symlink("/dev/full", d.join("r.json.partial")).unwrap();
+        let e = write(&path, "{\"passed\": true}").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:", d.join("r.json.partial").display())),
+            "{e}"
+        );
+        assert!(e.contains("No space left"), "{e}");
+        assert!(!path.exists(), "no truncated result under the final name");
+    }
 }

@@ -584,7 +584,17 @@ async fn run(
 
     let mut remote = params.remote;
     let mut latched = false;
-    let mut recording: Vec<i16> = Vec::new();
+    // Streamed to `<record>.partial` and renamed when the call ends (peerline_audio::Recorder).
+    let mut recorder = match &options.record {
+        Some(path) => match peerline_audio::Recorder::create(path, sample_rate) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                report.error = Some(format!("{}: {e}", path.display()));
+                None
+            }
+        },
+        None => None,
+    };
     let mut pcm = vec![0i16; frame];
     let mut playout_pcm: std::collections::VecDeque<i16> = std::collections::VecDeque::new();
     let mut buf = vec![0u8; 2048];
@@ -709,8 +719,8 @@ async fn run(
                 if !playing {
                     out.fill(0);
                 }
-                if options.record.is_some() {
-                    recording.extend_from_slice(&out);
+                if let Some(r) = recorder.as_mut() {
+                    r.push(&out);
                 }
                 if let Some(at) = crypto.dtls.as_ref().and_then(|d| d.poll_timeout()) {
                     if at <= now {
@@ -880,10 +890,10 @@ async fn run(
     }
     report.concealed_frames = decoder.concealed();
     report.dtmf = dtmf.keys().to_string();
-    if let Some(path) = &options.record {
-        report.recorded_samples = recording.len();
-        if let Err(e) = peerline_audio::write_wav(path, sample_rate, &recording) {
-            report.error = Some(format!("{}: {e}", path.display()));
+    if let Some(r) = recorder {
+        report.recorded_samples = r.samples();
+        if let Err(e) = r.finish() {
+            report.error = Some(e.to_string());
         }
     }
     report

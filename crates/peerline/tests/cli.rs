@@ -128,3 +128,75 @@ fn call_and_listen_report_the_ice_path() {
         assert!(v["rtp_received"].as_u64().unwrap() >= 50, "{who}: {v}");
     }
 }
+
+/// Nothing lost, nothing silently truncated (issue 10): `peerline listen --record` killed
+/// (SIGKILL) in the middle of a call leaves no file under the recording's name, and a
+/// `.partial` file beside it that is a valid WAV holding the call up to its last second.
+#[test]
+fn a_recording_killed_mid_call_is_left_partial_and_valid() {
+    let dir = std::env::temp_dir().join(format!("peerline-cli-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("heard.wav");
+    let partial = dir.join("heard.wav.partial");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen_addr = format!("127.0.0.1:{port}");
+    let mut listener = peerline()
+        .args(["listen", "--listen", &listen_addr, "--wait", "20"])
+        .args(["--play", "tone:1000", "--record", rec.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut caller = peerline()
+        .args(["call", &format!("sip:bob@{listen_addr}")])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--seconds",
+            "20",
+            "--play",
+            "tone:440",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (at most 15 s) until the partial recording holds over 2 s of audio.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut secs = 0.0;
+    while std::time::Instant::now() < deadline {
+        if let Ok(a) = peerline_audio::read_wav(&partial) {
+            secs = a.duration_secs();
+            if secs > 2.0 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    listener.kill().unwrap(); // SIGKILL: no destructor, no finalize
+    listener.wait().unwrap();
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    assert!(
+        secs > 2.0,
+        "the partial recording never held 2 s ({secs} s)"
+    );
+    assert!(
+        !rec.exists(),
+        "a killed recording must not take the final name"
+    );
+    let audio = peerline_audio::read_wav(&partial).unwrap();
+    assert!(audio.duration_secs() >= 2.0, "{} s", audio.duration_secs());
+    let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 440.0, 0.5);
+    assert!(
+        heard >= 1.5,
+        "the partial file holds {heard} s of the caller's tone"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
