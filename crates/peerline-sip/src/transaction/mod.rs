@@ -276,9 +276,20 @@ pub struct Endpoint {
     /// deadline moves; a stale entry only makes [`Endpoint::handle_timeout`] look at a
     /// transaction with nothing due, so the heap is never searched or rebuilt.
     timers: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
+    /// INVITE server transactions whose 2xx awaits its ACK, by what the ACK carries
+    /// (Call-ID, CSeq number, From tag): an ACK for a 2xx is matched in O(1), not by
+    /// scanning every answered call of the last 32 s (docs/benchmarks.md, figure 1).
+    awaiting_ack: HashMap<AckKey, TransactionKey>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+}
+
+/// What an ACK for a 2xx shares with its INVITE: Call-ID, CSeq number, From tag.
+type AckKey = (String, u32, Option<String>);
+
+fn ack_key(req: &Request) -> Option<AckKey> {
+    Some((req.call_id()?.to_string(), req.cseq()?.seq, req.from_tag()))
 }
 
 fn method_key(m: &Method) -> String {
@@ -384,6 +395,7 @@ impl Endpoint {
             txns: HashMap::new(),
             merge: HashMap::new(),
             timers: BinaryHeap::new(),
+            awaiting_ack: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -552,6 +564,11 @@ impl Endpoint {
                     self.merge.remove(&m);
                 }
             }
+            if let Some(a) = ack_key(&t.request) {
+                if self.awaiting_ack.get(&a) == Some(key) {
+                    self.awaiting_ack.remove(&a);
+                }
+            }
         }
         self.prune_timers();
     }
@@ -685,6 +702,9 @@ impl Endpoint {
                 txn.interval = cfg.t1;
                 txn.retrans_at = Some(now + cfg.t1);
                 txn.timeout_at = Some(now + 64 * cfg.t1);
+                if let Some(a) = ack_key(&txn.request) {
+                    self.awaiting_ack.insert(a, key.clone());
+                }
             }
             (Kind::InviteServer, _) => {
                 txn.state = State::Completed;
@@ -964,22 +984,9 @@ impl Endpoint {
             }
         }
         // ACK for a 2xx: stop our 2xx retransmissions, hand it to the TU.
-        let (call_id, cseq, from_tag) = (
-            req.call_id().map(str::to_string),
-            req.cseq().map(|c| c.seq),
-            req.from_tag(),
-        );
-        // `!txn.acked` first: every answered INVITE stays Accepted for Timer L (32 s), so
-        // without it each ACK compared headers of every call of the last 32 s (at 1,000
-        // calls/s that scan was most of the UAS's CPU; docs/benchmarks.md, figure 1).
-        for txn in self.txns.values_mut() {
-            if txn.kind == Kind::InviteServer
-                && txn.state == State::Accepted
-                && !txn.acked
-                && txn.request.call_id().map(str::to_string) == call_id
-                && txn.request.cseq().map(|c| c.seq) == cseq
-                && txn.request.from_tag() == from_tag
-            {
+        let answered = ack_key(&req).and_then(|a| self.awaiting_ack.remove(&a));
+        if let Some(txn) = answered.and_then(|k| self.txns.get_mut(&k)) {
+            if txn.kind == Kind::InviteServer && txn.state == State::Accepted {
                 txn.acked = true;
                 txn.retrans_at = None;
             }

@@ -721,3 +721,52 @@ fn unreachable_destination_fails_pending_client_transactions() {
     assert_eq!(ep.transaction_count(), 2);
     assert_eq!(ep.stats().transport_errors, 2);
 }
+
+/// An ACK for a 2xx is matched through the `awaiting_ack` index: of three answered
+/// INVITEs (other Call-IDs), only the one it names stops retransmitting its 2xx, and the
+/// index forgets every entry when its transaction ends.
+#[test]
+fn ack_for_2xx_matches_only_its_own_invite_and_the_index_empties() {
+    let mut ep = Endpoint::new(Config::default());
+    let t0 = Instant::now();
+    let invites: Vec<Request> = (1..=3)
+        .map(|i| {
+            RequestBuilder::new(Method::Invite, "sip:bob@192.0.2.9")
+                .via("UDP", "192.0.2.1:5060", &format!("z9hG4bKidx{i}"))
+                .from("sip:alice@example.com", None, "atag")
+                .to("sip:bob@example.com", None)
+                .call_id(&format!("call-{i}@192.0.2.1"))
+                .cseq(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for req in &invites {
+        let ev = incoming(&mut ep, t0, req);
+        let [Event::IncomingRequest { key, request, .. }] = &ev[..] else {
+            panic!()
+        };
+        ep.send_response(t0, key, make_response(request, 200, Some("b")))
+            .unwrap();
+    }
+    drain(&mut ep);
+    assert_eq!(ep.awaiting_ack.len(), 3);
+    let ack = RequestBuilder::new(Method::Ack, "sip:bob@192.0.2.9")
+        .via("UDP", "192.0.2.1:5060", "z9hG4bKidxack")
+        .from("sip:alice@example.com", None, "atag")
+        .to("sip:bob@example.com", Some("b"))
+        .call_id("call-2@192.0.2.1")
+        .cseq(1)
+        .build()
+        .unwrap();
+    let ev = incoming(&mut ep, t0 + Duration::from_millis(100), &ack);
+    assert!(matches!(&ev[..], [Event::Ack { .. }]));
+    assert_eq!(ep.awaiting_ack.len(), 2);
+    // The first retransmission (at T1): the two unacknowledged 2xx only.
+    let sent = run(&mut ep, t0, Duration::from_millis(600));
+    assert_eq!(sent, vec![500, 500]);
+    // After Timer H/L every transaction and index entry is gone.
+    let _ = run(&mut ep, t0, Duration::from_secs(70));
+    assert_eq!(ep.transaction_count(), 0);
+    assert!(ep.awaiting_ack.is_empty());
+}
