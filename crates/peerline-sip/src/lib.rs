@@ -10,6 +10,7 @@
 //! randomness as a `rand::RngCore`.
 
 pub mod auth;
+pub mod auth_guard;
 pub mod dialog;
 pub mod error;
 pub mod lint;
