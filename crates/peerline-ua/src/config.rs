@@ -239,14 +239,38 @@ pub struct AuthConfig {
     pub nonce_ttl_secs: u64,
     /// Who may call: `{ user = "…", password = "…" }`.
     pub users: Vec<AuthUser>,
+    /// Failed authentications (wrong password, unknown user, replayed nonce count) from
+    /// one source within `failure_window_secs` after which that source is refused with
+    /// `403 Too Many Failed Authentications` for `block_secs`.
+    pub max_failures: u32,
+    /// The sliding window failures are counted in, in seconds.
+    pub failure_window_secs: u64,
+    /// How long a guessing source stays blocked, in seconds.
+    pub block_secs: u64,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
+        let guard = peerline_sip::auth_guard::AuthGuardConfig::default();
         Self {
             realm: "peerline".into(),
             nonce_ttl_secs: 300,
             users: Vec::new(),
+            max_failures: guard.max_failures,
+            failure_window_secs: guard.window.as_secs(),
+            block_secs: guard.block_for.as_secs(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The failed-authentication guard's limits.
+    pub fn guard(&self) -> peerline_sip::auth_guard::AuthGuardConfig {
+        peerline_sip::auth_guard::AuthGuardConfig {
+            max_failures: self.max_failures,
+            window: std::time::Duration::from_secs(self.failure_window_secs),
+            block_for: std::time::Duration::from_secs(self.block_secs),
+            ..Default::default()
         }
     }
 }
@@ -256,6 +280,9 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("realm", &self.realm)
             .field("nonce_ttl_secs", &self.nonce_ttl_secs)
+            .field("max_failures", &self.max_failures)
+            .field("failure_window_secs", &self.failure_window_secs)
+            .field("block_secs", &self.block_secs)
             .field(
                 "users",
                 &self
@@ -294,6 +321,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Digest authentication of incoming calls and messages (we act as the server).
     pub auth: AuthConfig,
+    /// Who may call this phone (`[policy] incoming = "anyone" | "contacts" | "authenticated"`).
+    pub policy: crate::incoming_policy::PolicyConfig,
     /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this
     /// file's own.
     pub profile: Option<String>,
@@ -465,6 +494,17 @@ impl Config {
                 "a TLS listener needs cert_file and key_file".into(),
             ));
         }
+        if let Err((key, e)) = self.policy.check(!self.auth.users.is_empty()) {
+            return Err(invalid(key, e));
+        }
+        if !self.auth.users.is_empty() {
+            if self.auth.max_failures == 0 {
+                return Err(invalid("max_failures", "must be at least 1".into()));
+            }
+            if self.auth.failure_window_secs == 0 {
+                return Err(invalid("failure_window_secs", "must be at least 1".into()));
+            }
+        }
         self.check_media(text, path)?;
         if self.identity.user.is_empty()
             || !self
@@ -603,5 +643,35 @@ mod tests {
         let e = parse("[media]\n\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().starts_with("phone.toml:3:"), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn policy_and_auth_guard_errors_name_file_line_and_key() {
+        let e = parse("[identity]\nuser = \"bob\"\n[policy]\nincoming = \"authenticated\"\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("phone.toml:4: incoming: \"authenticated\" needs [auth]"),
+            "{e}"
+        );
+        let e = parse("[policy]\nincoming = \"contacts\"\ncontacts = [\"alice@example.com\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:3: contacts:"), "{e}");
+        let e = parse("[policy]\nincoming = \"everyone\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:2:"), "{e}");
+        let users = "users = [{ user = \"alice\", password = \"pw\" }]\n";
+        let e = parse(&format!("[auth]\n{users}max_failures = 0\n")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("phone.toml:3: max_failures:"),
+            "{e}"
+        );
+        let c = parse(&format!(
+            "[auth]\n{users}max_failures = 3\nblock_secs = 60\n[policy]\nincoming = \"contacts\"\ncontacts = [\"sip:alice@example.com\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.guard().max_failures, 3);
+        assert_eq!(c.auth.guard().block_for.as_secs(), 60);
+        assert_eq!(c.auth.guard().window.as_secs(), 60);
+        assert!(!format!("{c:?}").contains("\"pw\""));
     }
 }
