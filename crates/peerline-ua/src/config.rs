@@ -247,6 +247,10 @@ pub struct AuthConfig {
     pub failure_window_secs: u64,
     /// How long a guessing source stays blocked, in seconds.
     pub block_secs: u64,
+    /// Digest algorithms offered, one challenge each, most preferred first
+    /// (`"SHA-256"`, `"MD5"`, …). Some clients (SIPp) answer only the first challenge
+    /// and know only MD5: `["MD5"]` for them.
+    pub algorithms: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -259,11 +263,26 @@ impl Default for AuthConfig {
             max_failures: guard.max_failures,
             failure_window_secs: guard.window.as_secs(),
             block_secs: guard.block_for.as_secs(),
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }
 
 impl AuthConfig {
+    /// The offered algorithms, parsed; `Err` names the unknown one.
+    pub fn parsed_algorithms(&self) -> Result<Vec<peerline_sip::auth::Algorithm>, String> {
+        if self.algorithms.is_empty() {
+            return Err("at least one algorithm is needed".into());
+        }
+        self.algorithms
+            .iter()
+            .map(|a| {
+                peerline_sip::auth::Algorithm::parse(a)
+                    .ok_or_else(|| format!("unknown digest algorithm {a:?}"))
+            })
+            .collect()
+    }
+
     /// The failed-authentication guard's limits.
     pub fn guard(&self) -> peerline_sip::auth_guard::AuthGuardConfig {
         peerline_sip::auth_guard::AuthGuardConfig {
@@ -283,6 +302,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("max_failures", &self.max_failures)
             .field("failure_window_secs", &self.failure_window_secs)
             .field("block_secs", &self.block_secs)
+            .field("algorithms", &self.algorithms)
             .field(
                 "users",
                 &self
@@ -501,6 +521,9 @@ impl Config {
             if self.auth.max_failures == 0 {
                 return Err(invalid("max_failures", "must be at least 1".into()));
             }
+            if let Err(e) = self.auth.parsed_algorithms() {
+                return Err(invalid("algorithms", e));
+            }
             if self.auth.failure_window_secs == 0 {
                 return Err(invalid("failure_window_secs", "must be at least 1".into()));
             }
@@ -670,6 +693,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.auth.guard().max_failures, 3);
+        assert_eq!(c.auth.parsed_algorithms().unwrap().len(), 2);
+        let e = parse(&format!(
+            "[auth]\n{users}\nalgorithms = [\"MD5\", \"SHA-1\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("phone.toml:4: algorithms: unknown digest algorithm \"SHA-1\""),
+            "{e}"
+        );
         assert_eq!(c.auth.guard().block_for.as_secs(), 60);
         assert_eq!(c.auth.guard().window.as_secs(), 60);
         assert!(!format!("{c:?}").contains("\"pw\""));

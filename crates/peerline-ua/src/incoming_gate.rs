@@ -48,7 +48,8 @@ impl IncomingGate {
         let auth = &config.auth;
         let digest = (!auth.users.is_empty()).then(|| {
             let mut server = DigestServer::new(&auth.realm, now, rng)
-                .with_nonce_ttl(Duration::from_secs(auth.nonce_ttl_secs.max(1)));
+                .with_nonce_ttl(Duration::from_secs(auth.nonce_ttl_secs.max(1)))
+                .with_algorithms(&auth.parsed_algorithms().unwrap_or_default());
             for u in &auth.users {
                 server.add_user(&u.user, &u.password);
             }
