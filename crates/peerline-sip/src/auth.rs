@@ -662,6 +662,8 @@ pub struct DigestServer {
     nonce_ttl: Duration,
     algorithms: Vec<Algorithm>,
     users: HashMap<String, String>,
+    /// A random password no user has, hashed for unknown users (equal timing).
+    decoy: String,
     seen: HashMap<String, u32>,
 }
 
@@ -679,6 +681,7 @@ impl DigestServer {
             nonce_ttl: Duration::from_secs(300),
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             users: HashMap::new(),
+            decoy: format!("{:08x}{:08x}", rng.next_u32(), rng.next_u32()),
             seen: HashMap::new(),
         }
     }
@@ -783,6 +786,21 @@ impl DigestServer {
         resp
     }
 
+    /// The user name the request's credentials for our realm claim (not verified), for
+    /// counting failures per user ([`crate::auth_guard`]) and for logs.
+    pub fn claimed_user(&self, request: &Request, proxy: bool) -> Option<String> {
+        let name = if proxy {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        header_values(request, name)
+            .into_iter()
+            .filter_map(|v| parse_authorization(v).ok())
+            .find(|p| p.realm == self.realm)
+            .map(|p| p.username)
+    }
+
     /// Check the request's `Authorization` (or `Proxy-Authorization`) for our realm.
     pub fn verify(&mut self, request: &Request, now: Instant, proxy: bool) -> Verdict {
         let ttl = self.nonce_ttl;
@@ -837,9 +855,10 @@ impl DigestServer {
         let Some(age) = self.nonce_age(&p.nonce, now) else {
             return Verdict::Invalid("unknown nonce".into());
         };
-        let Some(password) = self.users.get(&p.username) else {
-            return Verdict::Invalid("unknown user".into());
-        };
+        // An unknown user costs the same hash as a wrong password, and gets the same
+        // answer: neither the response nor its timing tells which user names exist.
+        let known = self.users.get(&p.username);
+        let password = known.map(String::as_str).unwrap_or(&self.decoy);
         let method = request.method.to_string();
         let expected = compute_response(
             alg,
@@ -860,10 +879,14 @@ impl DigestServer {
                 "auth-int"
             }),
         );
-        if !constant_time_eq(
+        let matches = constant_time_eq(
             expected.as_bytes(),
             p.response.to_ascii_lowercase().as_bytes(),
-        ) {
+        );
+        if known.is_none() {
+            return Verdict::Invalid("unknown user".into());
+        }
+        if !matches {
             return Verdict::Invalid("wrong response".into());
         }
         if age > self.nonce_ttl {
@@ -1230,5 +1253,79 @@ mod tests {
             r.headers.push(make_header("Authorization", g));
             assert!(!server.verify(&r, t0, false).is_authorized());
         }
+    }
+
+    /// What a guesser learns (issue 10): an unknown user and a wrong password both get a
+    /// fresh 401 of the same shape (no `stale`); a stale nonce with a wrong password is
+    /// not "stale" (that would confirm nothing, but RFC 7616 §3.3 reserves `stale=true`
+    /// for a valid digest); a lower or repeated `nc` on a valid nonce is a replay.
+    #[test]
+    fn unknown_user_wrong_password_expired_nonce_and_nc_rules() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let t0 = Instant::now();
+        let mut server =
+            DigestServer::new("example.com", t0, &mut rng).with_nonce_ttl(Duration::from_secs(30));
+        server.add_user("alice", "pw");
+        let req = register();
+        let ch = server.challenge_response(&req, t0, &mut rng, None, false, &Verdict::Missing);
+        let answer = |user: &str, password: &str, rng: &mut rand::rngs::StdRng| {
+            let mut c = DigestClient::new(Credentials {
+                username: user.into(),
+                password: password.into(),
+            });
+            c.handle_challenge(&ch).unwrap();
+            let mut r = register();
+            c.authorize(&mut r, rng).unwrap();
+            r
+        };
+        let unknown = answer("mallory", "pw", &mut rng);
+        let wrong = answer("alice", "nope", &mut rng);
+        assert_eq!(
+            server.claimed_user(&unknown, false).as_deref(),
+            Some("mallory")
+        );
+        assert_eq!(server.claimed_user(&req, false), None);
+        let (vu, vw) = (
+            server.verify(&unknown, t0, false),
+            server.verify(&wrong, t0, false),
+        );
+        assert!(matches!(vu, Verdict::Invalid(_)) && matches!(vw, Verdict::Invalid(_)));
+        let shape = |r: &Request, v: &Verdict, rng: &mut rand::rngs::StdRng| {
+            let resp = server.challenge_response(r, t0, rng, Some("tag"), false, v);
+            let headers: Vec<String> = resp
+                .headers
+                .iter()
+                .map(|h| h.to_string().split(':').next().unwrap_or("").to_string())
+                .collect();
+            let stale = header_values(&resp, "WWW-Authenticate")
+                .iter()
+                .any(|v| v.contains("stale"));
+            (resp.status_code.code(), headers, stale)
+        };
+        assert_eq!(shape(&unknown, &vu, &mut rng), shape(&wrong, &vw, &mut rng));
+        assert!(!shape(&unknown, &vu, &mut rng).2);
+        // Expired nonce: a right password is stale, a wrong one is simply invalid.
+        let late = t0 + Duration::from_secs(31);
+        assert!(matches!(
+            server.verify(&wrong, late, false),
+            Verdict::Invalid(_)
+        ));
+        let right = answer("alice", "pw", &mut rng);
+        assert_eq!(server.verify(&right, late, false), Verdict::Stale);
+        // nc 5 then nc 3 on the same nonce: the lower count is a replay.
+        let mut c = DigestClient::new(Credentials {
+            username: "alice".into(),
+            password: "pw".into(),
+        });
+        c.handle_challenge(&ch).unwrap();
+        let mut reqs = Vec::new();
+        for _ in 0..5 {
+            let mut r = register();
+            c.authorize(&mut r, &mut rng).unwrap();
+            reqs.push(r);
+        }
+        assert!(server.verify(&reqs[4], t0, false).is_authorized());
+        assert_eq!(server.verify(&reqs[2], t0, false), Verdict::Replay);
+        assert_eq!(server.verify(&reqs[4], t0, false), Verdict::Replay);
     }
 }

@@ -10,9 +10,11 @@
 //! randomness as a `rand::RngCore`.
 
 pub mod auth;
+pub mod auth_guard;
 pub mod dialog;
 pub mod error;
 pub mod lint;
+pub mod log_redact;
 pub mod message;
 pub mod parse;
 pub mod prack;
@@ -33,6 +35,7 @@ pub use parse::{error_response, parse_message, parse_message_with, Limits};
 pub fn fuzz_parse(data: &[u8]) {
     let _ = prescan::prescan(data);
     if let Ok(text) = std::str::from_utf8(data) {
+        let _ = log_redact::redact_credentials(text);
         let _ = prack::Rack::parse(text);
         let _ = prack::parse_rseq(text);
         let _ = session_timer::SessionExpires::parse(text);

@@ -239,14 +239,57 @@ pub struct AuthConfig {
     pub nonce_ttl_secs: u64,
     /// Who may call: `{ user = "…", password = "…" }`.
     pub users: Vec<AuthUser>,
+    /// Failed authentications (wrong password, unknown user, replayed nonce count) from
+    /// one source within `failure_window_secs` after which that source is refused with
+    /// `403 Too Many Failed Authentications` for `block_secs`.
+    pub max_failures: u32,
+    /// The sliding window failures are counted in, in seconds.
+    pub failure_window_secs: u64,
+    /// How long a guessing source stays blocked, in seconds.
+    pub block_secs: u64,
+    /// Digest algorithms offered, one challenge each, most preferred first
+    /// (`"SHA-256"`, `"MD5"`, …). Some clients (SIPp) answer only the first challenge
+    /// and know only MD5: `["MD5"]` for them.
+    pub algorithms: Vec<String>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
+        let guard = peerline_sip::auth_guard::AuthGuardConfig::default();
         Self {
             realm: "peerline".into(),
             nonce_ttl_secs: 300,
             users: Vec::new(),
+            max_failures: guard.max_failures,
+            failure_window_secs: guard.window.as_secs(),
+            block_secs: guard.block_for.as_secs(),
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The offered algorithms, parsed; `Err` names the unknown one.
+    pub fn parsed_algorithms(&self) -> Result<Vec<peerline_sip::auth::Algorithm>, String> {
+        if self.algorithms.is_empty() {
+            return Err("at least one algorithm is needed".into());
+        }
+        self.algorithms
+            .iter()
+            .map(|a| {
+                peerline_sip::auth::Algorithm::parse(a)
+                    .ok_or_else(|| format!("unknown digest algorithm {a:?}"))
+            })
+            .collect()
+    }
+
+    /// The failed-authentication guard's limits.
+    pub fn guard(&self) -> peerline_sip::auth_guard::AuthGuardConfig {
+        peerline_sip::auth_guard::AuthGuardConfig {
+            max_failures: self.max_failures,
+            window: std::time::Duration::from_secs(self.failure_window_secs),
+            block_for: std::time::Duration::from_secs(self.block_secs),
+            ..Default::default()
         }
     }
 }
@@ -256,6 +299,10 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("realm", &self.realm)
             .field("nonce_ttl_secs", &self.nonce_ttl_secs)
+            .field("max_failures", &self.max_failures)
+            .field("failure_window_secs", &self.failure_window_secs)
+            .field("block_secs", &self.block_secs)
+            .field("algorithms", &self.algorithms)
             .field(
                 "users",
                 &self
@@ -294,6 +341,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Digest authentication of incoming calls and messages (we act as the server).
     pub auth: AuthConfig,
+    /// Who may call this phone (`[policy] incoming = "anyone" | "contacts" | "authenticated"`).
+    pub policy: crate::incoming_policy::PolicyConfig,
     /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this
     /// file's own.
     pub profile: Option<String>,
@@ -465,6 +514,20 @@ impl Config {
                 "a TLS listener needs cert_file and key_file".into(),
             ));
         }
+        if let Err((key, e)) = self.policy.check(!self.auth.users.is_empty()) {
+            return Err(invalid(key, e));
+        }
+        if !self.auth.users.is_empty() {
+            if self.auth.max_failures == 0 {
+                return Err(invalid("max_failures", "must be at least 1".into()));
+            }
+            if let Err(e) = self.auth.parsed_algorithms() {
+                return Err(invalid("algorithms", e));
+            }
+            if self.auth.failure_window_secs == 0 {
+                return Err(invalid("failure_window_secs", "must be at least 1".into()));
+            }
+        }
         self.check_media(text, path)?;
         if self.identity.user.is_empty()
             || !self
@@ -603,5 +666,45 @@ mod tests {
         let e = parse("[media]\n\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().starts_with("phone.toml:3:"), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn policy_and_auth_guard_errors_name_file_line_and_key() {
+        let e = parse("[identity]\nuser = \"bob\"\n[policy]\nincoming = \"authenticated\"\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("phone.toml:4: incoming: \"authenticated\" needs [auth]"),
+            "{e}"
+        );
+        let e = parse("[policy]\nincoming = \"contacts\"\ncontacts = [\"alice@example.com\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:3: contacts:"), "{e}");
+        let e = parse("[policy]\nincoming = \"everyone\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("phone.toml:2:"), "{e}");
+        let users = "users = [{ user = \"alice\", password = \"pw\" }]\n";
+        let e = parse(&format!("[auth]\n{users}max_failures = 0\n")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("phone.toml:3: max_failures:"),
+            "{e}"
+        );
+        let c = parse(&format!(
+            "[auth]\n{users}max_failures = 3\nblock_secs = 60\n[policy]\nincoming = \"contacts\"\ncontacts = [\"sip:alice@example.com\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.guard().max_failures, 3);
+        assert_eq!(c.auth.parsed_algorithms().unwrap().len(), 2);
+        let e = parse(&format!(
+            "[auth]\n{users}\nalgorithms = [\"MD5\", \"SHA-1\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("phone.toml:4: algorithms: unknown digest algorithm \"SHA-1\""),
+            "{e}"
+        );
+        assert_eq!(c.auth.guard().block_for.as_secs(), 60);
+        assert_eq!(c.auth.guard().window.as_secs(), 60);
+        assert!(!format!("{c:?}").contains("\"pw\""));
     }
 }

@@ -201,8 +201,9 @@ pub(crate) struct Driver {
     prack_calls: std::collections::BTreeSet<CallId>,
     /// Calls with a session timer (RFC 4028).
     timer_calls: std::collections::BTreeSet<CallId>,
-    /// `[auth]`: digest authentication of incoming INVITEs and MESSAGEs.
-    digest_server: Option<peerline_sip::auth::DigestServer>,
+    /// `[auth]` digest with its failed-authentication guard, and `[policy]`, for
+    /// incoming INVITEs and MESSAGEs.
+    gate: crate::incoming_gate::IncomingGate,
     /// MESSAGEs we sent, by transaction, until their final response.
     messages: HashMap<TransactionKey, crate::messaging::Pending>,
     /// Transferee: our new call to a `Refer-To` target -> the call that was transferred
@@ -227,15 +228,7 @@ impl Driver {
         let (config_rate, config_burst) =
             (config.network.sip_rate_limit, config.network.sip_rate_burst);
         let mut rng = StdRng::from_entropy();
-        let digest_server = (!config.auth.users.is_empty()).then(|| {
-            let mut server =
-                peerline_sip::auth::DigestServer::new(&config.auth.realm, Instant::now(), &mut rng)
-                    .with_nonce_ttl(Duration::from_secs(config.auth.nonce_ttl_secs.max(1)));
-            for u in &config.auth.users {
-                server.add_user(&u.user, &u.password);
-            }
-            server
-        });
+        let gate = crate::incoming_gate::IncomingGate::new(&config, Instant::now(), &mut rng);
         let session_id = rng.gen_range(1..u64::from(u32::MAX));
         Self {
             rtp_ports: config.network.rtp_ports,
@@ -265,7 +258,7 @@ impl Driver {
             unreachable: HashMap::new(),
             prack_calls: std::collections::BTreeSet::new(),
             timer_calls: std::collections::BTreeSet::new(),
-            digest_server,
+            gate,
             messages: HashMap::new(),
             transferee_of: HashMap::new(),
         }
@@ -334,7 +327,7 @@ impl Driver {
             let mut progressed = false;
             while let Some(t) = self.endpoint.poll_transmit() {
                 progressed = true;
-                tracing::debug!(to = %t.dest, "SIP out:\n{}", String::from_utf8_lossy(&t.bytes));
+                tracing::debug!(to = %t.dest, "SIP out:\n{}", peerline_sip::log_redact::redact_credentials(&String::from_utf8_lossy(&t.bytes)));
                 if self.transports.send(&t).await.is_ok() {
                     self.ledger.record(
                         t.dest,
@@ -532,7 +525,7 @@ impl Driver {
     fn transport_event(&mut self, ev: Option<TransportEvent>) {
         match ev {
             Some(TransportEvent::Incoming(m)) => {
-                tracing::debug!(from = %m.source, transport = ?m.transport, "SIP in:\n{}", String::from_utf8_lossy(&m.bytes));
+                tracing::debug!(from = %m.source, transport = ?m.transport, "SIP in:\n{}", peerline_sip::log_redact::redact_credentials(&String::from_utf8_lossy(&m.bytes)));
                 self.ledger.record(
                     m.source,
                     TrafficClass::Sip,
@@ -858,6 +851,9 @@ impl Driver {
             Command::Hangup { call, reply } => {
                 let r = self.hangup(call).await;
                 let _ = reply.send(r);
+            }
+            Command::SecurityStats { reply } => {
+                let _ = reply.send(self.gate.stats());
             }
             Command::Ledger { reply } => {
                 // Ended calls' media ledgers were merged in when they ended; calls still
@@ -2238,21 +2234,20 @@ impl Driver {
         &mut self,
         key: &TransactionKey,
         request: &Request,
+        source: SocketAddr,
         to_tag: Option<&str>,
     ) -> bool {
         let now = Instant::now();
-        let Some(server) = self.digest_server.as_mut() else {
-            return true;
-        };
-        let verdict = server.verify(request, now, false);
-        if let peerline_sip::auth::Verdict::Authorized { username } = &verdict {
-            tracing::debug!(user = %username, "digest authenticated");
-            return true;
+        match self
+            .gate
+            .authenticate(now, &mut self.rng, request, source, to_tag)
+        {
+            Ok(()) => true,
+            Err(resp) => {
+                let _ = self.endpoint.send_response(now, key, resp);
+                false
+            }
         }
-        tracing::info!(?verdict, "incoming request challenged");
-        let resp = server.challenge_response(request, now, &mut self.rng, to_tag, false, &verdict);
-        let _ = self.endpoint.send_response(now, key, resp);
-        false
     }
 
     /// RFC 4028 timers that are due: as refresher, a re-INVITE (carrying
@@ -2429,7 +2424,7 @@ impl Driver {
             },
             Method::Message => {
                 // RFC 3428: accepted in or outside a dialog; the user reads it from the event.
-                if request.to_tag().is_none() && !self.authenticated(&key, &request, None) {
+                if request.to_tag().is_none() && !self.authenticated(&key, &request, source, None) {
                     return;
                 }
                 respond(&mut self.endpoint, 200, None);
@@ -2457,7 +2452,11 @@ impl Driver {
     async fn incoming_invite(&mut self, key: TransactionKey, request: Request, source: SocketAddr) {
         let now = Instant::now();
         let local_tag = peerline_sip::message::new_tag(&mut self.rng);
-        if !self.authenticated(&key, &request, Some(&local_tag)) {
+        if !self.authenticated(&key, &request, source, Some(&local_tag)) {
+            return;
+        }
+        if let Err(resp) = self.gate.admit_call(&request, source, Some(&local_tag)) {
+            let _ = self.endpoint.send_response(now, &key, resp);
             return;
         }
         // RFC 3261 §8.2.2.3: refuse extensions we do not support, naming them.
@@ -3020,7 +3019,7 @@ impl Driver {
 
     /// Sends a datagram outside the transaction layer (ACK for 2xx), counting it.
     async fn send_raw(&mut self, bytes: &[u8], dest: SocketAddr, transport: Transport) {
-        tracing::debug!(to = %dest, "SIP out:\n{}", String::from_utf8_lossy(bytes));
+        tracing::debug!(to = %dest, "SIP out:\n{}", peerline_sip::log_redact::redact_credentials(&String::from_utf8_lossy(bytes)));
         let t = Transmit {
             dest,
             bytes: bytes.to_vec(),

@@ -279,6 +279,9 @@ pub(crate) enum Command {
     Ledger {
         reply: oneshot::Sender<Ledger>,
     },
+    SecurityStats {
+        reply: oneshot::Sender<crate::SecurityStats>,
+    },
     Dtmf {
         call: CallId,
         digits: String,
@@ -600,6 +603,12 @@ impl Phone {
     /// The process-wide traffic ledger: every datagram this phone sent or received.
     pub async fn ledger(&self) -> Result<Ledger, PhoneError> {
         self.ask(|reply| Command::Ledger { reply }).await
+    }
+
+    /// Counters of the incoming gate: authentications, failures, blocks by the
+    /// failed-authentication guard, `[policy]` refusals.
+    pub async fn security_stats(&self) -> Result<crate::SecurityStats, PhoneError> {
+        self.ask(|reply| Command::SecurityStats { reply }).await
     }
 
     /// Ends every call and stops the driver.
