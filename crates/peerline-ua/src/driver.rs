@@ -2535,6 +2535,22 @@ impl Driver {
             .target_of(&key)
             .map(|t| t.transport)
             .unwrap_or(Transport::Udp);
+        // An offer we could never answer (mandatory SRTP against plain RTP, no common
+        // codec, SDES over unencrypted signaling…) is refused now with the status the
+        // answer would get (488 mostly), rather than ringing a call that cannot be taken.
+        let caps = self.capabilities_over(true, transport, account);
+        let probe = SocketAddr::new(self.sip_addr.ip(), 9);
+        if let Err(e) = peerline_sdp::create_answer(&offer, &caps, probe, self.session_id, 1) {
+            tracing::info!("incoming offer refused before ringing: {e}");
+            let resp = make_response_with_reason(
+                &request,
+                e.sip_status(),
+                &e.to_string(),
+                Some(&local_tag),
+            );
+            let _ = self.endpoint.send_response(now, &key, resp);
+            return;
+        }
         // The 180 creates an early dialog: it carries our Contact (RFC 3261 §12.1.1).
         let mut ringing = make_response(&request, 180, Some(&local_tag));
         let ip = local_ip_toward(source, self.sip_addr.ip());

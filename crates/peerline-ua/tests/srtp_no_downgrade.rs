@@ -158,20 +158,10 @@ async fn mandatory_srtp_never_accepts_plain_rtp_not_even_by_re_invite() {
     };
     let me = peer.me();
 
-    // 1. A plain offer: it rings (the offer is negotiated when the user answers), the
-    // answer fails and the caller gets 488.
+    // 1. A plain offer: refused with 488 before ringing (Bob's next event, checked at
+    // step 2, is the SDES call, not this one).
     let plain = peer.request(rsip::Method::Invite, "srtp-1", None, Some(sdp(me, PLAIN)));
     peer.send(&plain).await;
-    let call = wait_for(&mut be, "incoming (plain)", |e| match e {
-        Event::Incoming { call, .. } => Some(*call),
-        _ => None,
-    })
-    .await;
-    let refused = bob.answer(call, silence()).await;
-    assert!(
-        refused.is_err(),
-        "a mandatory-SRTP phone answered plain RTP"
-    );
     let r = peer.final_response(&plain).await;
     assert_eq!(r.status_code.code(), 488, "{r}");
 
@@ -183,10 +173,17 @@ async fn mandatory_srtp_never_accepts_plain_rtp_not_even_by_re_invite() {
     let invite = peer.request(rsip::Method::Invite, "srtp-2", None, Some(sdp(me, &savp)));
     peer.send(&invite).await;
     let call = wait_for(&mut be, "incoming", |e| match e {
-        Event::Incoming { call, .. } => Some(*call),
+        Event::Incoming { call, from, .. } => {
+            assert!(!from.is_empty());
+            Some(*call)
+        }
         _ => None,
     })
     .await;
+    assert_eq!(
+        call, 1,
+        "the refused plain offer must not have rung (call ids start at 1)"
+    );
     bob.answer(call, silence()).await.unwrap();
     let ok = peer.final_response(&invite).await;
     assert_eq!(ok.status_code.code(), 200, "{ok}");
