@@ -1,0 +1,250 @@
+//! Accounts: registration at start and shutdown, registrar failover and failback, RFC 3263
+//! targets located again after their TTL.
+
+use super::*;
+
+impl Driver {
+    /// Resolves each account's proxy and registrar and creates its registration.
+    pub(super) async fn start_accounts(&mut self) {
+        let configs = self.config.accounts.clone();
+        for config in configs {
+            let credentials = match config.resolve_password() {
+                Ok(Some(password)) => Some(peerline_sip::auth::Credentials {
+                    username: config.auth_user(),
+                    password,
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    self.emit(Event::RegistrationFailed {
+                        aor: config.aor.clone(),
+                        code: 0,
+                        reason: e,
+                    });
+                    None
+                }
+            };
+            // RFC 3263: each server's targets in order, each with the transport the
+            // location chose (NAPTR preference, SRV, `;transport=`).
+            let registrar_uri = config.registrar_uri();
+            let registrar = Located::locate(&self.locator, &registrar_uri).await;
+            let proxy = match &config.outbound_proxy {
+                Some(p) => Located::locate(&self.locator, p).await.ok(),
+                None => None,
+            };
+            for l in registrar.iter().chain(proxy.iter()) {
+                self.learn_tls_names(l);
+            }
+            let registration = match (config.register, &registrar) {
+                (true, Ok(located)) => located.hop().map(|hop| {
+                    let ip = local_ip_toward(hop.addr, self.sip_addr.ip());
+                    let port = self.listen_port(hop.transport);
+                    located::registration_for(
+                        &config,
+                        credentials.clone(),
+                        &hop,
+                        ip,
+                        port,
+                        &mut self.rng,
+                    )
+                }),
+                (true, Err(e)) => {
+                    self.emit(Event::RegistrationFailed {
+                        aor: config.aor.clone(),
+                        code: 0,
+                        reason: format!("cannot resolve registrar {registrar_uri}: {e}"),
+                    });
+                    None
+                }
+                (false, _) => None,
+            };
+            let registrar = registrar.ok();
+            self.accounts.push(Account {
+                config,
+                credentials,
+                proxy,
+                registrar,
+                registration,
+                register_key: None,
+            });
+        }
+    }
+
+    /// Removes every binding (REGISTER with expires=0) and waits, at most 2 s, for the
+    /// registrars to answer.
+    pub(super) async fn unregister_all(&mut self) {
+        let now = Instant::now();
+        let mut pending = 0;
+        for a in &mut self.accounts {
+            if let Some(r) = a.registration.as_mut() {
+                if r.state() == peerline_sip::register::RegistrationState::Registered {
+                    r.unregister(now);
+                    pending += 1;
+                }
+            }
+        }
+        if pending == 0 {
+            return;
+        }
+        self.flush().await;
+        let limit = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.accounts.iter().any(|a| {
+            a.registration.as_ref().is_some_and(|r| {
+                r.state() == peerline_sip::register::RegistrationState::Unregistering
+            })
+        }) {
+            match tokio::time::timeout_at(limit, self.transports.recv()).await {
+                Ok(ev @ Some(_)) => {
+                    self.transport_event(ev);
+                    self.flush().await;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Sends due REGISTERs and turns registration events into phone events; `true` when
+    /// it did anything.
+    pub(super) fn pump_registrations(&mut self) -> bool {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        let mut sent = false;
+        for i in 0..self.accounts.len() {
+            self.registrar_failback(i, now);
+        }
+        for a in &mut self.accounts {
+            let (Some(r), Some(dest)) = (
+                a.registration.as_mut(),
+                a.registrar.as_ref().and_then(Located::hop),
+            ) else {
+                continue;
+            };
+            while let Some(req) = r.poll_request(now) {
+                sent = true;
+                match self.endpoint.send_request_to(now, req, dest) {
+                    Ok(key) => a.register_key = Some(key),
+                    Err(e) => tracing::warn!("REGISTER not sent: {e}"),
+                }
+            }
+            while let Some(ev) = r.poll_event() {
+                let aor = a.config.aor.clone();
+                events.push(match ev {
+                    peerline_sip::register::RegistrationEvent::Registered { expires } => {
+                        Event::Registered { aor, expires }
+                    }
+                    peerline_sip::register::RegistrationEvent::Failed { code, reason } => {
+                        Event::RegistrationFailed { aor, code, reason }
+                    }
+                    peerline_sip::register::RegistrationEvent::Unregistered => {
+                        Event::Unregistered { aor }
+                    }
+                });
+            }
+        }
+        let did = sent || !events.is_empty();
+        for e in events {
+            self.emit(e);
+        }
+        did
+    }
+
+    /// The registrar target of account `i` failed (Timer F, transport, 503): the account
+    /// registers anew on the next target in RFC 3263 order (a new transaction, with Via and
+    /// Contact for that target's transport). `false` when there is no other target.
+    pub(super) fn registrar_failover(
+        &mut self,
+        i: usize,
+        reason: peerline_dns::FailReason,
+    ) -> bool {
+        let now = Instant::now();
+        let a = &mut self.accounts[i];
+        if a.registration
+            .as_ref()
+            .is_some_and(|r| r.state() == peerline_sip::register::RegistrationState::Unregistering)
+        {
+            return false;
+        }
+        let Some(next) = a.registrar.as_mut().and_then(|l| l.fail(reason, now)) else {
+            return false;
+        };
+        self.register_at(i, &next);
+        true
+    }
+
+    /// Failback (RFC 3263 §4.3): when account `i`'s registration is due for its refresh
+    /// and a target before the one in use is usable again (its blacklisting ran out), the
+    /// account registers there instead, as a new registration.
+    pub(super) fn registrar_failback(&mut self, i: usize, now: Instant) {
+        let a = &mut self.accounts[i];
+        let refresh_due = a.registration.as_ref().is_some_and(|r| {
+            r.state() == peerline_sip::register::RegistrationState::Registered
+                && r.poll_timeout().is_none()
+        });
+        if !refresh_due {
+            return;
+        }
+        if let Some(hop) = a.registrar.as_mut().and_then(|l| l.failback(now)) {
+            self.register_at(i, &hop);
+        }
+    }
+
+    /// Tells the transports which name each TLS target of `located` must present
+    /// (certificate check and SNI).
+    pub(super) fn learn_tls_names(&self, located: &Located) {
+        for (addr, name) in located.tls_names() {
+            self.transports.set_server_name(addr, name);
+        }
+    }
+
+    /// A new registration of account `i` at `hop` (Via and Contact for its transport).
+    pub(super) fn register_at(&mut self, i: usize, hop: &Target) {
+        let ip = local_ip_toward(hop.addr, self.sip_addr.ip());
+        let port = self.listen_port(hop.transport);
+        let a = &mut self.accounts[i];
+        a.registration = Some(located::registration_for(
+            &a.config,
+            a.credentials.clone(),
+            hop,
+            ip,
+            port,
+            &mut self.rng,
+        ));
+        a.register_key = None;
+    }
+
+    /// RFC 3263 targets are kept no longer than their records' TTL: each account's
+    /// registrar and outbound proxy whose list went stale are located again (checked when
+    /// a timer fires and before each new out-of-dialog request). When the registrar's
+    /// target in use changes transport, the registration is rebuilt for it.
+    pub(super) async fn relocate_stale(&mut self, now: Instant) {
+        for i in 0..self.accounts.len() {
+            let before = self.accounts[i].registrar.as_ref().and_then(Located::hop);
+            for which in [0, 1] {
+                let a = &mut self.accounts[i];
+                let Some(l) = (if which == 0 {
+                    a.registrar.as_mut()
+                } else {
+                    a.proxy.as_mut()
+                })
+                .filter(|l| l.is_stale(now)) else {
+                    continue;
+                };
+                match l.relocate(&self.locator, now).await {
+                    Ok(()) => tracing::info!("located again after the TTL: {:?}", l.hop()),
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+            for l in [&self.accounts[i].registrar, &self.accounts[i].proxy]
+                .into_iter()
+                .flatten()
+            {
+                self.learn_tls_names(l);
+            }
+            let after = self.accounts[i].registrar.as_ref().and_then(Located::hop);
+            if let (Some(b), Some(a)) = (before, after) {
+                if b.transport != a.transport && self.accounts[i].registration.is_some() {
+                    self.register_at(i, &a);
+                }
+            }
+        }
+    }
+}
