@@ -10,6 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::wait_within;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +23,7 @@ use std::time::Duration;
 use peerline_sip::auth::Credentials;
 use peerline_sip::message::{header_values, RequestBuilder};
 use peerline_sip::MessageExt;
-use peerline_ua::{AudioSource, Config, EndReason, Event, Events, MediaOptions, Phone};
+use peerline_ua::{AudioSource, Config, EndReason, Event, MediaOptions, Phone};
 use rand::SeedableRng;
 use tokio::net::UdpSocket;
 
@@ -104,31 +108,11 @@ fn silence() -> MediaOptions {
     }
 }
 
-async fn wait_for<T>(
-    events: &mut Events,
-    what: &str,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let r = tokio::time::timeout(Duration::from_secs(8), async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(&ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await;
-    match r {
-        Ok(Some(t)) => t,
-        _ => panic!("timed out waiting for {what}"),
-    }
-}
-
 /// `config` calls `target`; how the call ended (it is never answered here).
 async fn refused_call(config: Config, target: &str) -> EndReason {
     let (p, mut pe) = Phone::start(config).await.unwrap();
     let c = p.call(target, silence()).await.unwrap();
-    let reason = wait_for(&mut pe, "the refusal", |e| match e {
+    let reason = wait_within(&mut pe, "the refusal", 8, |e| match e {
         Event::Ended { call, reason, .. } if *call == c => Some(reason.clone()),
         Event::Answered { .. } => panic!("a guesser's call was answered"),
         _ => None,
@@ -170,13 +154,13 @@ async fn password_guessing_is_blocked_per_source_and_logged_without_secrets() {
         .await
         .unwrap();
     let a = alice.call(&target, silence()).await.unwrap();
-    let b = wait_for(&mut be, "alice ringing bob", |e| match e {
+    let b = wait_within(&mut be, "alice ringing bob", 8, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
     .await;
     bob.answer(b, silence()).await.unwrap();
-    wait_for(&mut ae, "answered", |e| match e {
+    wait_within(&mut ae, "answered", 8, |e| match e {
         Event::Answered { call } if *call == a => Some(()),
         Event::Ended { reason, .. } => panic!("alice's call ended: {reason}"),
         _ => None,
@@ -354,7 +338,7 @@ async fn unknown_user_equals_wrong_password_and_a_replay_is_refused() {
     peerline_sip::auth::authorize(&mut good, &challenge, &creds, &mut rng).unwrap();
     let bytes = peerline_sip::serialize(&good.clone().into());
     raw.sock.send_to(&bytes, raw.bob).await.unwrap();
-    let call = wait_for(&mut be, "the authenticated call", |e| match e {
+    let call = wait_within(&mut be, "the authenticated call", 8, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -408,14 +392,14 @@ async fn contacts_only_policy_refuses_callers_not_listed() {
         .await
         .unwrap();
     let a = alice.call(&bob.uri("bob"), silence()).await.unwrap();
-    let (b, from) = wait_for(&mut be, "alice ringing bob", |e| match e {
+    let (b, from) = wait_within(&mut be, "alice ringing bob", 8, |e| match e {
         Event::Incoming { call, from, .. } => Some((*call, from.clone())),
         _ => None,
     })
     .await;
     assert!(from.contains("alice"), "{from}");
     bob.reject(b, 486).await.unwrap();
-    let reason = wait_for(&mut ae, "busy", |e| match e {
+    let reason = wait_within(&mut ae, "busy", 8, |e| match e {
         Event::Ended { call, reason, .. } if *call == a => Some(reason.clone()),
         _ => None,
     })

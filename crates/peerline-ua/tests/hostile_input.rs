@@ -6,15 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{tone, wait_within};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use peerline_media::{AudioEncoder, Codec, RtpSender, ToneGenerator};
 use peerline_sip::MessageExt;
-use peerline_ua::{
-    AudioSource, Config, EndReason, Event, Events, MediaOptions, MediaReport, Phone,
-};
+use peerline_ua::{Config, EndReason, Event, Events, MediaReport, Phone};
 use tokio::net::UdpSocket;
 
 fn config(user: &str, srtp: &str) -> Config {
@@ -25,38 +27,10 @@ fn config(user: &str, srtp: &str) -> Config {
     Config::parse(&text, Path::new("<hostile test>")).unwrap()
 }
 
-fn tone(hz: f32, record: Option<PathBuf>) -> MediaOptions {
-    MediaOptions {
-        source: AudioSource::Tone(hz),
-        record,
-    }
-}
-
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("peerline-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-async fn wait_for<T>(
-    events: &mut Events,
-    what: &str,
-    secs: u64,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let r = tokio::time::timeout(Duration::from_secs(secs), async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(&ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await;
-    match r {
-        Ok(Some(t)) => t,
-        _ => panic!("timed out waiting for {what}"),
-    }
 }
 
 /// Everything that arrives on `sock` within `wait`, stopping early after a final response.
@@ -202,7 +176,7 @@ async fn call_works(
         .call(&bob.uri("bob"), tone(440.0, None))
         .await
         .unwrap();
-    let b = wait_for(be, "incoming", 5, |e| match e {
+    let b = wait_within(be, "incoming", 5, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -210,13 +184,13 @@ async fn call_works(
     bob.answer(b, tone(1000.0, Some(rec.to_path_buf())))
         .await
         .unwrap();
-    wait_for(ae, "answered", 5, |e| {
+    wait_within(ae, "answered", 5, |e| {
         matches!(e, Event::Answered { .. }).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs_f32(secs)).await;
     alice.hangup(a).await.unwrap();
-    let (reason, media) = wait_for(be, "bob's end", 5, |e| match e {
+    let (reason, media) = wait_within(be, "bob's end", 5, |e| match e {
         Event::Ended { reason, media, .. } => Some((reason.clone(), (**media).clone())),
         _ => None,
     })
@@ -486,7 +460,7 @@ async fn malformed_sip_is_answered_with_a_reason_and_the_phone_keeps_working() {
             }
             None => {
                 // Offered to the user (ringing): the phone's own answer decides.
-                let call = wait_for(&mut be, "incoming absurd offer", 2, |e| match e {
+                let call = wait_within(&mut be, "incoming absurd offer", 2, |e| match e {
                     Event::Incoming { call, .. } => Some(*call),
                     _ => None,
                 })
@@ -517,7 +491,7 @@ async fn malformed_sip_is_answered_with_a_reason_and_the_phone_keeps_working() {
                     sock.send_to(ack.as_bytes(), to).await.unwrap();
                     bob.hangup(call).await.unwrap();
                     answer_bye(&sock).await;
-                    wait_for(&mut be, "end of the absurd call", 5, |e| {
+                    wait_within(&mut be, "end of the absurd call", 5, |e| {
                         matches!(e, Event::Ended { .. }).then_some(())
                     })
                     .await;
@@ -615,7 +589,7 @@ async fn garbage_from_other_addresses_is_dropped_and_the_call_goes_on() {
         .call(&bob.uri("bob"), tone(440.0, None))
         .await
         .unwrap();
-    let b = wait_for(&mut be, "incoming", 5, |e| match e {
+    let b = wait_within(&mut be, "incoming", 5, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -623,7 +597,7 @@ async fn garbage_from_other_addresses_is_dropped_and_the_call_goes_on() {
     bob.answer(b, tone(1000.0, Some(rec.clone())))
         .await
         .unwrap();
-    let bob_rtp = wait_for(&mut be, "bob's media", 5, |e| match e {
+    let bob_rtp = wait_within(&mut be, "bob's media", 5, |e| match e {
         Event::MediaUp { local, .. } => Some(*local),
         _ => None,
     })
@@ -647,7 +621,7 @@ async fn garbage_from_other_addresses_is_dropped_and_the_call_goes_on() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     alice.hangup(a).await.unwrap();
-    let media = wait_for(&mut be, "bob's end", 5, |e| match e {
+    let media = wait_within(&mut be, "bob's end", 5, |e| match e {
         Event::Ended { media, .. } => Some((**media).clone()),
         _ => None,
     })
@@ -708,7 +682,7 @@ async fn call_with_bad_media(bad: &[(&'static str, Vec<u8>)]) -> Barrage {
     sip.send_to(&request("INVITE", from, to, 1, "", &body), to)
         .await
         .unwrap();
-    let call = wait_for(&mut be, "incoming", 5, |e| match e {
+    let call = wait_within(&mut be, "incoming", 5, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -777,7 +751,7 @@ async fn call_with_bad_media(bad: &[(&'static str, Vec<u8>)]) -> Barrage {
             &format!("To: <sip:bob@{to}>;tag={to_tag}"),
         );
     sip.send_to(bye.as_bytes(), to).await.unwrap();
-    let (reason, media) = wait_for(&mut be, "bob's end", 5, |e| match e {
+    let (reason, media) = wait_within(&mut be, "bob's end", 5, |e| match e {
         Event::Ended { reason, media, .. } => Some((reason.clone(), (**media).clone())),
         _ => None,
     })
@@ -878,7 +852,7 @@ async fn media_that_cannot_start_after_the_200_ends_the_call_with_bye_after_the_
     sock.send_to(&request("INVITE", from, to, 1, "", &body), to)
         .await
         .unwrap();
-    let call = wait_for(&mut be, "incoming", 5, |e| match e {
+    let call = wait_within(&mut be, "incoming", 5, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -908,7 +882,7 @@ async fn media_that_cannot_start_after_the_200_ends_the_call_with_bye_after_the_
         .replace(";tag=m1001", ";tag=m1");
     sock.send_to(ack.as_bytes(), to).await.unwrap();
     answer_bye(&sock).await;
-    let reason = wait_for(&mut be, "ended", 5, |e| match e {
+    let reason = wait_within(&mut be, "ended", 5, |e| match e {
         Event::Ended {
             call: c, reason, ..
         } if *c == call => Some(reason.clone()),
@@ -935,7 +909,7 @@ async fn update_in_an_early_dialog() {
     sock.send_to(&request("INVITE", from, to, 1, "", &offer), to)
         .await
         .unwrap();
-    let call = wait_for(&mut be, "incoming", 5, |e| match e {
+    let call = wait_within(&mut be, "incoming", 5, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })

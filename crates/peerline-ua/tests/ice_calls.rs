@@ -6,15 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{tone, wait_within};
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peerline_net::{CandidateKind, Direction, TrafficClass};
-use peerline_ua::{
-    AudioSource, Config, EndReason, Event, Events, MediaOptions, MediaReport, Phone,
-};
+use peerline_ua::{Config, EndReason, Event, MediaReport, Phone};
 use tokio::net::UdpSocket;
 
 fn config(user: &str, ice: bool) -> Config {
@@ -23,33 +25,6 @@ fn config(user: &str, ice: bool) -> Config {
     c.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.ice.enabled = ice;
     c
-}
-
-fn tone(hz: f32, record: Option<PathBuf>) -> MediaOptions {
-    MediaOptions {
-        source: AudioSource::Tone(hz),
-        record,
-    }
-}
-
-async fn wait_for<T>(
-    events: &mut Events,
-    what: &str,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let r = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(&ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await;
-    match r {
-        Ok(Some(t)) => t,
-        _ => panic!("timed out waiting for {what}"),
-    }
 }
 
 /// Forwards the caller's datagrams to `to` and `to`'s responses back, keeping a copy of
@@ -170,7 +145,7 @@ async fn two_phones_with_ice_connect_a_host_pair_and_hear_each_other() {
         )
         .await
         .unwrap();
-    let b = wait_for(&mut be, "incoming", |e| match e {
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -187,8 +162,8 @@ async fn two_phones_with_ice_connect_a_host_pair_and_hear_each_other() {
         } => Some((*local, *remote, path.clone())),
         _ => None,
     };
-    let (a_local, a_remote, a_path) = wait_for(&mut ae, "alice's media up", media_up).await;
-    let (b_local, b_remote, b_path) = wait_for(&mut be, "bob's media up", media_up).await;
+    let (a_local, a_remote, a_path) = wait_within(&mut ae, "alice's media up", 10, media_up).await;
+    let (b_local, b_remote, b_path) = wait_within(&mut be, "bob's media up", 10, media_up).await;
     let a_path = a_path.expect("alice: MediaUp without an ICE path");
     let b_path = b_path.expect("bob: MediaUp without an ICE path");
     eprintln!("alice: {a_path} ({} ms)", a_path.connect_time.as_millis());
@@ -210,13 +185,13 @@ async fn two_phones_with_ice_connect_a_host_pair_and_hear_each_other() {
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice.hangup(a).await.unwrap();
-    let (reason, b_report) = wait_for(&mut be, "bob's end", |e| match e {
+    let (reason, b_report) = wait_within(&mut be, "bob's end", 10, |e| match e {
         Event::Ended { reason, media, .. } => Some((reason.clone(), (**media).clone())),
         _ => None,
     })
     .await;
     assert_eq!(reason, EndReason::RemoteHangup);
-    let a_report = wait_for(&mut ae, "alice's end", |e| match e {
+    let a_report = wait_within(&mut ae, "alice's end", 10, |e| match e {
         Event::Ended { media, .. } => Some((**media).clone()),
         _ => None,
     })
@@ -289,7 +264,7 @@ async fn a_peer_without_ice_gets_plain_rtp_to_the_default_candidate() {
         )
         .await
         .unwrap();
-    let b = wait_for(&mut be, "incoming", |e| match e {
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -297,7 +272,7 @@ async fn a_peer_without_ice_gets_plain_rtp_to_the_default_candidate() {
     bob.answer(b, tone(1000.0, Some(bob_rec.clone())))
         .await
         .unwrap();
-    let (a_local, path) = wait_for(&mut ae, "alice's media up", |e| match e {
+    let (a_local, path) = wait_within(&mut ae, "alice's media up", 10, |e| match e {
         Event::MediaUp { local, path, .. } => Some((*local, path.clone())),
         _ => None,
     })
@@ -315,12 +290,12 @@ async fn a_peer_without_ice_gets_plain_rtp_to_the_default_candidate() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice.hangup(a).await.unwrap();
-    let a_report = wait_for(&mut ae, "alice's end", |e| match e {
+    let a_report = wait_within(&mut ae, "alice's end", 10, |e| match e {
         Event::Ended { media, .. } => Some((**media).clone()),
         _ => None,
     })
     .await;
-    wait_for(&mut be, "bob's end", |e| {
+    wait_within(&mut be, "bob's end", 10, |e| {
         matches!(e, Event::Ended { .. }).then_some(())
     })
     .await;
@@ -360,7 +335,7 @@ async fn hold_and_resume_keep_the_ice_pair() {
         .call(&bob.uri("bob"), tone(440.0, None))
         .await
         .unwrap();
-    let b = wait_for(&mut be, "incoming", |e| match e {
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -368,7 +343,7 @@ async fn hold_and_resume_keep_the_ice_pair() {
     bob.answer(b, tone(1000.0, Some(rec.clone())))
         .await
         .unwrap();
-    let path = wait_for(&mut be, "bob's media up", |e| match e {
+    let path = wait_within(&mut be, "bob's media up", 10, |e| match e {
         Event::MediaUp { path, .. } => path.clone(),
         _ => None,
     })
@@ -380,7 +355,7 @@ async fn hold_and_resume_keep_the_ice_pair() {
         } else {
             alice.resume(a).await.unwrap();
         }
-        let held = wait_for(&mut ae, "hold/resume", |e| match e {
+        let held = wait_within(&mut ae, "hold/resume", 10, |e| match e {
             Event::Hold { held, .. } => Some(*held),
             _ => None,
         })
@@ -389,7 +364,7 @@ async fn hold_and_resume_keep_the_ice_pair() {
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     alice.hangup(a).await.unwrap();
-    let report = wait_for(&mut be, "bob's end", |e| match e {
+    let report = wait_within(&mut be, "bob's end", 10, |e| match e {
         Event::Ended { media, .. } => Some((**media).clone()),
         _ => None,
     })
@@ -422,13 +397,13 @@ async fn post_dial_delay_with_ice_on_loopback() {
         .call(&bob.uri("bob"), tone(440.0, Some(rec.clone())))
         .await
         .unwrap();
-    let b = wait_for(&mut be, "incoming", |e| match e {
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
     .await;
     bob.answer(b, tone(1000.0, None)).await.unwrap();
-    wait_for(&mut ae, "alice's media up", |e| match e {
+    wait_within(&mut ae, "alice's media up", 10, |e| match e {
         Event::MediaUp { path, .. } => path.as_ref().map(|_| ()),
         _ => None,
     })
@@ -436,7 +411,7 @@ async fn post_dial_delay_with_ice_on_loopback() {
     let to_pair = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     alice.hangup(a).await.unwrap();
-    wait_for(&mut ae, "alice's end", |e| {
+    wait_within(&mut ae, "alice's end", 10, |e| {
         matches!(e, Event::Ended { .. }).then_some(())
     })
     .await;
@@ -476,7 +451,7 @@ async fn an_offer_without_ice_is_answered_without_ice() {
         .call(&format!("sip:bob@{relay}"), tone(440.0, None))
         .await
         .unwrap();
-    let b = wait_for(&mut be, "incoming", |e| match e {
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
         Event::Incoming { call, .. } => Some(*call),
         _ => None,
     })
@@ -484,14 +459,14 @@ async fn an_offer_without_ice_is_answered_without_ice() {
     bob.answer(b, tone(1000.0, Some(rec.clone())))
         .await
         .unwrap();
-    let path = wait_for(&mut be, "bob's media up", |e| match e {
+    let path = wait_within(&mut be, "bob's media up", 10, |e| match e {
         Event::MediaUp { path, .. } => Some(path.clone()),
         _ => None,
     })
     .await;
     assert!(path.is_none(), "{path:?}");
     // The 200 has passed the relay once Alice has it.
-    wait_for(&mut ae, "answered", |e| {
+    wait_within(&mut ae, "answered", 10, |e| {
         matches!(e, Event::Answered { .. }).then_some(())
     })
     .await;
@@ -505,12 +480,12 @@ async fn an_offer_without_ice_is_answered_without_ice() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice.hangup(a).await.unwrap();
-    let report = wait_for(&mut be, "bob's end", |e| match e {
+    let report = wait_within(&mut be, "bob's end", 10, |e| match e {
         Event::Ended { media, .. } => Some((**media).clone()),
         _ => None,
     })
     .await;
-    wait_for(&mut ae, "alice's end", |e| {
+    wait_within(&mut ae, "alice's end", 10, |e| {
         matches!(e, Event::Ended { .. }).then_some(())
     })
     .await;

@@ -6,37 +6,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::wait_for;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use peerline_sip::message::RequestBuilder;
 use peerline_sip::MessageExt;
-use peerline_ua::{AudioSource, Config, Event, Events, MediaOptions, Phone};
+use peerline_ua::{AudioSource, Config, Event, MediaOptions, Phone};
 use tokio::net::UdpSocket;
 
 /// RFC 4568's example key (30 bytes, base64).
 const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
-
-async fn wait_for<T>(
-    events: &mut Events,
-    what: &str,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let r = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(ev) = events.recv().await {
-            if let Some(t) = pick(&ev) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await;
-    match r {
-        Ok(Some(t)) => t,
-        _ => panic!("timed out waiting for {what}"),
-    }
-}
 
 fn sdp(me: SocketAddr, media: &str) -> Vec<u8> {
     format!(

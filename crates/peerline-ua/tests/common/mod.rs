@@ -21,9 +21,19 @@ pub fn config(user: &str) -> Config {
 pub async fn wait_for<T>(
     events: &mut Events,
     what: &str,
+    pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    wait_within(events, what, 5, pick).await
+}
+
+/// The first event `pick` accepts, within `secs`; panics naming `what` otherwise.
+pub async fn wait_within<T>(
+    events: &mut Events,
+    what: &str,
+    secs: u64,
     mut pick: impl FnMut(&Event) -> Option<T>,
 ) -> T {
-    let r = tokio::time::timeout(Duration::from_secs(5), async {
+    let r = tokio::time::timeout(Duration::from_secs(secs), async {
         while let Some(ev) = events.recv().await {
             if let Some(t) = pick(&ev) {
                 return Some(t);
