@@ -412,13 +412,14 @@ fn sipp_uac_180_has_contact() {
     entry.pass();
 }
 
-#[test]
-#[ignore = "needs real peers; run by cargo xtask test"]
-fn sipp_uac_require_unknown_gets_420() {
+/// SIPp's `file` sends an INVITE Peerline must refuse before ringing: SIPp's scenario
+/// checks the refusal (status, and its headers or reason where it says), and the INVITE
+/// never reaches the user.
+fn refused_before_ringing(file: &str, feature: &str, test: &str) {
     let started = Instant::now();
-    let entry = MatrixEntry::new("sipp", "uac-require-420", "udp");
-    let dir = TestDir::new("sipp_uac_require_unknown_gets_420").unwrap();
-    let opts = SippOptions::new("sipp", SippScenario::project("uac_require_unknown.xml"));
+    let entry = MatrixEntry::new("sipp", feature, "udp");
+    let dir = TestDir::new(test).unwrap();
+    let opts = SippOptions::new("sipp", SippScenario::project(file));
     let run = sipp_calls_peerline(
         &dir,
         opts,
@@ -430,12 +431,22 @@ fn sipp_uac_require_unknown_gets_420() {
     assert_eq!(
         (run.incoming, run.ended.len()),
         (0, 0),
-        "the refused INVITE reached the user: {:?}\n{}",
+        "{file}: the refused INVITE reached the user: {:?}\n{}",
         reasons(&run.ended),
         run.logs
     );
     check_budget(started);
     entry.pass();
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sipp_uac_require_unknown_gets_420() {
+    refused_before_ringing(
+        "uac_require_unknown.xml",
+        "uac-require-420",
+        "sipp_uac_require_unknown_gets_420",
+    );
 }
 
 /// Session timers (RFC 4028): SIPp asks for 1800 s with itself as refresher; Peerline's
@@ -466,27 +477,11 @@ fn sipp_uac_session_timer_negotiated_and_refreshed() {
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn sipp_uac_session_interval_too_small_gets_422() {
-    let started = Instant::now();
-    let entry = MatrixEntry::new("sipp", "uac-session-422", "udp");
-    let dir = TestDir::new("sipp_uac_session_too_small").unwrap();
-    let opts = SippOptions::new("sipp", SippScenario::project("uac_session_too_small.xml"));
-    let run = sipp_calls_peerline(
-        &dir,
-        opts,
-        &[CodecName::Pcmu],
-        AnswerMode::Never,
-        Duration::from_secs(8),
+    refused_before_ringing(
+        "uac_session_too_small.xml",
+        "uac-session-422",
+        "sipp_uac_session_too_small",
     );
-    run.assert_sipp_ok();
-    assert_eq!(
-        (run.incoming, run.ended.len()),
-        (0, 0),
-        "the refused INVITE reached the user: {:?}\n{}",
-        reasons(&run.ended),
-        run.logs
-    );
-    check_budget(started);
-    entry.pass();
 }
 
 /// RFC 3891 §3 against SIPp: an INVITE whose `Replaces` names no dialog of ours gets 481,
@@ -495,40 +490,16 @@ fn sipp_uac_session_interval_too_small_gets_422() {
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn sipp_uac_replaces_unknown_or_malformed_is_refused() {
-    for (file, matrix, test) in [
-        (
-            "uac_replaces_unknown.xml",
-            "uac-replaces-481",
-            "sipp_uac_replaces_unknown",
-        ),
-        (
-            "uac_replaces_malformed.xml",
-            "uac-replaces-400",
-            "sipp_uac_replaces_malformed",
-        ),
-    ] {
-        let started = Instant::now();
-        let entry = MatrixEntry::new("sipp", matrix, "udp");
-        let dir = TestDir::new(test).unwrap();
-        let opts = SippOptions::new("sipp", SippScenario::project(file));
-        let run = sipp_calls_peerline(
-            &dir,
-            opts,
-            &[CodecName::Pcmu],
-            AnswerMode::Never,
-            Duration::from_secs(8),
-        );
-        run.assert_sipp_ok();
-        assert_eq!(
-            (run.incoming, run.ended.len()),
-            (0, 0),
-            "{file}: the refused INVITE reached the user: {:?}\n{}",
-            reasons(&run.ended),
-            run.logs
-        );
-        check_budget(started);
-        entry.pass();
-    }
+    refused_before_ringing(
+        "uac_replaces_unknown.xml",
+        "uac-replaces-481",
+        "sipp_uac_replaces_unknown",
+    );
+    refused_before_ringing(
+        "uac_replaces_malformed.xml",
+        "uac-replaces-400",
+        "sipp_uac_replaces_malformed",
+    );
 }
 
 /// What SIPp's built-in `uac_pcap` left in Peerline: the call and the recording.
