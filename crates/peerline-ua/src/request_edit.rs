@@ -70,14 +70,14 @@ mod tests {
     use super::*;
     use peerline_sip::message::{header_value, RequestBuilder};
 
+    /// An INVITE as a call sends it.
     fn message() -> Request {
-        RequestBuilder::new(rsip::Method::Message, "sip:bob@192.0.2.1")
-            .via("UDP", "192.0.2.2:5060", "z9hG4bKm1")
-            .from("sip:alice@192.0.2.2", Some("Alice"), "a1")
-            .to("sip:bob@192.0.2.1", None)
-            .call_id("m1@192.0.2.2")
+        RequestBuilder::new(rsip::Method::Invite, "sip:carol@198.51.100.7")
+            .via("UDP", "198.51.100.1:5062", "z9hG4bKm1")
+            .from("sip:dave@198.51.100.1", None, "d1")
+            .to("sip:carol@198.51.100.7", None)
+            .call_id("m1@198.51.100.1")
             .cseq(7)
-            .body("text/plain;charset=UTF-8", b"hello Bob".to_vec())
             .build()
             .unwrap()
     }
@@ -88,7 +88,7 @@ mod tests {
         let r = next_attempt(&m, "z9hG4bKm2");
         assert_eq!(r.cseq().map(|c| c.seq), Some(8));
         assert_eq!(r.branch().as_deref(), Some("z9hG4bKm2"));
-        assert_eq!(header_value(&r, "CSeq"), Some("8 MESSAGE"));
+        assert_eq!(header_value(&r, "CSeq"), Some("8 INVITE"));
         assert_eq!(r.call_id(), m.call_id());
         assert_eq!(r.from_tag(), m.from_tag());
         assert_eq!(r.body, m.body);
@@ -97,7 +97,10 @@ mod tests {
     #[test]
     fn replace_top_via_keeps_the_rest() {
         let mut m = message();
-        replace_top_via(&mut m, "SIP/2.0/TCP 192.0.2.2:5060;rport;branch=z9hG4bKm9");
+        replace_top_via(
+            &mut m,
+            "SIP/2.0/TCP 198.51.100.1:5062;rport;branch=z9hG4bKm9",
+        );
         assert_eq!(m.branch().as_deref(), Some("z9hG4bKm9"));
         assert!(header_value(&m, "Via").is_some_and(|v| v.contains("SIP/2.0/TCP")));
         assert_eq!(m.cseq().map(|c| c.seq), Some(7));
@@ -106,15 +109,16 @@ mod tests {
     #[test]
     fn replace_header_replaces_the_first_or_adds() {
         let mut m = message();
-        replace_header(&mut m, "Contact", "<sip:alice@192.0.2.2;transport=tcp>");
+        assert_eq!(header_value(&m, "Contact"), None);
+        replace_header(&mut m, "Contact", "<sip:dave@198.51.100.1;transport=tcp>");
         assert_eq!(
             header_value(&m, "Contact"),
-            Some("<sip:alice@192.0.2.2;transport=tcp>")
+            Some("<sip:dave@198.51.100.1;transport=tcp>")
         );
-        replace_header(&mut m, "Contact", "<sip:alice@192.0.2.9>");
+        replace_header(&mut m, "Contact", "<sip:dave@198.51.100.9>");
         assert_eq!(
             peerline_sip::message::header_values(&m, "Contact"),
-            vec!["<sip:alice@192.0.2.9>"]
+            vec!["<sip:dave@198.51.100.9>"]
         );
     }
 }
