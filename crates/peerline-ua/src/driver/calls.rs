@@ -158,11 +158,7 @@ impl Driver {
         id: CallId,
         options: MediaOptions,
     ) -> Result<(), PhoneError> {
-        let (transport, account) = self
-            .calls
-            .get(&id)
-            .map_or((Transport::Udp, None), |c| (c.transport, c.account));
-        let mut caps = self.capabilities_over(true, transport, account);
+        let mut caps = self.answer_capabilities(id);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
@@ -180,6 +176,7 @@ impl Driver {
         let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
         // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
         let ice = if offers_ice(&offer) {
+            let account = self.calls.get(&id).and_then(|c| c.account);
             self.prepare_ice(false, ip, account).await
         } else {
             None

@@ -72,6 +72,15 @@ impl Driver {
         caps
     }
 
+    /// What we answer an offer in call `id` with (its signaling transport and account).
+    pub(super) fn answer_capabilities(&self, id: CallId) -> LocalCapabilities {
+        let (transport, account) = self
+            .calls
+            .get(&id)
+            .map_or((Transport::Udp, None), |c| (c.transport, c.account));
+        self.capabilities_over(true, transport, account)
+    }
+
     pub(super) fn capabilities(
         &self,
         answering: bool,

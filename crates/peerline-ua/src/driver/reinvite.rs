@@ -157,11 +157,7 @@ impl Driver {
     /// A re-INVITE from the peer (RFC 3261 §14.2): answer its offer and update the media.
     pub(super) fn incoming_reinvite(&mut self, id: CallId, key: TransactionKey, request: Request) {
         let now = Instant::now();
-        let (transport, account) = self
-            .calls
-            .get(&id)
-            .map_or((Transport::Udp, None), |c| (c.transport, c.account));
-        let mut caps = self.capabilities_over(true, transport, account);
+        let mut caps = self.answer_capabilities(id);
         let session_id = self.session_id;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
