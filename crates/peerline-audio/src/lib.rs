@@ -3,12 +3,14 @@
 //! Tone generation and analysis live in `peerline-media::tone` (they are used on
 //! decoded RTP audio); this crate deals with files, devices and sample rates.
 
+pub mod device_io;
 pub mod devices;
 pub mod recorder;
 pub mod resample;
 pub mod stream;
 pub mod wav;
 
+pub use device_io::{Capture, Playback};
 pub use devices::{list_devices, DeviceInfo};
 pub use recorder::{RecordError, Recorder};
 pub use resample::{resample, Resampler};

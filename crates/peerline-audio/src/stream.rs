@@ -105,7 +105,7 @@ pub struct StreamStats {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     samples: AtomicU64,
     callbacks: AtomicU64,
     overruns: AtomicU64,
@@ -114,7 +114,7 @@ struct Counters {
 }
 
 impl Counters {
-    fn snapshot(&self) -> StreamStats {
+    pub(crate) fn snapshot(&self) -> StreamStats {
         StreamStats {
             samples: self.samples.load(Ordering::Relaxed),
             callbacks: self.callbacks.load(Ordering::Relaxed),
@@ -304,6 +304,14 @@ impl InputStream {
     pub fn stats(&self) -> StreamStats {
         self.counters.snapshot()
     }
+    /// The ring shared with the device callback (for [`crate::device_io`]).
+    pub(crate) fn ring_handle(&self) -> Arc<SampleRing> {
+        self.ring.clone()
+    }
+    /// The counters shared with the device callback.
+    pub(crate) fn counters_handle(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
     /// The last error the device reported, if any.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
@@ -418,6 +426,14 @@ impl OutputStream {
     }
     pub fn stats(&self) -> StreamStats {
         self.counters.snapshot()
+    }
+    /// The ring shared with the device callback (for [`crate::device_io`]).
+    pub(crate) fn ring_handle(&self) -> Arc<SampleRing> {
+        self.ring.clone()
+    }
+    /// The counters shared with the device callback.
+    pub(crate) fn counters_handle(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())

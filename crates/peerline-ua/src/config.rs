@@ -159,6 +159,17 @@ impl Default for MediaConfig {
     }
 }
 
+/// `[audio]`: the devices a call with [`crate::AudioSource::Device`] uses when it names
+/// none (names as `peerline devices` lists them; unset: the system default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// The capture device (microphone).
+    pub input: Option<String>,
+    /// The playback device (speaker or headset).
+    pub output: Option<String>,
+}
+
 /// `[identity]`: who this phone is when it is not registered anywhere.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -341,6 +352,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Digest authentication of incoming calls and messages (we act as the server).
     pub auth: AuthConfig,
+    /// The sound card of calls that talk through it ([`crate::AudioSource::Device`]).
+    pub audio: AudioConfig,
     /// Who may call this phone (`[policy] incoming = "anyone" | "contacts" | "authenticated"`).
     pub policy: crate::incoming_policy::PolicyConfig,
     /// A sip-profile (`sip-profiles/NAME.toml`) whose settings are the defaults under this

@@ -28,7 +28,20 @@ pub enum AudioSource {
     Tone(f32),
     /// A WAV file (any rate, mixed down to mono), looped.
     Wav(PathBuf),
+    /// The sound card, as a person talks: the call captures from `input` and plays what
+    /// it receives to `output` (device names as `peerline devices` lists them; `None`:
+    /// the config's `[audio]` device, else the system default).
+    Device {
+        /// The capture device.
+        input: Option<String>,
+        /// The playback device.
+        output: Option<String>,
+    },
 }
+
+/// How much a device stream buffers, in ms: enough for scheduling jitter of the media
+/// task, little enough to keep the mouth-to-ear delay low.
+const DEVICE_BUFFER_MS: u32 = 200;
 
 /// What a call does with the remote party's audio, and what it plays to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -429,6 +442,7 @@ enum Source {
     Silence,
     Tone(ToneGenerator),
     Samples { samples: Vec<i16>, pos: usize },
+    Device(peerline_audio::Capture),
 }
 
 impl Source {
@@ -447,6 +461,10 @@ impl Source {
                     Source::Samples { samples, pos: 0 }
                 }
             }
+            AudioSource::Device { input, .. } => Source::Device(
+                peerline_audio::Capture::start(input.as_deref(), rate, DEVICE_BUFFER_MS)
+                    .map_err(|e| format!("capture device: {e}"))?,
+            ),
         })
     }
 
@@ -459,6 +477,9 @@ impl Source {
                     *s = samples[*pos];
                     *pos = (*pos + 1) % samples.len();
                 }
+            }
+            Source::Device(capture) => {
+                capture.read_or_silence(out);
             }
         }
     }
@@ -557,6 +578,20 @@ async fn run(
             report.error = Some(e);
             return report;
         }
+    };
+    // With the sound card as source, what arrives is played to its output device.
+    let playback = match &options.source {
+        AudioSource::Device { output, .. } => {
+            match peerline_audio::Playback::start(output.as_deref(), sample_rate, DEVICE_BUFFER_MS)
+            {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    report.error = Some(format!("playback device: {e}"));
+                    return report;
+                }
+            }
+        }
+        _ => None,
     };
     let (mut encoder, mut decoder) = match (
         AudioEncoder::new(params.codec),
@@ -721,6 +756,10 @@ async fn run(
                 }
                 if let Some(r) = recorder.as_mut() {
                     r.push(&out);
+                }
+                if let Some(p) = &playback {
+                    // A device that falls behind drops what does not fit.
+                    p.write(&out);
                 }
                 if let Some(at) = crypto.dtls.as_ref().and_then(|d| d.poll_timeout()) {
                     if at <= now {

@@ -20,7 +20,9 @@ pub struct SessionArgs {
     /// Our user name (overrides the config).
     #[arg(long)]
     user: Option<String>,
-    /// What to send: `tone:HZ`, `wav:PATH` or `silence`.
+    /// What to send: `tone:HZ`, `wav:PATH`, `silence`, or `device` (talk and listen
+    /// through the sound card: `[audio]` input/output of the config, else the system
+    /// default; `device:INPUT` names the capture device).
     #[arg(long, default_value = "silence")]
     play: String,
     /// Record what we hear to this WAV file.
@@ -64,8 +66,16 @@ fn parse_source(s: &str) -> Result<AudioSource> {
     Ok(match s.split_once(':') {
         Some(("tone", hz)) => AudioSource::Tone(hz.parse().context("tone:HZ needs a number")?),
         Some(("wav", path)) => AudioSource::Wav(PathBuf::from(path)),
+        Some(("device", input)) => AudioSource::Device {
+            input: Some(input.to_string()),
+            output: None,
+        },
         None if s == "silence" => AudioSource::Silence,
-        _ => bail!("--play must be tone:HZ, wav:PATH or silence, not {s:?}"),
+        None if s == "device" => AudioSource::Device {
+            input: None,
+            output: None,
+        },
+        _ => bail!("--play must be tone:HZ, wav:PATH, silence, device or device:INPUT, not {s:?}"),
     })
 }
 
@@ -199,4 +209,31 @@ pub async fn listen(config: Config, args: ListenArgs) -> Result<bool> {
     let ok = finish(&mut events, &args.session, secs(args.max_call)?).await;
     phone.shutdown().await;
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn play_sources_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_source("silence").unwrap(), AudioSource::Silence);
+        assert_eq!(parse_source("tone:440").unwrap(), AudioSource::Tone(440.0));
+        assert_eq!(
+            parse_source("device").unwrap(),
+            AudioSource::Device {
+                input: None,
+                output: None
+            }
+        );
+        assert_eq!(
+            parse_source("device:hw:1,0").unwrap(),
+            AudioSource::Device {
+                input: Some("hw:1,0".into()),
+                output: None
+            }
+        );
+        let e = parse_source("mic").unwrap_err().to_string();
+        assert!(e.contains("\"mic\""), "{e}");
+    }
 }

@@ -314,10 +314,20 @@ impl Driver {
             initial_timestamp: ts,
         };
         let local = call.rtp_addr.unwrap_or(negotiated.remote_rtp);
+        let mut options = call.media_options.clone();
+        // A sound-card call without device names uses the config's `[audio]` ones.
+        if let AudioSource::Device { input, output } = &mut options.source {
+            if input.is_none() {
+                input.clone_from(&self.config.audio.input);
+            }
+            if output.is_none() {
+                output.clone_from(&self.config.audio.output);
+            }
+        }
         call.media = Some(media::start(
             path,
             params,
-            call.media_options.clone(),
+            options,
             self.notices_tx.clone(),
             id,
         ));

@@ -45,7 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::call_ice::{self, PreparedIce};
 use crate::config::{CodecName, Config, SrtpKeying, SrtpMode};
 use crate::located::{self, Located};
-use crate::media::{self, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice};
+use crate::media::{
+    self, AudioSource, MediaHandle, MediaOptions, MediaParams, MediaReport, Notice,
+};
 use crate::phone::{CallId, Command, EndReason, Event, PhoneError};
 
 /// RFC 3261 §18.1.1: requests larger than this go over TCP (path MTU unknown).
