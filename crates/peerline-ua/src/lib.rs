@@ -39,6 +39,6 @@ pub use account::AccountConfig;
 pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};
 pub use ice_settings::IceSettings;
 pub use incoming_gate::SecurityStats;
-pub use media::{AudioSource, MediaOptions, MediaReport};
+pub use media::{AudioSource, LiveStats, MediaOptions, MediaReport};
 pub use peerline_net::{CandidateKind, Ledger, PathReport};
 pub use phone::{CallId, EndReason, Event, Events, Phone, PhoneError};

@@ -154,6 +154,52 @@ pub(crate) enum Notice {
 }
 
 /// Changes to a running media task.
+/// A running call's media, as a live display shows it ([`crate::Phone::call_stats`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveStats {
+    /// The codec.
+    pub codec: &'static str,
+    /// Where our RTP goes now (after latching).
+    pub remote: Option<SocketAddr>,
+    /// RTP packets sent and received so far.
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Packets lost, and as a percentage of those expected.
+    pub packets_lost: u64,
+    pub loss_percent: f32,
+    /// RFC 3550 interarrival jitter in milliseconds.
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP, once the peer sent a report.
+    pub rtt_ms: Option<f64>,
+    /// E-model MOS estimate (once packets were expected).
+    pub mos: Option<f32>,
+    /// The SRTP keying and suite, or `None` for plain RTP.
+    pub srtp: Option<String>,
+    /// Sending silence instead of the source.
+    pub muted: bool,
+}
+
+/// Loss percentage and E-model MOS of a stream so far: one-way delay estimated as half
+/// the RTT (0 on a LAN without reports), the playout delay and one packet.
+fn quality(
+    codec: peerline_media::Codec,
+    rx: &peerline_media::ReceiverStats,
+    rtt_ms: Option<f64>,
+    playout_ms: f64,
+    ptime_ms: u32,
+) -> (f32, Option<f32>) {
+    let expected = rx.packets_received + rx.packets_lost;
+    if expected == 0 {
+        return (0.0, None);
+    }
+    let loss = rx.packets_lost as f32 * 100.0 / expected as f32;
+    let one_way = rtt_ms.unwrap_or(0.0) / 2.0 + playout_ms + f64::from(ptime_ms);
+    (
+        loss,
+        Some(peerline_media::mos(codec, one_way as f32, loss, 1.0)),
+    )
+}
+
 #[derive(Debug)]
 pub(crate) enum MediaCommand {
     /// Send these digits as RFC 4733 events (100 ms each, 60 ms apart).
@@ -166,6 +212,8 @@ pub(crate) enum MediaCommand {
         send: bool,
         receive: bool,
     },
+    /// The call's quality so far ([`LiveStats`]), for a live display.
+    Snapshot(tokio::sync::oneshot::Sender<LiveStats>),
     /// After a re-INVITE that changed the SDES keys (RFC 4568 §7.1.4): protect with the
     /// new outbound key from now on; the old inbound key stays usable for packets
     /// already in flight.
@@ -664,6 +712,26 @@ async fn run(
             Some(cmd) = commands.recv() => match cmd {
                 MediaCommand::Dtmf(keys) => digits.extend(keys.chars()),
                 MediaCommand::Mute(m) => muted = m,
+                MediaCommand::Snapshot(reply) => {
+                    let received = receiver.stats();
+                    let rtt_ms = rtcp.rtt().map(|d| d.as_secs_f64() * 1000.0);
+                    let playout = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
+                    let (loss_percent, mos) =
+                        quality(params.codec, &received, rtt_ms, playout, params.ptime_ms);
+                    let _ = reply.send(LiveStats {
+                        codec: params.codec.name(),
+                        remote: Some(remote),
+                        packets_sent: sender.stats().packets_sent,
+                        packets_received: received.packets_received,
+                        packets_lost: received.packets_lost,
+                        loss_percent,
+                        jitter_ms: received.jitter_ms(rate),
+                        rtt_ms,
+                        mos,
+                        srtp: report.srtp.clone(),
+                        muted,
+                    });
+                }
                 MediaCommand::Rekey(pair) => {
                     if crypto.rekey(*pair) {
                         report.srtp_rekeys += 1;
@@ -916,17 +984,14 @@ async fn run(
     // Malformed RTCP is counted with malformed RTP: both are dropped datagrams.
     report.received.malformed += rtcp_malformed;
     report.jitter_ms = report.received.jitter_ms(rate);
-    let rx = report.received;
-    let expected = rx.packets_received + rx.packets_lost;
-    if expected > 0 {
-        let loss = rx.packets_lost as f32 * 100.0 / expected as f32;
-        // Mouth-to-ear estimate: half the RTT (or 0 on a LAN without reports), the
-        // playout delay and one packetisation interval.
-        let one_way = report.rtt_ms.unwrap_or(0.0) / 2.0
-            + report.playout_delay_ms
-            + f64::from(params.ptime_ms);
-        report.mos = Some(peerline_media::mos(params.codec, one_way as f32, loss, 1.0));
-    }
+    report.mos = quality(
+        params.codec,
+        &report.received,
+        report.rtt_ms,
+        report.playout_delay_ms,
+        params.ptime_ms,
+    )
+    .1;
     report.concealed_frames = decoder.concealed();
     report.dtmf = dtmf.keys().to_string();
     if let Some(r) = recorder {

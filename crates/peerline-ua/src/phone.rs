@@ -308,6 +308,11 @@ pub(crate) enum Command {
         mute: bool,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
+    Stats {
+        call: CallId,
+        stats: oneshot::Sender<crate::media::LiveStats>,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
     Hold {
         call: CallId,
         hold: bool,
@@ -571,6 +576,22 @@ impl Phone {
             reply,
         })
         .await?
+    }
+
+    /// The call's media quality so far (codec, packets, loss, jitter, RTT, MOS, SRTP),
+    /// for a live display. Fails when the call has no media running (yet).
+    pub async fn call_stats(&self, call: CallId) -> Result<crate::media::LiveStats, PhoneError> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(|reply| Command::Stats {
+            call,
+            stats: tx,
+            reply,
+        })
+        .await??;
+        match tokio::time::timeout(std::time::Duration::from_secs(2), rx).await {
+            Ok(Ok(s)) => Ok(s),
+            _ => Err(PhoneError::Call(call, "media did not report")),
+        }
     }
 
     /// Sends silence instead of the call's source (`true`), or the source again.

@@ -774,3 +774,36 @@ async fn authenticating_uas_challenges_calls_and_messages() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// Live quality for a display (`Phone::call_stats`): while a call runs, its codec,
+/// packet counts, loss, MOS and SRTP are readable, mute shows, and a call without media
+/// (ended) says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_call_stats_while_the_call_runs() {
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let (a, _b) = connect(&alice, &mut ae, &bob, &mut be, None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = alice.call_stats(a).await.unwrap();
+    assert_eq!(s.codec, "PCMU");
+    assert!(s.packets_sent > 30 && s.packets_received > 30, "{s:?}");
+    assert_eq!(s.loss_percent, 0.0, "{s:?}");
+    assert!(s.mos.is_some_and(|m| m > 4.0), "{s:?}");
+    assert!(s.srtp.is_some(), "default DTLS-SRTP: {s:?}");
+    assert!(!s.muted);
+    alice.mute(a, true).await.unwrap();
+    assert!(alice.call_stats(a).await.unwrap().muted);
+    let later = alice.call_stats(a).await.unwrap();
+    assert!(later.packets_received >= s.packets_received);
+    alice.hangup(a).await.unwrap();
+    wait_for(&mut ae, "ended", |e| {
+        matches!(e, Event::Ended { .. }).then_some(())
+    })
+    .await;
+    assert!(
+        alice.call_stats(a).await.is_err(),
+        "no stats for an ended call"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

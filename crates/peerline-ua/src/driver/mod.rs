@@ -522,6 +522,10 @@ impl Driver {
                 let r = self.with_media(call, media::MediaCommand::Mute(mute));
                 let _ = reply.send(r);
             }
+            Command::Stats { call, stats, reply } => {
+                let r = self.with_media(call, media::MediaCommand::Snapshot(stats));
+                let _ = reply.send(r);
+            }
             Command::Hold { call, hold, reply } => {
                 let r = self.send_reinvite(call, hold);
                 let _ = reply.send(r);
