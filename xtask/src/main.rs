@@ -42,6 +42,7 @@ const PEER_PACKAGES: &[&str] = &[
     "iproute2",                // ip netns, veth, tc
     "sox",                     // tone files for peers
     "knot",                    // authoritative DNS server for the RFC 3263 location tests
+    "tmux",                    // drives the interactive CLI as a person would (send-keys)
 ];
 
 fn main() -> ExitCode {

@@ -3,6 +3,7 @@
 mod bot;
 mod demo;
 mod doctor;
+mod interactive;
 mod oneshot;
 mod report;
 mod sip_lint;

@@ -43,6 +43,11 @@ pub struct CallArgs {
     /// Hang up after this many seconds of conversation.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// A call screen for a person: state, codec, path, encryption and live quality; keys
+    /// hang up (h), hold/resume (o), mute (m), send digits (0-9 * #) and transfer (t).
+    /// The call lasts until hung up (`--seconds` is ignored).
+    #[arg(long, short = 'i')]
+    interactive: bool,
     #[command(flatten)]
     session: SessionArgs,
 }
@@ -145,6 +150,11 @@ pub async fn call(config: Config, args: CallArgs) -> Result<bool> {
             },
         )
         .await?;
+    if args.interactive {
+        let ok = crate::interactive::run(&phone, &mut events, id, &args.target).await;
+        phone.shutdown().await;
+        return ok;
+    }
     // Wait for the answer (at most 32 s, Timer B) then talk.
     let answered = tokio::time::timeout(Duration::from_secs(40), async {
         while let Some(ev) = events.recv().await {
