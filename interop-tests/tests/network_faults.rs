@@ -231,10 +231,15 @@ fn call_through_20_percent_random_loss() {
         secs,
         30,
     );
+    // The rule dropped (at least) every RTP packet the two sides found missing, and
+    // SIP/DTLS/RTCP datagrams too. How many depends on how long the media ran (DTLS takes
+    // a variable second or two through the loss), so no fixed floor beyond "it worked".
     assert!(
-        r.dropped > 50,
-        "the rule dropped only {} datagrams",
-        r.dropped
+        r.dropped >= 20 && r.dropped >= r.caller.lost + r.callee.lost,
+        "the rule dropped {} datagrams; the sides lost {} + {} RTP packets",
+        r.dropped,
+        r.caller.lost,
+        r.callee.lost
     );
     for (name, s) in [("caller", &r.caller), ("callee", &r.callee)] {
         assert!(
