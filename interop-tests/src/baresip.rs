@@ -34,6 +34,7 @@ pub struct BaresipOptions {
     account_uri: Option<String>,
     modules: Vec<String>,
     extra_config: Vec<String>,
+    contact: Option<String>,
     ctrl_tcp: bool,
     netns: Option<String>,
     dial: Option<String>,
@@ -61,6 +62,7 @@ impl BaresipOptions {
             account_uri: None,
             modules: Vec::new(),
             extra_config: Vec::new(),
+            contact: None,
             ctrl_tcp: false,
             netns: None,
             dial: None,
@@ -147,6 +149,16 @@ impl BaresipOptions {
         self.extra_config.push(line.to_string());
         self
     }
+    /// A contact (`sip:…`) in its contacts file, made the current one: the `contact`
+    /// module's `message` command sends MESSAGEs to it.
+    pub fn contact(mut self, uri: &str) -> Self {
+        self.contact = Some(uri.to_string());
+        if !self.modules.iter().any(|m| m == "contact") {
+            self.modules.push("contact".into());
+        }
+        self
+    }
+
     /// Enable `ctrl_tcp` on an allocated port, for [`Baresip::command`].
     pub fn ctrl_tcp(mut self) -> Self {
         self.ctrl_tcp = true;
@@ -292,7 +304,15 @@ impl Baresip {
         let acc_path = config_dir.join("accounts");
         std::fs::write(&acc_path, acc + "\n").map_err(io_err(&acc_path))?;
         let contacts = config_dir.join("contacts");
-        std::fs::write(&contacts, "").map_err(io_err(&contacts))?;
+        let listed = match &opts.contact {
+            Some(uri) => {
+                let current = config_dir.join("current_contact");
+                std::fs::write(&current, uri).map_err(io_err(&current))?;
+                format!("\"Peer\" <{uri}>;access=allow\n")
+            }
+            None => String::new(),
+        };
+        std::fs::write(&contacts, listed).map_err(io_err(&contacts))?;
 
         let secs = opts.run_for.as_secs() + u64::from(opts.run_for.subsec_nanos() > 0);
         let mut po = ProcessOptions::new(&opts.name, "baresip")
