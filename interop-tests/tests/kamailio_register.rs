@@ -180,29 +180,8 @@ fn peerline_messages_peerline_through_kamailio() {
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
     let rt = runtime();
     rt.block_on(async {
-        let phone = |user: &str, password: &str| {
-            let mut config = Config::default();
-            config.identity.user = user.into();
-            config.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
-            config.accounts = vec![account(&kam, user, password)];
-            config
-        };
-        let mut started = Vec::new();
-        for (user, password) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
-            let (p, mut events) = Phone::start(phone(user, password)).await.unwrap();
-            let registered = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
-                Event::Registered { .. } => Some(Ok(())),
-                Event::RegistrationFailed { code, reason, .. } => Some(Err((code, reason))),
-                _ => None,
-            })
-            .await;
-            assert!(
-                matches!(registered, Some(Ok(()))),
-                "{user}: {registered:?}\n{}",
-                tails(&[kam.process()], 30)
-            );
-            started.push((p, events));
-        }
+        let mut started =
+            registered_phones(&kam, &[("alice", "alice-secret"), ("bob", "bob-secret")]).await;
         let (bob, mut bob_events) = started.pop().unwrap();
         let (alice, _alice_events) = started.pop().unwrap();
         let text = "Hello Bob, this is Alice — über Kamailio";
@@ -235,5 +214,166 @@ fn peerline_messages_peerline_through_kamailio() {
         alice.shutdown().await;
         bob.shutdown().await;
     });
+    entry.pass();
+}
+
+/// Peerline phones (DTLS-SRTP, the defaults) registered at `kam`, one per (user, password).
+async fn registered_phones(
+    kam: &Kamailio,
+    users: &[(&str, &str)],
+) -> Vec<(Phone, peerline_ua::Events)> {
+    let mut started = Vec::new();
+    for &(user, password) in users {
+        let mut config = Config::default();
+        config.identity.user = user.into();
+        config.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.accounts = vec![account(kam, user, password)];
+        let (p, mut events) = Phone::start(config).await.unwrap();
+        let registered = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
+            Event::Registered { .. } => Some(Ok(())),
+            Event::RegistrationFailed { code, reason, .. } => Some(Err((code, reason))),
+            _ => None,
+        })
+        .await;
+        assert!(
+            matches!(registered, Some(Ok(()))),
+            "{user}: {registered:?}\n{}",
+            tails(&[kam.process()], 30)
+        );
+        started.push((p, events));
+    }
+    started
+}
+
+/// Issue 7, done-when 1: two Peerline phones registered at a real Kamailio with digest
+/// auth call each other by AOR (DTLS-SRTP end to end); each hears the other's tone; a
+/// hold stops the media one way (the held side receives nothing: its packet count stays
+/// put) and resume brings it back.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn two_peerline_phones_call_by_aor_hold_and_resume_through_kamailio() {
+    let entry = MatrixEntry::new("kamailio", "peerline-peerline-call-hold", "udp");
+    let dir = TestDir::new("two_peerline_phones_through_kamailio").unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .user("alice", "alice-secret")
+            .user("bob", "bob-secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let alice_rec = dir.path().join("alice-heard.wav");
+    let bob_rec = dir.path().join("bob-heard.wav");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut started =
+            registered_phones(&kam, &[("alice", "alice-secret"), ("bob", "bob-secret")]).await;
+        let (bob, mut be) = started.pop().unwrap();
+        let (alice, mut ae) = started.pop().unwrap();
+        let logs = || tails(&[kam.process()], 30);
+        let tone = |hz: f32, rec: &std::path::Path| MediaOptions {
+            source: AudioSource::Tone(hz),
+            record: Some(rec.to_path_buf()),
+        };
+        let a = alice
+            .call(&kam.aor("bob"), tone(440.0, &alice_rec))
+            .await
+            .unwrap();
+        let b = next_event(&mut be, Duration::from_secs(8), |ev| match ev {
+            Event::Incoming { call, from, .. } => {
+                assert!(from.contains("alice"), "{from}");
+                Some(call)
+            }
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("bob was not called\n{}", logs()));
+        bob.answer(b, tone(1000.0, &bob_rec)).await.unwrap();
+        next_event(&mut ae, Duration::from_secs(8), |ev| match ev {
+            Event::Answered { call } if call == a => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("not answered\n{}", logs()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        // Hold: wait for the 200 to the re-INVITE, then the held direction goes quiet.
+        alice.hold(a).await.unwrap();
+        next_event(&mut ae, Duration::from_secs(5), |ev| match ev {
+            Event::Hold { call, held: true } if call == a => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("hold not accepted\n{}", logs()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (a1, b1) = (
+            alice.call_stats(a).await.unwrap().packets_received,
+            bob.call_stats(b).await.unwrap().packets_received,
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (a2, b2) = (
+            alice.call_stats(a).await.unwrap().packets_received,
+            bob.call_stats(b).await.unwrap().packets_received,
+        );
+        let quiet = [a2 - a1, b2 - b1];
+        assert!(
+            quiet.contains(&0),
+            "on hold, neither direction stopped: alice +{}, bob +{} packets in 1 s",
+            quiet[0],
+            quiet[1]
+        );
+
+        // Resume: both directions flow again.
+        alice.resume(a).await.unwrap();
+        next_event(&mut ae, Duration::from_secs(5), |ev| match ev {
+            Event::Hold { call, held: false } if call == a => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("resume not accepted\n{}", logs()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (a3, b3) = (
+            alice.call_stats(a).await.unwrap().packets_received,
+            bob.call_stats(b).await.unwrap().packets_received,
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (a4, b4) = (
+            alice.call_stats(a).await.unwrap().packets_received,
+            bob.call_stats(b).await.unwrap().packets_received,
+        );
+        assert!(
+            a4 - a3 >= 25 && b4 - b3 >= 25,
+            "after resume: alice +{}, bob +{} packets in 1 s",
+            a4 - a3,
+            b4 - b3
+        );
+        let srtp = alice.call_stats(a).await.unwrap().srtp;
+        assert!(
+            srtp.is_some_and(|s| s.starts_with("DTLS-SRTP")),
+            "end-to-end SRTP"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        alice.hangup(a).await.unwrap();
+        for (who, ev, call) in [("alice", &mut ae, a), ("bob", &mut be, b)] {
+            next_event(ev, Duration::from_secs(5), |e| match e {
+                Event::Ended { call: c, .. } if c == call => Some(()),
+                _ => None,
+            })
+            .await
+            .unwrap_or_else(|| panic!("{who}'s call did not end\n{}", logs()));
+        }
+        alice.shutdown().await;
+        bob.shutdown().await;
+    });
+    // Two-way tone.
+    for (rec, hz, who) in [(&alice_rec, 1000.0, "alice"), (&bob_rec, 440.0, "bob")] {
+        let audio = peerline_audio::read_wav(rec).unwrap();
+        let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, hz, 0.5);
+        assert!(
+            heard >= 2.0,
+            "{who} heard the other's {hz} Hz for {heard} s"
+        );
+    }
     entry.pass();
 }
