@@ -1,5 +1,6 @@
 //! `peerline`: the command line of the Peerline softphone and call-bot engine.
 
+mod account_cmds;
 mod bot;
 mod demo;
 mod doctor;
@@ -35,6 +36,10 @@ enum Command {
     Call(oneshot::CallArgs),
     /// Wait for calls, answer them, play a source, record what comes in.
     Listen(oneshot::ListenArgs),
+    /// Register the config's accounts and report each outcome (exit 1 on a failure).
+    Register(account_cmds::RegisterArgs),
+    /// Send one instant message (RFC 3428 MESSAGE); exit 1 unless answered 2xx.
+    Message(account_cmds::MessageArgs),
     /// Check the config against the network: DNS location and OPTIONS probe of each
     /// account's servers, STUN/TURN servers, ports and policies. Exit 1 when a check fails.
     Doctor(doctor::DoctorArgs),
@@ -85,6 +90,8 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => runtime.block_on(demo::run(args)),
             Command::Call(args) => runtime.block_on(oneshot::call(config, args)),
             Command::Listen(args) => runtime.block_on(oneshot::listen(config, args)),
+            Command::Register(args) => runtime.block_on(account_cmds::register(config, args)),
+            Command::Message(args) => runtime.block_on(account_cmds::message(config, args)),
             Command::Doctor(args) => runtime.block_on(doctor::run(config, args)),
             Command::Bot { command } => runtime.block_on(bot::run(command)),
             Command::Sip {
