@@ -177,6 +177,23 @@ async fn phone_registering(
     (phone, events, outcome)
 }
 
+/// `peerline doctor` (its library) for alice's `scheme:` account with the test's DNS server,
+/// trusting only `ca_file`: its text report and verdict.
+async fn doctor(dns_port: u16, ca_file: PathBuf, scheme: &str) -> (String, bool) {
+    let mut config = Config::default();
+    config.network.dns_server = Some(sa("127.0.0.1", dns_port));
+    config.tls.ca_file = Some(ca_file);
+    config.accounts = vec![toml::from_str(&format!(
+        "aor = \"{scheme}:alice@{DOMAIN}\"\npassword = \"secret\"\n"
+    ))
+    .unwrap()];
+    let report =
+        peerline_ua::doctor::run(&config, &peerline_ua::doctor::DoctorOptions::default()).await;
+    let text = report.to_text();
+    eprintln!("{text}");
+    (text, report.ok)
+}
+
 /// Lines of Kamailio's log where its script saw a `method` request
 /// (`REQ <method> … over <proto>`).
 fn script_requests(kam: &Kamailio, method: &str) -> Vec<String> {
@@ -234,6 +251,35 @@ async fn peerline_registers_over_tls_found_through_naptr_sips_d2t() {
     }
     // RFC 5922 §4: the name the certificate must carry is the domain, not the SRV target.
     assert_eq!(targets[0].domain, DOMAIN);
+
+    // `peerline doctor` shows the same: the records, TLS first, and its OPTIONS probe over
+    // TLS (certificate checked as the phone checks it) is answered.
+    let (text, ok) = doctor(dns_port, pki.ca_file.clone(), "sip").await;
+    let port = kam.port();
+    let expect = [
+        format!("registrar sip:{DOMAIN}"),
+        format!("NAPTR {DOMAIN}: 10 10 \"s\" \"SIPS+D2T\" _sips._tcp.{DOMAIN}., 10 20 \"s\" \"SIP+D2T\" _sip._tcp.{DOMAIN}."),
+        format!("SRV _sips._tcp.{DOMAIN}: 10 0 {tls_port} {TLS_HOST}."),
+        format!("A {TLS_HOST}: {IP}"),
+        format!("target 1: TLS {IP}:{tls_port} (from NAPTR 10 10 SIPS+D2T → SRV _sips._tcp.{DOMAIN} 10 0 {TLS_HOST}"),
+        format!("target 2: TCP {IP}:{port} (from NAPTR 10 20 SIP+D2T"),
+        format!("target 3: UDP {IP}:{port} (from NAPTR 10 30 SIP+D2U"),
+        format!("chosen: TLS {IP}:{tls_port}"),
+        format!("OPTIONS over TLS to {IP}:{tls_port}: 200"),
+    ];
+    for e in &expect {
+        assert!(
+            text.contains(e.as_str()),
+            "missing {e:?} in\n{text}\n{}",
+            logs()
+        );
+    }
+    assert!(ok, "{text}");
+    let options = script_requests(&kam, "OPTIONS");
+    assert!(
+        options.len() == 1 && options[0].ends_with("over tls"),
+        "{options:?}"
+    );
 
     let (phone, _events, outcome) = phone_registering(dns_port, pki.ca_file.clone(), "sip").await;
     let expires = outcome.unwrap_or_else(|e| panic!("registration over TLS: {e:?}\n{}", logs()));
@@ -368,6 +414,16 @@ async fn naptr_sips_d2t_with_an_untrusted_ca_fails_on_the_certificate() {
             .matches("alert unknown ca")
             .count()
     };
+    // `peerline doctor` with that CA: the TLS probe fails on the certificate, verdict not ok.
+    let (text, ok) = doctor(dns_port, pki.other_ca_file.clone(), "sips").await;
+    assert!(
+        text.contains(&format!("registrar sips:{DOMAIN}"))
+            && text.contains("OPTIONS over TLS to ")
+            && text.contains("certificate not trusted"),
+        "{text}"
+    );
+    assert!(!ok, "{text}");
+    assert!(script_requests(&kam, "OPTIONS").is_empty(), "{}", logs());
     let before = alerts();
 
     let (phone, _events, outcome) =
