@@ -137,12 +137,18 @@ impl AccountConfig {
         Ok(None)
     }
 
-    /// Where REGISTERs go.
+    /// Where REGISTERs go: the configured registrar, else the AOR's domain, `sips:` for a
+    /// `sips:` AOR (RFC 5630 §3.1.2: a SIPS AOR is registered with a SIPS Request-URI, so
+    /// the registrar is located over TLS only and never reached in clear).
     pub fn registrar_uri(&self) -> String {
         match &self.registrar {
             Some(r) => r.clone(),
             None => match self.aor_parts() {
-                Ok((_, host)) => format!("sip:{host}"),
+                Ok((_, host)) => {
+                    let sips = rsip::Uri::try_from(self.aor.as_str())
+                        .is_ok_and(|u| u.scheme == Some(rsip::Scheme::Sips));
+                    format!("{}:{host}", if sips { "sips" } else { "sip" })
+                }
                 Err(_) => self.aor.clone(),
             },
         }
@@ -175,5 +181,15 @@ mod tests {
         assert_eq!(acc("").auth_user(), "alice");
         assert_eq!(acc("").registrar_uri(), "sip:example.com");
         assert!(acc("").check().is_ok());
+    }
+
+    #[test]
+    fn a_sips_aor_registers_with_a_sips_registrar() {
+        let a: AccountConfig = toml::from_str("aor = \"sips:alice@example.com\"").unwrap();
+        assert_eq!(a.registrar_uri(), "sips:example.com");
+        let a: AccountConfig =
+            toml::from_str("aor = \"sips:alice@example.com\"\nregistrar = \"sip:pbx.example.com\"")
+                .unwrap();
+        assert_eq!(a.registrar_uri(), "sip:pbx.example.com");
     }
 }

@@ -164,11 +164,12 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
     );
     let mut accounts = Vec::new();
     let locator = crate::location::locator(&config.network);
+    let tls = tls_client(&config.tls);
     for account in &config.accounts {
         let mut destinations = Vec::new();
         for (role, uri) in destinations_of(account) {
             let check = match &locator {
-                Ok(l) => check_destination(l, &role, &uri, &account.aor, options).await,
+                Ok(l) => check_destination(l, &role, &uri, &account.aor, &tls, options).await,
                 Err(e) => failed(&role, &uri, e.to_string()),
             };
             destinations.push(check);
@@ -240,6 +241,17 @@ fn same_place(a: &str, b: &str) -> bool {
     }
 }
 
+/// The phone's TLS client settings (`[tls]`), as the phone builds them.
+fn tls_client(
+    tls: &crate::config::TlsConfig,
+) -> Result<peerline_transport::TlsClientConfig, String> {
+    Ok(peerline_transport::TlsClientConfig {
+        ca_file: tls.ca_file.clone(),
+        pins: tls.parsed_pins()?,
+        client_cert: tls.client_cert()?,
+    })
+}
+
 fn failed(role: &str, uri: &str, error: String) -> DestinationCheck {
     DestinationCheck {
         role: role.into(),
@@ -258,6 +270,7 @@ async fn check_destination(
     role: &str,
     uri: &str,
     aor: &str,
+    tls: &Result<peerline_transport::TlsClientConfig, String>,
     options: &DoctorOptions,
 ) -> DestinationCheck {
     let dest = match Destination::parse(uri) {
@@ -275,7 +288,7 @@ async fn check_destination(
         .collect();
     let targets: Vec<TargetInfo> = resolved.targets.iter().map(TargetInfo::of).collect();
     let probe = match resolved.targets.first() {
-        Some(t) => Some(options_probe(t, uri, aor, options.probe_timeout).await),
+        Some(t) => Some(options_probe(t, uri, aor, tls, options.probe_timeout).await),
         None => None,
     };
     let ok = probe.as_ref().is_some_and(ProbeResult::answered);

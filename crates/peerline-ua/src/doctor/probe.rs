@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use peerline_sip::message::{make_header, new_branch, new_call_id, new_tag, RequestBuilder};
 use peerline_sip::{Endpoint, Event, Target as SipTarget, Transport};
-use peerline_transport::{SipTransports, TransportConfig, TransportEvent};
+use peerline_transport::{SipTransports, TlsClientConfig, TransportConfig, TransportEvent};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rsip::Method;
@@ -55,20 +55,24 @@ pub(crate) fn sip_transport(t: peerline_dns::Transport) -> Transport {
 }
 
 /// Sends `OPTIONS request_uri` to `target` over its transport and waits at most `timeout`
-/// for a final response.
+/// for a final response. Over TLS the server's certificate is checked as the phone checks
+/// it: with `tls` (the phone's `[tls]` client settings, or why they are unusable), against
+/// the target's domain (RFC 5922).
 pub async fn options_probe(
     target: &peerline_dns::Target,
     request_uri: &str,
     from: &str,
+    tls: &Result<TlsClientConfig, String>,
     timeout: Duration,
 ) -> ProbeResult {
     let transport = sip_transport(target.transport);
-    if transport == Transport::Tls {
-        return ProbeResult::no_answer(
-            target,
-            "not probed: SIP over TLS is not in the phone yet".into(),
-        );
-    }
+    let tls_client = match (transport, tls) {
+        (Transport::Tls, Err(e)) => {
+            return ProbeResult::no_answer(target, format!("not probed: [tls] settings: {e}"))
+        }
+        (_, Ok(c)) => c.clone(),
+        (_, Err(_)) => TlsClientConfig::default(),
+    };
     let any = match target.addr {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -78,6 +82,7 @@ pub async fn options_probe(
         bind: SocketAddr::new(local_ip, 0),
         tcp_listen: false,
         connect_timeout: timeout,
+        tls_client,
         ..TransportConfig::default()
     })
     .await
@@ -85,6 +90,9 @@ pub async fn options_probe(
         Ok(t) => t,
         Err(e) => return ProbeResult::no_answer(target, format!("no answer: {e}")),
     };
+    if transport == Transport::Tls {
+        transports.set_server_name(target.addr, &target.domain);
+    }
     let sent_by = transports
         .local_addr(Transport::Udp)
         .map(|a| a.to_string())
@@ -174,5 +182,56 @@ pub async fn options_probe(
                 endpoint.handle_timeout(now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls_target(addr: SocketAddr) -> peerline_dns::Target {
+        peerline_dns::Target {
+            transport: peerline_dns::Transport::Tls,
+            addr,
+            from: peerline_dns::Origin::Numeric,
+            ttl: Duration::ZERO,
+            domain: "pbx.example.com".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_targets_are_probed_with_the_phones_tls_settings() {
+        // Unusable [tls] settings: said so, nothing sent.
+        let t = tls_target("127.0.0.1:9".parse().unwrap());
+        let r = options_probe(
+            &t,
+            "sip:pbx.example.com",
+            "sip:a@example.com",
+            &Err("bad pin".into()),
+            Duration::from_millis(200),
+        )
+        .await;
+        assert_eq!(r.transport, "TLS");
+        assert_eq!(r.status, None);
+        assert_eq!(r.detail, "not probed: [tls] settings: bad pin");
+
+        // Usable ones: a TLS probe is made (here to a listener that never completes the
+        // handshake, so it ends in no answer within the timeout, not "not probed").
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let t = tls_target(silent.local_addr().unwrap());
+        let r = options_probe(
+            &t,
+            "sip:pbx.example.com",
+            "sip:a@example.com",
+            &Ok(TlsClientConfig::default()),
+            Duration::from_millis(300),
+        )
+        .await;
+        assert_eq!(r.status, None);
+        assert!(
+            r.detail.starts_with("no answer within 300 ms"),
+            "{}",
+            r.detail
+        );
     }
 }
