@@ -11,38 +11,10 @@ use peerline_bot::{RunOptions, RunResult, Scenario, Status};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-/// Answers every REGISTER with `status` (200 grants 120 s in `Expires`); returns its
-/// address.
 async fn registrar(status: &'static str) -> (SocketAddr, JoinHandle<()>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
-        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !request.starts_with("REGISTER ") {
-                continue;
-            }
-            let mut response = format!("SIP/2.0 {status}\r\n");
-            for line in request.lines() {
-                let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
-                match name.as_str() {
-                    "via" | "from" | "call-id" | "cseq" => {
-                        response.push_str(line);
-                        response.push_str("\r\n");
-                    }
-                    "to" => response.push_str(&format!("{line};tag=reg1\r\n")),
-                    _ => {}
-                }
-            }
-            if status.starts_with("200") {
-                response.push_str("Expires: 120\r\n");
-            }
-            response.push_str("Content-Length: 0\r\n\r\n");
-            let _ = socket.send_to(response.as_bytes(), from).await;
-        }
-    });
-    (addr, task)
+    peerline_bot::testing::loopback_registrar(status)
+        .await
+        .unwrap()
 }
 
 async fn run_register(registrar: SocketAddr, within: &str) -> RunResult {

@@ -200,3 +200,108 @@ fn a_recording_killed_mid_call_is_left_partial_and_valid() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn run_cli(args: &[String], config: Option<&std::path::Path>) -> (i32, String) {
+    let mut cmd = peerline();
+    if let Some(c) = config {
+        cmd.args(["--config", c.to_str().unwrap()]);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `peerline message URI TEXT`: delivered to a phone on loopback (exit 0, the status
+/// printed, the phone gets the text); to a port where nothing listens, exit 1 naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_command_delivers_or_says_why_not() {
+    let mut config = peerline_ua::Config::default();
+    config.identity.user = "bob".into();
+    config.network.sip_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (bob, mut events) = peerline_ua::Phone::start(config).await.unwrap();
+    let uri = bob.uri("bob");
+    let args = vec![
+        "message".to_string(),
+        uri,
+        "hello from the CLI".into(),
+        "--json".into(),
+    ];
+    let (code, out) = tokio::task::spawn_blocking(move || run_cli(&args, None))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["status"].clone()),
+        (true.into(), 200.into()),
+        "{v}"
+    );
+    let body = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(ev) = events.recv().await {
+            if let peerline_ua::Event::Message { body, .. } = ev {
+                return body;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert_eq!(body, "hello from the CLI");
+    bob.shutdown().await;
+
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let args = vec![
+        "message".to_string(),
+        format!("sip:nobody@{closed};transport=tcp"),
+        "anyone?".into(),
+    ];
+    let (code, out) = tokio::task::spawn_blocking(move || run_cli(&args, None))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not delivered"), "{out}");
+}
+
+/// `peerline register`: each account's outcome from a stand-in registrar on loopback
+/// (200: registered for its 120 s, exit 0; 403: named, exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_command_reports_each_account() {
+    let dir = std::env::temp_dir().join(format!("peerline-cli-register-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (status, want_code, want) in [
+        ("200 OK", 0, "registered sip:alice@example.com for 120 s"),
+        (
+            "403 Forbidden",
+            1,
+            "not registered sip:alice@example.com: 403 Forbidden",
+        ),
+    ] {
+        let (registrar, task) = peerline_bot::testing::loopback_registrar(status)
+            .await
+            .unwrap();
+        let config = dir.join("phone.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[network]\nsip_listen = \"127.0.0.1:0\"\n\n[[account]]\naor = \"sip:alice@example.com\"\n\
+                 password = \"secret\"\nregistrar = \"sip:{registrar}\"\n"
+            ),
+        )
+        .unwrap();
+        let args = vec!["register".to_string(), "--wait".into(), "5".into()];
+        let cfg = config.clone();
+        let (code, out) = tokio::task::spawn_blocking(move || run_cli(&args, Some(&cfg)))
+            .await
+            .unwrap();
+        task.abort();
+        assert_eq!(code, want_code, "{status}: {out}");
+        assert!(out.contains(want), "{status}: {out}");
+        assert!(!out.contains("secret"), "the password leaked: {out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
