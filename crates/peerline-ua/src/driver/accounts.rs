@@ -149,11 +149,13 @@ impl Driver {
 
     /// The registrar target of account `i` failed (Timer F, transport, 503): the account
     /// registers anew on the next target in RFC 3263 order (a new transaction, with Via and
-    /// Contact for that target's transport). `false` when there is no other target.
+    /// Contact for that target's transport). `false` when there is no other target, or
+    /// when `tls_only` (a TLS target failed on its certificate) and the next is not TLS.
     pub(super) fn registrar_failover(
         &mut self,
         i: usize,
         reason: peerline_dns::FailReason,
+        tls_only: bool,
     ) -> bool {
         let now = Instant::now();
         let a = &mut self.accounts[i];
@@ -166,6 +168,15 @@ impl Driver {
         let Some(next) = a.registrar.as_mut().and_then(|l| l.fail(reason, now)) else {
             return false;
         };
+        if tls_only && next.transport != Transport::Tls {
+            tracing::warn!(
+                aor = %a.config.aor,
+                next = %next.transport,
+                "TLS registrar target failed on its certificate: not falling back to {}",
+                next.transport
+            );
+            return false;
+        }
         self.register_at(i, &next);
         true
     }

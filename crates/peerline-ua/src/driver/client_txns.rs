@@ -20,7 +20,7 @@ impl Driver {
         {
             match located::unavailable(&response) {
                 // 503: the next target, if there is one (RFC 3263 §4.3).
-                Some(reason) if self.registrar_failover(i, reason) => return,
+                Some(reason) if self.registrar_failover(i, reason, false) => return,
                 Some(_) => {}
                 None => {
                     if let Some(l) = self.accounts[i].registrar.as_mut() {
@@ -394,7 +394,10 @@ impl Driver {
                 EndReason::Unreachable(_) => peerline_dns::FailReason::Transport,
                 _ => peerline_dns::FailReason::Timeout,
             };
-            if !self.registrar_failover(i, fail) {
+            // A TLS target that failed on its certificate is not replaced by a plain one:
+            // an attacker who can present a bad certificate must not get a downgrade.
+            let tls_only = matches!(&timeout_reason, EndReason::Unreachable(why) if why.contains("certificate"));
+            if !self.registrar_failover(i, fail, tls_only) {
                 if let Some(r) = self.accounts[i].registration.as_mut() {
                     // A failed connection (refused, TLS certificate) is reported with
                     // its reason rather than as a 408.
