@@ -180,8 +180,12 @@ fn peerline_messages_peerline_through_kamailio() {
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
     let rt = runtime();
     rt.block_on(async {
-        let mut started =
-            registered_phones(&kam, &[("alice", "alice-secret"), ("bob", "bob-secret")]).await;
+        let mut started = registered_phones(
+            &kam,
+            &[("alice", "alice-secret"), ("bob", "bob-secret")],
+            false,
+        )
+        .await;
         let (bob, mut bob_events) = started.pop().unwrap();
         let (alice, _alice_events) = started.pop().unwrap();
         let text = "Hello Bob, this is Alice — über Kamailio";
@@ -217,10 +221,12 @@ fn peerline_messages_peerline_through_kamailio() {
     entry.pass();
 }
 
-/// Peerline phones (DTLS-SRTP, the defaults) registered at `kam`, one per (user, password).
+/// Peerline phones registered at `kam`, one per (user, password); defaults (DTLS-SRTP)
+/// unless `plain` (PCMU, no SRTP, as baresip's default account expects).
 async fn registered_phones(
     kam: &Kamailio,
     users: &[(&str, &str)],
+    plain: bool,
 ) -> Vec<(Phone, peerline_ua::Events)> {
     let mut started = Vec::new();
     for &(user, password) in users {
@@ -228,6 +234,10 @@ async fn registered_phones(
         config.identity.user = user.into();
         config.network.sip_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.accounts = vec![account(kam, user, password)];
+        if plain {
+            config.media.codecs = vec![CodecName::Pcmu];
+            config.media.srtp = SrtpMode::Off;
+        }
         let (p, mut events) = Phone::start(config).await.unwrap();
         let registered = next_event(&mut events, Duration::from_secs(5), |ev| match ev {
             Event::Registered { .. } => Some(Ok(())),
@@ -267,8 +277,12 @@ fn two_peerline_phones_call_by_aor_hold_and_resume_through_kamailio() {
     let bob_rec = dir.path().join("bob-heard.wav");
     let rt = runtime();
     rt.block_on(async {
-        let mut started =
-            registered_phones(&kam, &[("alice", "alice-secret"), ("bob", "bob-secret")]).await;
+        let mut started = registered_phones(
+            &kam,
+            &[("alice", "alice-secret"), ("bob", "bob-secret")],
+            false,
+        )
+        .await;
         let (bob, mut be) = started.pop().unwrap();
         let (alice, mut ae) = started.pop().unwrap();
         let logs = || tails(&[kam.process()], 30);
@@ -375,5 +389,153 @@ fn two_peerline_phones_call_by_aor_hold_and_resume_through_kamailio() {
             "{who} heard the other's {hz} Hz for {heard} s"
         );
     }
+    entry.pass();
+}
+
+/// Issue 7, done-when 1, with baresip behind the same Kamailio (digest auth everywhere):
+/// MESSAGE both ways between Peerline (alice) and baresip (carol) by AOR, then a blind
+/// transfer A→B→C: bob (Peerline) REFERs alice to carol's AOR, alice's new call reaches
+/// baresip through the proxy, bob's call ends as transferred, alice hears carol's tone.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn message_and_blind_transfer_to_baresip_through_kamailio() {
+    let entry = MatrixEntry::new("kamailio", "baresip-message-transfer-target", "udp");
+    let dir = TestDir::new("message_and_transfer_to_baresip_through_kamailio").unwrap();
+    let mut kam = Kamailio::start(
+        KamailioOptions::new()
+            .user("alice", "alice-secret")
+            .user("bob", "bob-secret")
+            .user("carol", "carol-secret"),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_ready(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[kam.process()], 40)));
+    let wav = dir.path().join("tone1000.wav");
+    write_tone_wav(&wav, 1000.0, 8000, 1, 20.0, 0.5).unwrap();
+    let mut carol = Baresip::start(
+        BaresipOptions::new("carol")
+            .account_uri(&kam.aor("carol"))
+            .account_param("auth_pass=carol-secret")
+            .account_param(&format!("outbound=\"{}\"", kam.proxy_uri()))
+            .account_param("regint=60")
+            .audio_codecs("PCMU")
+            .audio_source(&wav)
+            .contact(&kam.aor("alice"))
+            .ctrl_tcp()
+            .run_for(Duration::from_secs(30)),
+        &dir,
+    )
+    .unwrap();
+    kam.wait_registered("carol", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[carol.process(), kam.process()], 30)));
+    let rec = dir.path().join("alice-heard.wav");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut started = registered_phones(
+            &kam,
+            &[("alice", "alice-secret"), ("bob", "bob-secret")],
+            true,
+        )
+        .await;
+        let (bob, mut be) = started.pop().unwrap();
+        let (alice, mut ae) = started.pop().unwrap();
+        let logs = || tails(&[carol.process(), kam.process()], 40);
+
+        // MESSAGE alice → carol (challenged by Kamailio, then 200 from baresip).
+        let sent = alice
+            .send_message(&kam.aor("carol"), "hello carol")
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+        assert_eq!(sent, 200, "{}", logs());
+        // MESSAGE carol → alice (baresip's `message` command to its current contact).
+        let resp = carol.command("message", "hello alice").unwrap();
+        assert!(!resp.contains("\"ok\":false"), "{resp}");
+        let got = next_event(&mut ae, Duration::from_secs(5), |ev| match ev {
+            Event::Message { from, body, .. } => Some((from, body)),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("alice got no MESSAGE from baresip\n{}", logs()));
+        assert_eq!(got.1, "hello alice");
+        assert!(got.0.contains("carol"), "{got:?}");
+
+        // alice calls bob by AOR; bob transfers her to carol's AOR.
+        let a = alice
+            .call(
+                &kam.aor("bob"),
+                MediaOptions {
+                    source: AudioSource::Tone(440.0),
+                    record: Some(rec.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        let b = next_event(&mut be, Duration::from_secs(8), |ev| match ev {
+            Event::Incoming { call, .. } => Some(call),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("bob was not called\n{}", logs()));
+        bob.answer(
+            b,
+            MediaOptions {
+                source: AudioSource::Tone(700.0),
+                record: None,
+            },
+        )
+        .await
+        .unwrap();
+        next_event(&mut ae, Duration::from_secs(8), |ev| match ev {
+            Event::Answered { call } if call == a => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("bob did not answer\n{}", logs()));
+        // Bob's dialog is confirmed by the ACK (through the proxy) shortly after.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        bob.transfer(b, &kam.aor("carol")).await.unwrap();
+        let new_call = next_event(&mut ae, Duration::from_secs(8), |ev| match ev {
+            Event::Transfer {
+                call,
+                new_call: Some(n),
+                ..
+            } if call == a => Some(n),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("alice was not referred\n{}", logs()));
+        let reason = next_event(&mut be, Duration::from_secs(10), |ev| match ev {
+            Event::Ended { call, reason, .. } if call == b => Some(reason),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("bob's call did not end\n{}", logs()));
+        assert_eq!(reason, EndReason::Transferred, "{}", logs());
+        next_event(&mut ae, Duration::from_secs(8), |ev| match ev {
+            Event::Answered { call } if call == new_call => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("carol did not answer alice\n{}", logs()));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        alice.hangup(new_call).await.unwrap();
+        next_event(&mut ae, Duration::from_secs(5), |ev| match ev {
+            Event::Ended { call, .. } if call == new_call => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|| panic!("alice's call to carol did not end\n{}", logs()));
+        alice.shutdown().await;
+        bob.shutdown().await;
+    });
+    carol.stop();
+    let audio = peerline_audio::read_wav(&rec).unwrap();
+    let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 1000.0, 0.5);
+    assert!(
+        heard >= 2.0,
+        "alice heard carol's (baresip's) 1000 Hz for {heard} s\n{}",
+        tails(&[carol.process(), kam.process()], 30)
+    );
     entry.pass();
 }
