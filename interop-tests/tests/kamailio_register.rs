@@ -221,6 +221,34 @@ fn peerline_messages_peerline_through_kamailio() {
     entry.pass();
 }
 
+/// Packets `alice` (call `a`) and `bob` (call `b`) receive in one second, half a second
+/// after alice's hold (`held`) or resume was answered.
+async fn flow_after_hold(
+    alice: &Phone,
+    a: u64,
+    bob: &Phone,
+    b: u64,
+    ae: &mut peerline_ua::Events,
+    held: bool,
+) -> (u64, u64) {
+    next_event(ae, Duration::from_secs(5), |ev| match ev {
+        Event::Hold { call, held: h } if call == a && h == held => Some(()),
+        _ => None,
+    })
+    .await
+    .unwrap_or_else(|| panic!("hold={held} was not accepted"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = (
+        alice.call_stats(a).await.unwrap().packets_received,
+        bob.call_stats(b).await.unwrap().packets_received,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (
+        alice.call_stats(a).await.unwrap().packets_received - before.0,
+        bob.call_stats(b).await.unwrap().packets_received - before.1,
+    )
+}
+
 /// Peerline phones registered at `kam`, one per (user, password); defaults (DTLS-SRTP)
 /// unless `plain` (PCMU, no SRTP, as baresip's default account expects).
 async fn registered_phones(
@@ -312,25 +340,10 @@ fn two_peerline_phones_call_by_aor_hold_and_resume_through_kamailio() {
         .unwrap_or_else(|| panic!("not answered\n{}", logs()));
         tokio::time::sleep(Duration::from_secs(2)).await;
 
-        // Hold: wait for the 200 to the re-INVITE, then the held direction goes quiet.
+        // Hold: once the re-INVITE is answered, the held direction goes quiet.
         alice.hold(a).await.unwrap();
-        next_event(&mut ae, Duration::from_secs(5), |ev| match ev {
-            Event::Hold { call, held: true } if call == a => Some(()),
-            _ => None,
-        })
-        .await
-        .unwrap_or_else(|| panic!("hold not accepted\n{}", logs()));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (a1, b1) = (
-            alice.call_stats(a).await.unwrap().packets_received,
-            bob.call_stats(b).await.unwrap().packets_received,
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (a2, b2) = (
-            alice.call_stats(a).await.unwrap().packets_received,
-            bob.call_stats(b).await.unwrap().packets_received,
-        );
-        let quiet = [a2 - a1, b2 - b1];
+        let (qa, qb) = flow_after_hold(&alice, a, &bob, b, &mut ae, true).await;
+        let quiet = [qa, qb];
         assert!(
             quiet.contains(&0),
             "on hold, neither direction stopped: alice +{}, bob +{} packets in 1 s",
@@ -340,27 +353,10 @@ fn two_peerline_phones_call_by_aor_hold_and_resume_through_kamailio() {
 
         // Resume: both directions flow again.
         alice.resume(a).await.unwrap();
-        next_event(&mut ae, Duration::from_secs(5), |ev| match ev {
-            Event::Hold { call, held: false } if call == a => Some(()),
-            _ => None,
-        })
-        .await
-        .unwrap_or_else(|| panic!("resume not accepted\n{}", logs()));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (a3, b3) = (
-            alice.call_stats(a).await.unwrap().packets_received,
-            bob.call_stats(b).await.unwrap().packets_received,
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (a4, b4) = (
-            alice.call_stats(a).await.unwrap().packets_received,
-            bob.call_stats(b).await.unwrap().packets_received,
-        );
+        let (ra, rb) = flow_after_hold(&alice, a, &bob, b, &mut ae, false).await;
         assert!(
-            a4 - a3 >= 25 && b4 - b3 >= 25,
-            "after resume: alice +{}, bob +{} packets in 1 s",
-            a4 - a3,
-            b4 - b3
+            ra >= 25 && rb >= 25,
+            "after resume: alice +{ra}, bob +{rb} packets in 1 s"
         );
         let srtp = alice.call_stats(a).await.unwrap().srtp;
         assert!(

@@ -74,16 +74,62 @@ impl Drop for DeviceThread {
     }
 }
 
-/// Capture from a sound card: mono i16 at the rate asked for.
-pub struct Capture(DeviceThread);
+/// A device stream whose ring and counters a [`DeviceThread`] shares.
+trait SharedStream {
+    fn opened(&self) -> Opened;
+}
 
-impl std::fmt::Debug for Capture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Capture")
-            .field(&self.0.opened.device)
-            .finish()
+impl SharedStream for InputStream {
+    fn opened(&self) -> Opened {
+        Opened {
+            ring: self.ring_handle(),
+            device: self.device_name().to_string(),
+            counters: self.counters_handle(),
+        }
     }
 }
+
+impl SharedStream for OutputStream {
+    fn opened(&self) -> Opened {
+        Opened {
+            ring: self.ring_handle(),
+            device: self.device_name().to_string(),
+            counters: self.counters_handle(),
+        }
+    }
+}
+
+impl DeviceThread {
+    /// Opens a stream with `open` on its own thread and shares its ring.
+    fn stream<S: SharedStream + 'static>(
+        name: &str,
+        open: impl FnOnce() -> Result<S, AudioError> + Send + 'static,
+    ) -> Result<Self, AudioError> {
+        Self::spawn(name, move || {
+            let s = open()?;
+            let opened = s.opened();
+            Ok((s, opened))
+        })
+    }
+
+    fn device_name(&self) -> &str {
+        &self.opened.device
+    }
+
+    fn stats(&self) -> StreamStats {
+        self.opened.counters.snapshot()
+    }
+}
+
+impl std::fmt::Debug for DeviceThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.opened.device)
+    }
+}
+
+/// Capture from a sound card: mono i16 at the rate asked for.
+#[derive(Debug)]
+pub struct Capture(DeviceThread);
 
 impl Capture {
     /// Opens `device` (by name, or the default) for capture at `sample_rate`, buffering
@@ -94,14 +140,8 @@ impl Capture {
         buffer_ms: u32,
     ) -> Result<Self, AudioError> {
         let device = device.map(str::to_string);
-        DeviceThread::spawn("capture", move || {
-            let s = InputStream::open(device.as_deref(), sample_rate, buffer_ms)?;
-            let opened = Opened {
-                ring: s.ring_handle(),
-                device: s.device_name().to_string(),
-                counters: s.counters_handle(),
-            };
-            Ok((s, opened))
+        DeviceThread::stream("capture", move || {
+            InputStream::open(device.as_deref(), sample_rate, buffer_ms)
         })
         .map(Self)
     }
@@ -116,25 +156,18 @@ impl Capture {
 
     /// The device's name.
     pub fn device_name(&self) -> &str {
-        &self.0.opened.device
+        self.0.device_name()
     }
 
     /// The stream's counters.
     pub fn stats(&self) -> StreamStats {
-        self.0.opened.counters.snapshot()
+        self.0.stats()
     }
 }
 
 /// Playback to a sound card: mono i16 at the rate asked for.
+#[derive(Debug)]
 pub struct Playback(DeviceThread);
-
-impl std::fmt::Debug for Playback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Playback")
-            .field(&self.0.opened.device)
-            .finish()
-    }
-}
 
 impl Playback {
     /// Opens `device` (by name, or the default) for playback at `sample_rate`,
@@ -145,14 +178,8 @@ impl Playback {
         buffer_ms: u32,
     ) -> Result<Self, AudioError> {
         let device = device.map(str::to_string);
-        DeviceThread::spawn("playback", move || {
-            let s = OutputStream::open(device.as_deref(), sample_rate, buffer_ms)?;
-            let opened = Opened {
-                ring: s.ring_handle(),
-                device: s.device_name().to_string(),
-                counters: s.counters_handle(),
-            };
-            Ok((s, opened))
+        DeviceThread::stream("playback", move || {
+            OutputStream::open(device.as_deref(), sample_rate, buffer_ms)
         })
         .map(Self)
     }
@@ -165,11 +192,11 @@ impl Playback {
 
     /// The device's name.
     pub fn device_name(&self) -> &str {
-        &self.0.opened.device
+        self.0.device_name()
     }
 
     /// The stream's counters.
     pub fn stats(&self) -> StreamStats {
-        self.0.opened.counters.snapshot()
+        self.0.stats()
     }
 }
