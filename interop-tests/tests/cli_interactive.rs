@@ -3,7 +3,8 @@
 //! calls a real baresip that answers with a tone, and the test presses keys with
 //! `send-keys` and reads the screen with `capture-pane`: the call is talking with PCMU and
 //! live quality, `o` holds it (baresip accepts the re-INVITE), `o` again resumes it, and
-//! `h` hangs up; the screen's content is asserted at each step.
+//! `h` hangs up; the screen's content is asserted at each step. And `peerline listen
+//! --interactive` shows baresip's incoming call, `a` answers it, `h` hangs up.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peerline_interop::{
-    tails, target_dir, workspace_dir, write_tone_wav, Baresip, BaresipOptions, MatrixEntry,
-    Process, ProcessOptions, TestDir,
+    free_udp_port, tails, target_dir, workspace_dir, write_tone_wav, Baresip, BaresipOptions,
+    MatrixEntry, Process, ProcessOptions, TestDir,
 };
 
 /// The `peerline` binary, built (quickly: the workspace tests built it already) first.
@@ -164,6 +165,51 @@ fn interactive_call_to_baresip_holds_resumes_and_hangs_up() {
     tmux.keys("h");
     let s = tmux.wait_screen(&["state: ended: local hangup"]);
     assert!(s.contains("codec: PCMU"), "{s}");
+    drop(tmux);
+    b.stop();
+    entry.pass();
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn interactive_listen_answers_baresip_and_hangs_up() {
+    let entry = MatrixEntry::new("baresip", "cli-interactive-answer-hangup", "udp");
+    let dir = TestDir::new("cli_interactive_listen").unwrap();
+    let bin = peerline_bin();
+    let port = free_udp_port().unwrap();
+    let config = dir
+        .write(
+            "phone.toml",
+            "[media]\nsrtp = \"off\"\ncodecs = [\"PCMU\"]\n",
+        )
+        .unwrap();
+    let command = format!(
+        "{} --config {} listen --interactive --listen 127.0.0.1:{port} --wait 20 --play tone:440; sleep 30",
+        bin.display(),
+        config.display(),
+    );
+    let tmux = Tmux::start(&dir, &command);
+    tmux.wait_screen(&[&format!("listening on 127.0.0.1:{port}")]);
+    let wav = dir.path().join("tone600.wav");
+    write_tone_wav(&wav, 600.0, 8000, 1, 30.0, 0.5).unwrap();
+    let mut b = Baresip::start(
+        BaresipOptions::new("b")
+            .audio_source(&wav)
+            .audio_format(8000, 1)
+            .audio_codecs("PCMU")
+            .dial(&format!("sip:peerline@127.0.0.1:{port}"))
+            .run_for(Duration::from_secs(30)),
+        &dir,
+    )
+    .unwrap();
+    let s = tmux.wait_screen(&["Peerline - call from", "[a] answer  [r] reject"]);
+    assert!(s.contains("sip:b@"), "the caller is named:\n{s}");
+    tmux.keys("a");
+    tmux.wait_screen(&["state: talking", "codec: PCMU", "quality: MOS"]);
+    b.wait_established(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 30)));
+    tmux.keys("h");
+    tmux.wait_screen(&["state: ended: local hangup"]);
     drop(tmux);
     b.stop();
     entry.pass();

@@ -1,4 +1,6 @@
-//! `peerline call URI --interactive`: the call screen of a person at a terminal. It shows
+//! `peerline call URI --interactive` and `peerline listen --interactive`: the call screen
+//! of a person at a terminal (`listen` first shows the incoming call: `a` answers, `r`
+//! rejects). It shows
 //! the call's state, codec, media path, encryption and live quality (redrawn twice a
 //! second) and takes single keys:
 //!
@@ -24,7 +26,8 @@ use tokio::sync::mpsc;
 /// What the screen shows.
 #[derive(Debug, Default)]
 struct Screen {
-    target: String,
+    /// The first line: who the call is with.
+    title: String,
     state: String,
     codec: String,
     path: String,
@@ -39,7 +42,7 @@ struct Screen {
 impl Screen {
     fn lines(&self) -> Vec<String> {
         let mut out = vec![
-            format!("Peerline - call to {}", self.target),
+            format!("Peerline - {}", self.title),
             format!("state: {}", self.state),
             format!(
                 "codec: {}   path: {}",
@@ -103,10 +106,10 @@ fn or_dash(s: &str) -> &str {
 }
 
 /// Raw mode for as long as it lives.
-struct RawMode;
+pub struct RawMode;
 
 impl RawMode {
-    fn enable() -> Result<Self> {
+    pub fn enable() -> Result<Self> {
         terminal::enable_raw_mode()
             .context("--interactive needs a terminal (raw mode could not be set)")?;
         Ok(Self)
@@ -119,8 +122,11 @@ impl Drop for RawMode {
     }
 }
 
+/// Key presses.
+pub type Keys = mpsc::UnboundedReceiver<KeyEvent>;
+
 /// Reads key presses on a thread of its own (crossterm's `read` blocks).
-fn keys() -> mpsc::UnboundedReceiver<KeyEvent> {
+pub fn keys() -> Keys {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || loop {
         match crossterm::event::read() {
@@ -136,17 +142,83 @@ fn keys() -> mpsc::UnboundedReceiver<KeyEvent> {
     rx
 }
 
-/// Runs the call screen for `call` until it ends; `Ok(true)` when it was answered and
-/// ended without a media error.
-pub async fn run(phone: &Phone, events: &mut Events, call: CallId, target: &str) -> Result<bool> {
+/// The call screen of our outgoing call to `target`, until it ends; `Ok(true)` when it
+/// was answered and ended without a media error.
+pub async fn call(phone: &Phone, events: &mut Events, call: CallId, target: &str) -> Result<bool> {
+    let _raw = RawMode::enable()?;
+    let mut keys = keys();
+    run(
+        phone,
+        events,
+        &mut keys,
+        call,
+        format!("call to {target}"),
+        false,
+    )
+    .await
+}
+
+/// An incoming call `call` from `from`: `a` answers with `media` (then the call screen),
+/// `r` rejects (486). `Ok(true)` when it was answered and ended cleanly.
+pub async fn incoming(
+    phone: &Phone,
+    events: &mut Events,
+    call: CallId,
+    from: &str,
+    media: peerline_ua::MediaOptions,
+) -> Result<bool> {
     let _raw = RawMode::enable()?;
     let mut keys = keys();
     let mut screen = Screen {
-        target: target.to_string(),
-        state: "calling".into(),
+        title: format!("call from {from}"),
+        state: "incoming - [a] answer  [r] reject".into(),
         ..Screen::default()
     };
-    let mut answered = false;
+    screen.draw();
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Ended { call: c, reason, .. }) if c == call => {
+                    screen.state = format!("ended: {reason}");
+                    screen.draw();
+                    return Ok(false);
+                }
+                Some(_) => {}
+                None => bail!("the phone stopped"),
+            },
+            Some(k) = keys.recv() => match k.code {
+                KeyCode::Char('a') => {
+                    phone.answer(call, media).await?;
+                    break;
+                }
+                KeyCode::Char('r') => {
+                    phone.reject(call, 486).await?;
+                    screen.state = "ended: rejected (486 Busy Here)".into();
+                    screen.draw();
+                    return Ok(true);
+                }
+                _ => {}
+            },
+        }
+    }
+    run(phone, events, &mut keys, call, screen.title, true).await
+}
+
+/// The screen loop of `call` (already answered when `answered`).
+async fn run(
+    phone: &Phone,
+    events: &mut Events,
+    keys: &mut Keys,
+    call: CallId,
+    title: String,
+    answered: bool,
+) -> Result<bool> {
+    let mut screen = Screen {
+        title,
+        state: if answered { "talking" } else { "calling" }.into(),
+        ..Screen::default()
+    };
+    let mut answered = answered;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     screen.draw();
     let ended = loop {

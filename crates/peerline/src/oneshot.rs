@@ -63,6 +63,10 @@ pub struct ListenArgs {
     /// Give up on a call lasting longer than this many seconds.
     #[arg(long, default_value_t = 600.0)]
     max_call: f64,
+    /// Show the incoming call and let a person answer (a) or reject (r) it, then the call
+    /// screen of `call --interactive` (`--seconds` is ignored).
+    #[arg(long, short = 'i')]
+    interactive: bool,
     #[command(flatten)]
     session: SessionArgs,
 }
@@ -151,7 +155,7 @@ pub async fn call(config: Config, args: CallArgs) -> Result<bool> {
         )
         .await?;
     if args.interactive {
-        let ok = crate::interactive::run(&phone, &mut events, id, &args.target).await;
+        let ok = crate::interactive::call(&phone, &mut events, id, &args.target).await;
         phone.shutdown().await;
         return ok;
     }
@@ -200,6 +204,16 @@ pub async fn listen(config: Config, args: ListenArgs) -> Result<bool> {
     .await
     .context("no call arrived")?
     .context("the phone stopped")?;
+    let media = MediaOptions {
+        source: source.clone(),
+        record: args.session.record.clone(),
+    };
+    if args.interactive {
+        let ok =
+            crate::interactive::incoming(&phone, &mut events, incoming.0, &incoming.1, media).await;
+        phone.shutdown().await;
+        return ok;
+    }
     if !args.session.json {
         println!("call from {}", incoming.1);
     }
