@@ -31,7 +31,8 @@ pub struct SessionArgs {
     /// Check that the recording holds this tone (Hz); exit 1 if not.
     #[arg(long)]
     expect_tone: Option<f32>,
-    /// Print the report as JSON.
+    /// JSON for scripts: each phone event as a JSON line while the call runs (`"event"`:
+    /// incoming, ringing, answered, media_up, dtmf, ended…), then the report as the last line.
     #[arg(long)]
     json: bool,
 }
@@ -98,6 +99,16 @@ fn apply(mut config: Config, s: &SessionArgs) -> Config {
     config
 }
 
+/// The next phone event; with `--json` it is also printed as a JSON line (the event
+/// stream scripts read; the report is the last line).
+async fn next(events: &mut peerline_ua::Events, json: bool) -> Option<Event> {
+    let ev = events.recv().await?;
+    if json {
+        println!("{}", report::event_json(&ev));
+    }
+    Some(ev)
+}
+
 fn secs(s: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("bad duration {s}"))
 }
@@ -109,7 +120,7 @@ async fn finish(
     limit: Duration,
 ) -> Result<bool> {
     let ended = tokio::time::timeout(limit, async {
-        while let Some(ev) = events.recv().await {
+        while let Some(ev) = next(events, session.json).await {
             match ev {
                 Event::Ended { reason, media, .. } => return Some((reason, media)),
                 Event::Dtmf { digit, .. } if !session.json => println!("dtmf: {digit}"),
@@ -161,7 +172,7 @@ pub async fn call(config: Config, args: CallArgs) -> Result<bool> {
     }
     // Wait for the answer (at most 32 s, Timer B) then talk.
     let answered = tokio::time::timeout(Duration::from_secs(40), async {
-        while let Some(ev) = events.recv().await {
+        while let Some(ev) = next(&mut events, args.session.json).await {
             match ev {
                 Event::Answered { .. } => return Ok(true),
                 Event::Ended { reason, media, .. } => return Err((reason, media)),
@@ -194,7 +205,7 @@ pub async fn listen(config: Config, args: ListenArgs) -> Result<bool> {
         println!("listening on {}", phone.sip_addr());
     }
     let incoming = tokio::time::timeout(secs(args.wait)?, async {
-        while let Some(ev) = events.recv().await {
+        while let Some(ev) = next(&mut events, args.session.json).await {
             if let Event::Incoming { call, from, .. } = ev {
                 return Some((call, from));
             }

@@ -118,3 +118,72 @@ pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Op
         println!("  media error: {e}");
     }
 }
+
+/// One phone event as a JSON object (`"event"` names it), for `--json`'s event stream.
+pub fn event_json(ev: &peerline_ua::Event) -> serde_json::Value {
+    use peerline_ua::Event as E;
+    use serde_json::json;
+    match ev {
+        E::Registered { aor, expires } => {
+            json!({"event": "registered", "aor": aor, "expires": expires})
+        }
+        E::RegistrationFailed { aor, code, reason } => {
+            json!({"event": "registration_failed", "aor": aor, "code": code, "reason": reason})
+        }
+        E::Unregistered { aor } => json!({"event": "unregistered", "aor": aor}),
+        E::Incoming { call, from, to } => {
+            json!({"event": "incoming", "call": call, "from": from, "to": to})
+        }
+        E::Ringing { call, status } => json!({"event": "ringing", "call": call, "status": status}),
+        E::Answered { call } => json!({"event": "answered", "call": call}),
+        E::MediaUp {
+            call,
+            local,
+            remote,
+            codec,
+            path,
+        } => json!({
+            "event": "media_up", "call": call, "local": local.to_string(),
+            "remote": remote.to_string(), "codec": codec,
+            "path": path.as_ref().map(ToString::to_string),
+        }),
+        E::Hold { call, held } => json!({"event": "hold", "call": call, "held": held}),
+        E::RemoteUpdate {
+            call,
+            send,
+            receive,
+        } => {
+            json!({"event": "remote_update", "call": call, "send": send, "receive": receive})
+        }
+        E::Dtmf { call, digit } => {
+            json!({"event": "dtmf", "call": call, "digit": digit.to_string()})
+        }
+        E::Message {
+            from,
+            to,
+            content_type,
+            body,
+        } => json!({
+            "event": "message", "from": from, "to": to, "content_type": content_type, "body": body,
+        }),
+        E::Transfer {
+            call,
+            status,
+            target,
+            new_call,
+        } => json!({
+            "event": "transfer", "call": call, "status": status, "target": target, "new_call": new_call,
+        }),
+        E::Replaced {
+            call,
+            replaced,
+            from,
+        } => {
+            json!({"event": "replaced", "call": call, "replaced": replaced, "from": from})
+        }
+        E::Ended { call, reason, .. } => {
+            json!({"event": "ended", "call": call, "reason": reason.to_string()})
+        }
+        other => json!({"event": "other", "call": other.call()}),
+    }
+}

@@ -120,7 +120,27 @@ fn call_and_listen_report_the_ice_path() {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // JSON lines: the event stream, then the report.
+        let text = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{who}: {e}: {l}")))
+            .collect();
+        let events: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+        for wanted in ["media_up", "ended"] {
+            assert!(events.contains(&wanted), "{who}: {events:?}");
+        }
+        let first_event = if who == "call" {
+            "answered"
+        } else {
+            "incoming"
+        };
+        assert!(events.contains(&first_event), "{who}: {events:?}");
+        let v = lines.last().unwrap();
+        assert!(
+            v.get("event").is_none(),
+            "{who}: the report comes last: {v}"
+        );
         let path = &v["ice_path"];
         assert_eq!(path["local_type"], "host", "{who}: {v}");
         assert_eq!(path["remote_type"], "host", "{who}: {v}");
