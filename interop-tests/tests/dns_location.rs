@@ -14,8 +14,8 @@ use peerline_dns::{
     DnsError, FailReason, Failover, FailoverConfig, Locator, Origin, Target, Transport,
 };
 use peerline_interop::{
-    alloc_port_block, configs_dir, free_udp_port, socket_path, tails, wait_for, Coturn,
-    CoturnOptions, Kamailio, KamailioOptions, MatrixEntry, Process, ProcessOptions, TestDir,
+    alloc_port_block, free_udp_port, tails, wait_for, zone_from_template, Coturn, CoturnOptions,
+    Kamailio, KamailioOptions, MatrixEntry, Process, TestDir,
 };
 
 const TTL: u64 = 3;
@@ -28,38 +28,21 @@ struct Zone {
     port2: u16,
 }
 
-/// Write knot.conf + the zone into `dir/knot` and start `knotd` on 127.0.0.1:`dns_port`.
+/// The test zone (`configs/dns/peerline.test.zone`) served by `knotd` on
+/// 127.0.0.1:`dns_port`, its files in `dir/<name>`.
 fn start_knot(dir: &TestDir, name: &str, dns_port: u16, zone: &Zone) -> Process {
-    let work = dir.subdir(name).unwrap();
-    let zone_text = std::fs::read_to_string(configs_dir().join("dns/peerline.test.zone"))
-        .unwrap()
-        .replace("@TTL@", &zone.ttl.to_string())
-        .replace("@PORT1@", &zone.port1.to_string())
-        .replace("@PORT2@", &zone.port2.to_string())
-        .replace("@IP1@", IP1)
-        .replace("@IP2@", IP2);
-    let zone_file = work.join("peerline.test.zone");
-    std::fs::write(&zone_file, zone_text).unwrap();
-    let conf = std::fs::read_to_string(configs_dir().join("dns/knot.conf"))
-        .unwrap()
-        .replace("@DIR@", &work.display().to_string())
-        .replace(
-            "@CONTROL@",
-            &socket_path("knot").unwrap().display().to_string(),
-        )
-        .replace("@LISTEN@", &format!("127.0.0.1@{dns_port}"))
-        .replace("@ZONEFILE@", &zone_file.display().to_string())
-        .replace("@ZONE@", "peerline.test");
-    let conf_file = work.join("knot.conf");
-    std::fs::write(&conf_file, conf).unwrap();
-    let po = ProcessOptions::new(name, "knotd")
-        .arg("-c")
-        .arg(conf_file.display().to_string())
-        .grace(Duration::from_secs(2));
-    let mut p = Process::spawn(po, dir.path()).unwrap();
-    p.wait_for_log("loaded, serial", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("knotd did not load the zone: {e}\n{}", tails(&[&p], 40)));
-    p
+    let text = zone_from_template(
+        "peerline.test.zone",
+        &[
+            ("TTL", zone.ttl.to_string()),
+            ("PORT1", zone.port1.to_string()),
+            ("PORT2", zone.port2.to_string()),
+            ("IP1", IP1.into()),
+            ("IP2", IP2.into()),
+        ],
+    )
+    .unwrap();
+    peerline_interop::start_knot(dir, name, "peerline.test", &text, dns_port).unwrap()
 }
 
 fn keys(t: &[Target]) -> Vec<(Transport, SocketAddr)> {

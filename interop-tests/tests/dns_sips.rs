@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use peerline_dns::{Locator, Origin, Transport};
 use peerline_interop::{
-    configs_dir, free_udp_port, socket_path, tails, wait_for, Kamailio, KamailioOptions,
-    MatrixEntry, Process, ProcessOptions, TestDir,
+    free_udp_port, tails, wait_for, zone_from_template, Kamailio, KamailioOptions, MatrixEntry,
+    Process, TestDir,
 };
 use peerline_ua::{Config, Event, Events, Phone};
 use rcgen::{
@@ -112,35 +112,17 @@ fn start_kamailio(dir: &TestDir, pki: &Pki) -> Kamailio {
 /// Writes the secure zone (pointing at `kam`'s ports) and knot.conf into `dir/knotd` and
 /// starts `knotd` on 127.0.0.1:`dns_port`.
 fn start_knot(dir: &TestDir, dns_port: u16, kam: &Kamailio) -> Process {
-    let work = dir.subdir("knotd").unwrap();
-    let zone_text = std::fs::read_to_string(configs_dir().join("dns/secure.peerline.test.zone"))
-        .unwrap()
-        .replace("@TTL@", "60")
-        .replace("@IP@", IP)
-        .replace("@TLS_PORT@", &kam.tls_port().unwrap().to_string())
-        .replace("@PORT@", &kam.port().to_string());
-    let zone_file = work.join("secure.peerline.test.zone");
-    std::fs::write(&zone_file, zone_text).unwrap();
-    let conf = std::fs::read_to_string(configs_dir().join("dns/knot.conf"))
-        .unwrap()
-        .replace("@DIR@", &work.display().to_string())
-        .replace(
-            "@CONTROL@",
-            &socket_path("knot").unwrap().display().to_string(),
-        )
-        .replace("@LISTEN@", &format!("127.0.0.1@{dns_port}"))
-        .replace("@ZONEFILE@", &zone_file.display().to_string())
-        .replace("@ZONE@", DOMAIN);
-    let conf_file = work.join("knot.conf");
-    std::fs::write(&conf_file, conf).unwrap();
-    let po = ProcessOptions::new("knotd", "knotd")
-        .arg("-c")
-        .arg(conf_file.display().to_string())
-        .grace(Duration::from_secs(2));
-    let mut p = Process::spawn(po, dir.path()).unwrap();
-    p.wait_for_log("loaded, serial", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("knotd did not load the zone: {e}\n{}", tails(&[&p], 40)));
-    p
+    let zone = zone_from_template(
+        "secure.peerline.test.zone",
+        &[
+            ("TTL", "60".into()),
+            ("IP", IP.into()),
+            ("TLS_PORT", kam.tls_port().unwrap().to_string()),
+            ("PORT", kam.port().to_string()),
+        ],
+    )
+    .unwrap();
+    peerline_interop::start_knot(dir, "knotd", DOMAIN, &zone, dns_port).unwrap()
 }
 
 /// Alice's phone: account `SCHEME:alice@secure.peerline.test` (`scheme` "sip" or "sips")
