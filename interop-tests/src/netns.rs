@@ -74,6 +74,8 @@ const PUB_PREFIX: u8 = 24;
 impl NatLab {
     /// The address of the public namespace's bridge (where a STUN/TURN server runs).
     pub const PUBLIC_SERVER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    /// The public segment's way out to "the Internet" (a black hole: see [`NatLab::new`]).
+    pub const INTERNET_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 
     /// Creates the public namespace with its bridge. `tag` keeps labs of one test
     /// process apart (short: namespace names carry it).
@@ -98,6 +100,26 @@ impl NatLab {
             "br0",
         ])?;
         ip(&["-n", &p, "link", "set", "br0", "up"])?;
+        // The rest of the Internet: a default route to a gateway that never answers (a
+        // static neighbour whose MAC nobody has), so packets for addresses outside the lab,
+        // such as a peer's private host candidate, leave and vanish as they would on a
+        // real network. Without it sendto() fails with "Network is unreachable", and coturn
+        // 4.6 then drops the allocation's relay socket: no relayed path at all.
+        let gw = Self::INTERNET_GATEWAY_IP.to_string();
+        ip(&[
+            "-n",
+            &p,
+            "neigh",
+            "add",
+            &gw,
+            "lladdr",
+            "02:00:00:00:00:fe",
+            "dev",
+            "br0",
+            "nud",
+            "permanent",
+        ])?;
+        ip(&["-n", &p, "route", "add", "default", "via", &gw])?;
         Ok(lab)
     }
 

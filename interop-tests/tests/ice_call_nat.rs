@@ -29,6 +29,10 @@ use serde_json::{json, Value};
 const ROLE: &str = "PEERLINE_NETNS_PHONE";
 const DIR: &str = "PEERLINE_NETNS_DIR";
 const TARGET: &str = "PEERLINE_NETNS_TARGET";
+/// Set (to anything) when the phones may relay through the lab's coturn.
+const TURN: &str = "PEERLINE_NETNS_TURN";
+const TURN_USER: &str = "peerline";
+const TURN_PASS: &str = "lab-secret";
 const SIG_A: &str = "192.168.100.1";
 const SIG_B: &str = "192.168.100.2";
 const CALL_SECS: u64 = 3;
@@ -41,6 +45,14 @@ fn netns_phone_helper() {
         return;
     };
     let dir = PathBuf::from(std::env::var(DIR).unwrap());
+    // RUST_LOG=peerline_ua=debug,webrtc_ice=debug,turn=debug shows the call at work.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -74,6 +86,13 @@ async fn phone(role: &str, dir: &Path) -> Value {
     config.network.rtp_ports = peerline_net::PortRange::parse("20000-20099").unwrap();
     config.ice.enabled = true;
     config.ice.stun = vec![format!("stun:{}:3478", NatLab::PUBLIC_SERVER_IP)];
+    if std::env::var_os(TURN).is_some() {
+        config.ice.turn = vec![peerline_ua::ice_settings::TurnEntry {
+            url: turn_url(),
+            username: TURN_USER.into(),
+            credential: TURN_PASS.into(),
+        }];
+    }
     let rec = dir.join(format!("{role}.wav"));
     let (hz_out, hz_in) = if role == "caller" {
         (440.0, 1000.0)
@@ -167,6 +186,11 @@ async fn phone(role: &str, dir: &Path) -> Value {
     out
 }
 
+/// The lab's coturn as a TURN server, the only one the phones may relay through.
+fn turn_url() -> String {
+    format!("turn:{}:3478?transport=udp", NatLab::PUBLIC_SERVER_IP)
+}
+
 fn sh(ns: &str, args: &[&str]) {
     let st = std::process::Command::new("ip")
         .args(["netns", "exec", ns])
@@ -220,9 +244,14 @@ fn is_public(addr: &str) -> bool {
     }
 }
 
-/// Caller behind `a`, callee behind `b`; returns both results.
-fn run_call(a: Nat, b: Nat) -> (Value, Value) {
-    let label = format!("ice-call-{}-{}", a.name(), b.name());
+/// Caller behind `a`, callee behind `b`, with or without TURN; returns both results.
+fn run_call(a: Nat, b: Nat, turn: bool) -> (Value, Value) {
+    let label = format!(
+        "ice-call-{}-{}{}",
+        a.name(),
+        b.name(),
+        if turn { "-turn" } else { "" }
+    );
     let dir = TestDir::new(&label).unwrap();
     let mut lab = NatLab::new(&format!("c{}{}", a.name(), b.name())).unwrap();
     let ha = lab.add_host(a).unwrap();
@@ -233,7 +262,7 @@ fn run_call(a: Nat, b: Nat) -> (Value, Value) {
             .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
             .port(3478)
             .netns(&lab.public_netns())
-            .user("peerline", "lab-secret")
+            .user(TURN_USER, TURN_PASS)
             .allow_loopback_peers(false),
         &dir,
     )
@@ -241,13 +270,16 @@ fn run_call(a: Nat, b: Nat) -> (Value, Value) {
     coturn.wait_ready(Duration::from_secs(10)).unwrap();
     let exe = std::env::current_exe().unwrap().display().to_string();
     let spawn = |role: &str, ns: &str| {
-        let o = ProcessOptions::new(role, &exe)
+        let mut o = ProcessOptions::new(role, &exe)
             .args(["netns_phone_helper", "--exact", "--ignored", "--nocapture"])
             .env(ROLE, role)
             .env(DIR, &dir.path().display().to_string())
             .env(TARGET, &format!("sip:callee@{SIG_B}:5060"))
             .netns(Some(ns))
             .grace(Duration::from_secs(2));
+        if turn {
+            o = o.env(TURN, "1");
+        }
         Process::spawn(o, dir.path()).unwrap()
     };
     let mut callee = spawn("callee", &hb.netns);
@@ -286,7 +318,7 @@ fn run_call(a: Nat, b: Nat) -> (Value, Value) {
 fn expect_direct_call(a: Nat, b: Nat, kinds: &[&str]) {
     let feature = format!("ice-call-{}-{}", a.name(), b.name());
     let mut entry = MatrixEntry::new("coturn", &feature, "udp");
-    let (ra, rb) = run_call(a, b);
+    let (ra, rb) = run_call(a, b, false);
     assert!(
         ra["ok"] == true && rb["ok"] == true,
         "{feature}: caller {ra}\ncallee {rb}"
@@ -372,7 +404,7 @@ fn ice_call_sym_sym_without_turn_fails_clearly() {
     // Two symmetric NATs: no hole punching, and no TURN server configured. The call is set
     // up, no media path exists, and it ends with the reason saying so; no media flows.
     let mut entry = MatrixEntry::new("coturn", "ice-call-sym-sym-noturn", "udp");
-    let (ra, rb) = run_call(Nat::Symmetric, Nat::Symmetric);
+    let (ra, rb) = run_call(Nat::Symmetric, Nat::Symmetric, false);
     let clear = "no direct path and no TURN server configured";
     let says = |r: &Value| r["error"].as_str().is_some_and(|e| e.contains(clear));
     for (name, r) in [("caller", &ra), ("callee", &rb)] {
@@ -385,4 +417,90 @@ fn ice_call_sym_sym_without_turn_fails_clearly() {
     assert!(says(&ra) || says(&rb), "caller {ra}\ncallee {rb}");
     entry.note("fails: no direct path and no TURN server configured");
     entry.pass();
+}
+
+/// Where hole punching cannot work and a TURN server is configured: the call is relayed,
+/// through that coturn only; DTLS-SRTP runs end to end over the relay (coturn sees only
+/// ciphertext) and each side hears the other.
+fn expect_relayed_call(a: Nat, b: Nat) {
+    let feature = format!("ice-call-{}-{}-relayed", a.name(), b.name());
+    let mut entry = MatrixEntry::new("coturn", &feature, "udp");
+    let (ra, rb) = run_call(a, b, true);
+    assert!(
+        ra["ok"] == true && rb["ok"] == true,
+        "{feature}: caller {ra}\ncallee {rb}"
+    );
+    let relay_ip = NatLab::PUBLIC_SERVER_IP.to_string();
+    let mut relays = 0;
+    for (name, r) in [("caller", &ra), ("callee", &rb)] {
+        let path = &r["path"];
+        assert_eq!(path["direct"], false, "{feature}: {name} {r}");
+        let local = path["local_addr"].as_str().unwrap_or_default();
+        let remote = path["remote_addr"].as_str().unwrap_or_default();
+        if path["local_type"] == "relay" {
+            relays += 1;
+            // Our relayed address is on the configured coturn, and the report names it.
+            assert!(
+                local.starts_with(&format!("{relay_ip}:")),
+                "{feature}: {name} {r}"
+            );
+            assert_eq!(path["turn_server"], turn_url(), "{feature}: {name} {r}");
+        }
+        if path["remote_type"] == "relay" {
+            assert!(
+                remote.starts_with(&format!("{relay_ip}:")),
+                "{feature}: {name} {r}"
+            );
+        }
+        assert!(is_public(remote), "{feature}: {name} remote {remote}");
+        assert!(
+            r["srtp"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("DTLS-SRTP")),
+            "{feature}: {name} {r}"
+        );
+        assert!(r["media_error"].is_null(), "{feature}: {name} {r}");
+        let heard = r["heard_secs"].as_f64().unwrap_or(0.0);
+        assert!(
+            heard >= CALL_SECS as f64 - 1.0,
+            "{feature}: {name} heard the other tone for {heard} s of {CALL_SECS} s"
+        );
+        for row in r["ledger"].as_array().unwrap() {
+            if row["class"] == "media" {
+                assert_eq!(
+                    row["remote"].as_str(),
+                    Some(remote),
+                    "{feature}: {name} {row}"
+                );
+            }
+        }
+    }
+    assert!(
+        relays >= 1,
+        "{feature}: no relay candidate selected: caller {ra}\ncallee {rb}"
+    );
+    entry.note(format!(
+        "relay {}-{} via the configured coturn, connect {:.0} ms, tone {:.1}/{:.1} s",
+        ra["path"]["local_type"].as_str().unwrap_or("?"),
+        ra["path"]["remote_type"].as_str().unwrap_or("?"),
+        ra["path"]["connect_ms"].as_f64().unwrap_or(-1.0),
+        ra["heard_secs"].as_f64().unwrap_or(0.0),
+        rb["heard_secs"].as_f64().unwrap_or(0.0),
+    ));
+    entry.pass();
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_call_sym_sym_relayed() {
+    // Two symmetric NATs with the lab's coturn configured as TURN: relayed.
+    expect_relayed_call(Nat::Symmetric, Nat::Symmetric);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_call_eim_sym_relayed() {
+    // A port-restricted (endpoint-independent mapping) NAT cannot take the symmetric
+    // side's fresh mappings: relayed as well.
+    expect_relayed_call(Nat::EndpointIndependent, Nat::Symmetric);
 }

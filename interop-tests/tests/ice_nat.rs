@@ -227,21 +227,20 @@ fn ice_eim_eim_direct() {
     expect_connected(Nat::EndpointIndependent, Nat::EndpointIndependent, true);
 }
 
-// The relayed cases do not pass yet: webrtc-ice 0.17's TURN client gets coturn 4.6.1's
-// 400 to its ChannelBind retries and no check crosses the relay (coturn logs `rp=0`), the
-// same failure the notes record for baresip. They are named blocked_* so the suite does
-// not run them until that is fixed (`cargo xtask test` skips blocked_*; run them by name).
+// The relayed cases. They need the lab's public segment to have a way out ("the
+// Internet"): coturn 4.6 drops an allocation's relay socket after a send to a peer address
+// it has no route for (a private host candidate), see `NatLab::new`.
 
 #[test]
-#[ignore = "blocked: TURN relay path (webrtc-ice 0.17 TURN client, coturn answers ChannelBind with 400)"]
-fn blocked_ice_eim_sym_relayed() {
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_eim_sym_relayed() {
     // Port-restricted filtering drops the symmetric side's new mapping: no direct path.
     expect_connected(Nat::EndpointIndependent, Nat::Symmetric, false);
 }
 
 #[test]
-#[ignore = "blocked: TURN relay path (webrtc-ice 0.17 TURN client, coturn answers ChannelBind with 400)"]
-fn blocked_ice_sym_sym_relayed() {
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_sym_sym_relayed() {
     expect_connected(Nat::Symmetric, Nat::Symmetric, false);
 }
 

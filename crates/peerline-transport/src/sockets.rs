@@ -171,6 +171,8 @@ enum Command {
     Send(Vec<u8>),
     Ping,
     Close,
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
 }
 
 struct Entry {
@@ -494,6 +496,26 @@ impl SipTransports {
         };
         self.queue(id, Command::Send(t.bytes.clone()))?;
         Ok(Some(id))
+    }
+
+    /// Waits until every message queued so far on every open connection is written (a
+    /// phone shutting down lets its last responses, such as the 200 to a BYE, leave),
+    /// at most `max`.
+    pub async fn flush(&self, max: Duration) {
+        let ids: Vec<ConnectionId> = self.shared.table().conns.keys().copied().collect();
+        let mut written = Vec::new();
+        for id in ids {
+            let (tx, rx) = oneshot::channel();
+            if self.queue(id, Command::Flush(tx)).is_ok() {
+                written.push(rx);
+            }
+        }
+        let _ = timeout(max, async {
+            for rx in written {
+                let _ = rx.await;
+            }
+        })
+        .await;
     }
 
     fn queue(&self, id: ConnectionId, cmd: Command) -> Result<(), SendError> {
@@ -1028,12 +1050,20 @@ async fn serve(
         tokio::select! {
             _ = shutdown.changed() => return None,
             cmd = rx.recv() => {
+                let cmd = match cmd {
+                    Some(Command::Flush(done)) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                    other => other,
+                };
                 let (bytes, is_message): (&[u8], bool) = match &cmd {
                     None | Some(Command::Close) => {
                         let _ = timeout(cfg.write_timeout, wr.shutdown()).await;
                         return Some(CloseReason::Local);
                     }
                     Some(Command::Send(b)) => (b, true),
+                    Some(Command::Flush(_)) => continue,
                     Some(Command::Ping) => {
                         framer.ping_sent();
                         (StreamFramer::PING, false)

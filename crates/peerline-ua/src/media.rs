@@ -400,6 +400,13 @@ impl MediaHandle {
         let _ = self.commands.send(c);
     }
 
+    /// Stops sending and listening now; the report is collected later by [`Self::stop`].
+    pub(crate) fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     /// Stops the media and returns its report.
     pub(crate) async fn stop(mut self) -> MediaReport {
         if let Some(s) = self.stop.take() {

@@ -227,6 +227,13 @@ async fn run(a: &Args) -> Result<Value, (u8, Value)> {
 }
 
 fn main() -> ExitCode {
+    // RUST_LOG=turn=debug,webrtc_ice=debug shows the ICE agent and TURN client at work.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -57,6 +57,8 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// Checks per pair before it is failed: 50 × 50 ms = 2.5 s, so a peer that starts its
 /// checks a little later (NAT hole punching needs both sides) still meets ours.
 const MAX_BINDING_REQUESTS: u16 = 50;
+/// How long [`IceSession::close`] waits for the agent before leaving it to finish alone.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// What went wrong. A failed connectivity check is [`IceError::NoPath`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -526,11 +528,23 @@ impl IceSession {
     }
 
     /// Closes the agent: stops checks and keepalives, releases sockets and TURN allocations.
+    /// Waits at most [`CLOSE_WAIT`]: webrtc-ice's close can wait on a TURN transaction that
+    /// holds its client's lock (seen in the NAT lab after the peer's relay went away);
+    /// past that the close goes on in the background and the call is not held up.
     pub async fn close(&self) {
-        if !self.closed.swap(true, Ordering::SeqCst) {
-            if let Err(e) = self.agent.close().await {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let agent = Arc::clone(&self.agent);
+        let closing = tokio::spawn(async move {
+            if let Err(e) = agent.close().await {
                 tracing::debug!(error = %e, "ICE agent close");
             }
+        });
+        if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+            tracing::warn!(
+                "ICE agent still closing after {CLOSE_WAIT:?}; finishing in the background"
+            );
         }
     }
 }

@@ -331,6 +331,11 @@ impl Driver {
         let key = self.send_in_dialog(id, Method::Bye, Vec::new(), None)?;
         if let Some(call) = self.calls.get_mut(&id) {
             call.bye_key = Some(key);
+            // RFC 3261 §15.1.1: the session is over once the BYE is handed to its
+            // transaction: stop sending and listening now, not when the 200 arrives.
+            if let Some(m) = call.media.as_mut() {
+                m.halt();
+            }
         }
         Ok(())
     }

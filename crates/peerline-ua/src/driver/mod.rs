@@ -58,6 +58,8 @@ const ALLOW: &str =
 /// Option tags we implement (RFC 3261 §8.2.2.3).
 const SUPPORTED: &[&str] = &["100rel", "timer", "replaces"];
 const USER_AGENT: &str = concat!("Peerline/", env!("CARGO_PKG_VERSION"));
+/// How long a shutting-down phone waits for its TCP/TLS connections to write what is queued.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -575,6 +577,10 @@ impl Driver {
         for id in ids {
             self.end_call(id, EndReason::LocalHangup).await;
         }
+        self.flush().await;
+        // What is queued on TCP/TLS connections (a 200 to the BYE that just ended a call)
+        // is written before the connections go away with the phone.
+        self.transports.flush(SHUTDOWN_FLUSH).await;
     }
 
     /// Sends a datagram outside the transaction layer (ACK for 2xx), counting it.
