@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use peerline_interop::{
-    tails, wait_for, Coturn, CoturnOptions, MatrixEntry, Nat, NatLab, Process, ProcessOptions,
-    TestDir,
+    tails, wait_for, Coturn, CoturnOptions, LabHost, MatrixEntry, Nat, NatLab, Process,
+    ProcessOptions, TestDir,
 };
 use peerline_ua::{AudioSource, Config, Event, Events, MediaOptions, Phone};
 use serde_json::{json, Value};
@@ -31,6 +31,8 @@ const DIR: &str = "PEERLINE_NETNS_DIR";
 const TARGET: &str = "PEERLINE_NETNS_TARGET";
 /// Set (to anything) when the phones may relay through the lab's coturn.
 const TURN: &str = "PEERLINE_NETNS_TURN";
+/// The call's length in seconds when not CALL_SECS (the address-change test is longer).
+const SECS: &str = "PEERLINE_NETNS_CALL_SECS";
 const TURN_USER: &str = "peerline";
 const TURN_PASS: &str = "lab-secret";
 const SIG_A: &str = "192.168.100.1";
@@ -128,28 +130,54 @@ async fn phone(role: &str, dir: &Path) -> Value {
                 .map_err(|e| format!("answer: {e}"))?;
             call
         };
+        let path_json = |p: Option<peerline_ua::PathReport>| match p {
+            Some(p) => serde_json::from_str(&p.to_json()).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
         loop {
             match next(&mut events, 20, "media up").await? {
                 Event::MediaUp { path, .. } => {
-                    out["path"] = match path {
-                        Some(p) => serde_json::from_str(&p.to_json()).map_err(|e| e.to_string())?,
-                        None => Value::Null,
-                    };
+                    out["path"] = path_json(path);
                     break;
                 }
                 Event::Ended { reason, .. } => return Err(format!("ended before media: {reason}")),
                 _ => {}
             }
         }
-        if role == "caller" {
-            tokio::time::sleep(Duration::from_secs(CALL_SECS)).await;
+        std::fs::write(dir.join(format!("{role}.media_up")), "").map_err(|e| e.to_string())?;
+        let secs = std::env::var(SECS)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(CALL_SECS);
+        // Later MediaUp events: the media moved to a new pair (ICE restart).
+        let mut moved = Vec::new();
+        let mut ended = None;
+        let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while let Ok(Some(e)) = tokio::time::timeout_at(until, events.recv()).await {
+            eprintln!("during the call: {e:?}");
+            match e {
+                Event::MediaUp { path, .. } => moved.push(path_json(path)),
+                e @ Event::Ended { .. } => {
+                    ended = Some(e);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out["moved_to"] = json!(moved);
+        if role == "caller" && ended.is_none() {
             phone.hangup(call).await.map_err(|e| e.to_string())?;
         }
         loop {
-            if let Event::Ended { reason, media, .. } = next(&mut events, 20, "end").await? {
+            let e = match ended.take() {
+                Some(e) => e,
+                None => next(&mut events, 20, "end").await?,
+            };
+            if let Event::Ended { reason, media, .. } = e {
                 out["reason"] = json!(format!("{reason:?}"));
                 out["srtp"] = json!(media.srtp);
                 out["media_error"] = json!(media.error);
+                out["ice_restarts"] = json!(media.ice_restarts);
                 out["final_path"] = match &media.path {
                     Some(p) => serde_json::from_str(&p.to_json()).map_err(|e| e.to_string())?,
                     None => Value::Null,
@@ -246,6 +274,18 @@ fn is_public(addr: &str) -> bool {
 
 /// Caller behind `a`, callee behind `b`, with or without TURN; returns both results.
 fn run_call(a: Nat, b: Nat, turn: bool) -> (Value, Value) {
+    run_call_with(a, b, turn, None, |_, _| {})
+}
+
+/// [`run_call`] with the call's length (`secs`) and something done to the lab once both
+/// phones have media (`mid_call`, given the caller's and the callee's hosts).
+fn run_call_with(
+    a: Nat,
+    b: Nat,
+    turn: bool,
+    secs: Option<u64>,
+    mid_call: impl FnOnce(&LabHost, &LabHost),
+) -> (Value, Value) {
     let label = format!(
         "ice-call-{}-{}{}",
         a.name(),
@@ -280,6 +320,9 @@ fn run_call(a: Nat, b: Nat, turn: bool) -> (Value, Value) {
         if turn {
             o = o.env(TURN, "1");
         }
+        if let Some(s) = secs {
+            o = o.env(SECS, &s.to_string());
+        }
         Process::spawn(o, dir.path()).unwrap()
     };
     let mut callee = spawn("callee", &hb.netns);
@@ -291,6 +334,20 @@ fn run_call(a: Nat, b: Nat, turn: bool) -> (Value, Value) {
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[&callee], 30)));
     let mut caller = spawn("caller", &ha.netns);
+    if secs.is_some() {
+        let up = wait_for(
+            "media up on both phones",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                dir.path().join("caller.media_up").exists()
+                    && dir.path().join("callee.media_up").exists()
+            },
+        );
+        up.unwrap_or_else(|e| panic!("{e}\n{}", tails(&[&caller, &callee], 40)));
+        std::thread::sleep(Duration::from_secs(1));
+        mid_call(&ha, &hb);
+    }
     let done = wait_for(
         "both phones to finish",
         Duration::from_secs(60),
@@ -503,4 +560,87 @@ fn ice_call_eim_sym_relayed() {
     // A port-restricted (endpoint-independent mapping) NAT cannot take the symmetric
     // side's fresh mappings: relayed as well.
     expect_relayed_call(Nat::EndpointIndependent, Nat::Symmetric);
+}
+
+/// One side's address changes mid-call (it moved to another network): the phone notices,
+/// restarts ICE with a re-INVITE (RFC 8445 §9), both sides move the media to the new pair,
+/// and the tone comes back. The caller sits behind an endpoint-independent NAT; its LAN
+/// address changes from 10.0.1.2 to 10.0.1.50 (new address first, then the old one
+/// removed, default route restored), as a DHCP renumbering would do.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_call_address_change_restarts_ice() {
+    const SECS: u64 = 10;
+    let mut entry = MatrixEntry::new("coturn", "ice-restart-address-change", "udp");
+    let new_ip = "10.0.1.50";
+    let (ra, rb) = run_call_with(
+        Nat::EndpointIndependent,
+        Nat::None,
+        false,
+        Some(SECS),
+        |caller, _| {
+            let ns = caller.netns.as_str();
+            let old = caller.ip.to_string();
+            let gw = {
+                let o = caller.ip.octets();
+                format!("{}.{}.{}.1", o[0], o[1], o[2])
+            };
+            // Keep the new address when the old (primary) one goes.
+            sh(
+                ns,
+                &[
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.ipv4.conf.eth0.promote_secondaries=1",
+                ],
+            );
+            sh(
+                ns,
+                &["ip", "addr", "add", &format!("{new_ip}/24"), "dev", "eth0"],
+            );
+            sh(
+                ns,
+                &["ip", "addr", "del", &format!("{old}/24"), "dev", "eth0"],
+            );
+            sh(
+                ns,
+                &[
+                    "ip", "route", "replace", "default", "via", &gw, "src", new_ip,
+                ],
+            );
+        },
+    );
+    for (name, r) in [("caller", &ra), ("callee", &rb)] {
+        assert_eq!(r["ok"], true, "{name}: {r}");
+        assert!(r["media_error"].is_null(), "{name}: {r}");
+        assert!(
+            r["ice_restarts"].as_u64().unwrap_or(0) >= 1,
+            "{name}: media never moved to a new pair: {r}"
+        );
+        let moved = r["moved_to"].as_array().cloned().unwrap_or_default();
+        assert!(!moved.is_empty(), "{name}: no second MediaUp: {r}");
+        let heard = r["heard_secs"].as_f64().unwrap_or(0.0);
+        // The call is SECS long after media first came up; the switch costs the detection
+        // (≤ 1 s), the re-INVITE and the new checks.
+        assert!(
+            heard >= SECS as f64 - 4.0,
+            "{name}: heard the other tone for {heard} s of about {SECS} s: {r}"
+        );
+    }
+    // The caller's new pair starts from its new address (host, or its NAT's mapping of
+    // it); the callee now sends to wherever that is.
+    let moved = &ra["moved_to"].as_array().unwrap()[0];
+    let local = moved["local_addr"].as_str().unwrap_or_default();
+    assert!(
+        local.starts_with(&format!("{new_ip}:")) || moved["local_type"] != "host",
+        "caller's new pair {moved}"
+    );
+    assert_ne!(ra["path"], *moved, "the pair did not change");
+    entry.note(format!(
+        "address change mid-call: ICE restart, tone {:.1}/{:.1} s of {SECS} s",
+        ra["heard_secs"].as_f64().unwrap_or(0.0),
+        rb["heard_secs"].as_f64().unwrap_or(0.0),
+    ));
+    entry.pass();
 }

@@ -910,6 +910,48 @@ pub fn resume(previous: &SessionDescription) -> SessionDescription {
     reoffer_with(previous, |_, _| Direction::SendRecv)
 }
 
+/// Re-offer for an ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): our previous
+/// description with new ICE credentials and candidates, the audio `c=`/`m=` on the new
+/// default candidate `addr`, everything else (codecs, keys, `a=setup`, direction) as it
+/// was, and the `o=` version incremented.
+pub fn ice_restart(
+    previous: &SessionDescription,
+    ice: &IceParams,
+    addr: SocketAddr,
+) -> SessionDescription {
+    let mut sdp = previous.clone();
+    sdp.origin.session_version = sdp.origin.session_version.wrapping_add(1);
+    sdp.attributes.retain(|a| !is_ice_attribute(a));
+    if sdp.connection.is_some() {
+        sdp.connection = Some(Connection::new(addr.ip()));
+    }
+    for m in sdp
+        .media
+        .iter_mut()
+        .filter(|m| m.kind == MediaKind::Audio && m.port != 0)
+    {
+        m.port = addr.port();
+        if !m.connections.is_empty() || previous.connection.is_none() {
+            m.connections = vec![Connection::new(addr.ip())];
+        }
+        m.attributes.retain(|a| !is_ice_attribute(a));
+        push_ice(m, ice);
+    }
+    sdp
+}
+
+fn is_ice_attribute(a: &Attribute) -> bool {
+    matches!(
+        a,
+        Attribute::IceUfrag(_)
+            | Attribute::IcePwd(_)
+            | Attribute::IceOptions(_)
+            | Attribute::Candidate(_)
+            | Attribute::EndOfCandidates
+            | Attribute::RemoteCandidates(_)
+    )
+}
+
 /// Same description with the `o=` version incremented (for any other re-offer).
 pub fn next_version(previous: &SessionDescription) -> SessionDescription {
     let mut sdp = previous.clone();

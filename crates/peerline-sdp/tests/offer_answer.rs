@@ -406,6 +406,72 @@ fn ice_attributes_flow_both_ways() {
 }
 
 #[test]
+fn ice_restart_reoffer_has_new_credentials_candidates_and_address() {
+    let cand = |addr: &str, port: u16| Candidate {
+        foundation: "1".into(),
+        component: 1,
+        transport: "UDP".into(),
+        priority: 2130706431,
+        address: addr.into(),
+        port,
+        typ: CandidateType::Host,
+        raddr: None,
+        rport: None,
+        extensions: vec![],
+    };
+    let ice = |ufrag: &str, c: Candidate| IceParams {
+        ufrag: ufrag.into(),
+        pwd: format!("{ufrag}-password-0123456789"),
+        options: vec![],
+        candidates: vec![c],
+        end_of_candidates: true,
+        lite: false,
+    };
+    let a = LocalCapabilities {
+        srtp: SrtpPolicy::Off,
+        ice: Some(ice("aaaa", cand("10.0.0.1", 4000))),
+        ..LocalCapabilities::default()
+    };
+    let offer = create_offer(&a, addr("10.0.0.1:4000"), 9, 1);
+    let restart = parse(
+        &ice_restart(
+            &offer,
+            &ice("cccc", cand("10.0.9.9", 4100)),
+            addr("10.0.9.9:4100"),
+        )
+        .to_string(),
+    );
+    assert_eq!(restart.origin.session_version, 2);
+    assert_eq!(restart.origin.session_id, 9);
+    let m = &restart.media[0];
+    assert_eq!(m.port, 4100);
+    assert_eq!(m.formats, offer.media[0].formats);
+    assert_eq!(m.ice_ufrag(), Some("cccc"));
+    // Only the new candidates; the old ones and credentials are gone (the o= line keeps
+    // its address: it is part of the session's identity, RFC 8866 §5.2).
+    let text = restart.to_string();
+    assert!(!text.contains("aaaa"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("o=") || !l.contains("10.0.0.1")),
+        "{text}"
+    );
+    assert_eq!(text.matches("a=ice-ufrag").count(), 1, "{text}");
+    // The answerer sees the new credentials and address.
+    let b = LocalCapabilities {
+        srtp: SrtpPolicy::Off,
+        ice: Some(ice("bbbb", cand("10.0.0.2", 5000))),
+        ..LocalCapabilities::default()
+    };
+    let (_, n) = create_answer(&restart, &b, addr("10.0.0.2:5000"), 1, 1).unwrap();
+    let remote = n.remote_ice.unwrap();
+    assert_eq!(remote.ufrag, "cccc");
+    assert_eq!(remote.candidates.len(), 1);
+    assert_eq!(remote.candidates[0].address, "10.0.9.9");
+    assert_eq!(n.remote_rtp, addr("10.0.9.9:4100"));
+}
+
+#[test]
 fn hold_and_resume() {
     let caps = LocalCapabilities {
         srtp: SrtpPolicy::Off,

@@ -11,7 +11,8 @@ use peerline_media::{
     RtpReceiverConfig, RtpSender, SenderStats, ToneGenerator,
 };
 use peerline_net::{
-    Direction as LedgerDirection, IceSession, Ledger, PathReport, PortRange, TrafficClass,
+    Connected, Direction as LedgerDirection, IceError, IceSession, Ledger, PathReport, PortRange,
+    TrafficClass,
 };
 use peerline_sdp::RemoteIce;
 use tokio::net::UdpSocket;
@@ -133,6 +134,8 @@ pub struct MediaReport {
     pub recorded_samples: usize,
     /// Why media stopped, if not because the call ended.
     pub error: Option<String>,
+    /// ICE restarts that moved the media to a new pair during the call.
+    pub ice_restarts: u32,
 }
 
 /// Things the media task (or a call timer) tells the phone's driver.
@@ -218,6 +221,13 @@ pub(crate) enum MediaCommand {
     /// new outbound key from now on; the old inbound key stays usable for packets
     /// already in flight.
     Rekey(Box<peerline_srtp::SrtpPair>),
+    /// ICE restart (RFC 8445 §9): run checks on a freshly gathered agent against the
+    /// peer's new credentials and candidates; media keeps flowing on the old pair until
+    /// the new one is selected, then moves to it (keys and DTLS association unchanged).
+    IceRestart {
+        session: Box<IceSession>,
+        remote: RemoteIce,
+    },
 }
 
 /// How the call's media is protected.
@@ -419,6 +429,21 @@ impl MediaHandle {
     }
 }
 
+/// A running ICE restart: the new agent and the outcome of its checks.
+type IceRestarting = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Box<IceSession>, Result<Connected, IceError>)> + Send>,
+>;
+
+/// The outcome of the restart's checks, or never when none is running (a `select!` arm).
+async fn restart_checks(
+    r: &mut Option<IceRestarting>,
+) -> (Box<IceSession>, Result<Connected, IceError>) {
+    match r.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A call's media sockets: RTP on an even port of the range and RTCP on the odd port
 /// above it (used when the peer does not accept rtcp-mux).
 #[derive(Debug)]
@@ -553,7 +578,7 @@ async fn run(
         codec: Some(params.codec.name()),
         ..MediaReport::default()
     };
-    let (socket, rtcp_socket, ice) = match path {
+    let (mut socket, rtcp_socket, mut ice) = match path {
         MediaPath::Plain(MediaSockets { rtp, rtcp }) => {
             (MediaSocket::Udp(rtp), rtcp.map(MediaSocket::Udp), None)
         }
@@ -712,10 +737,36 @@ async fn run(
     let mut next_rtcp = Instant::now() + rtcp_interval() / 2;
     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(params.ptime_ms)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // An ICE restart's checks, run beside the media on the old pair.
+    let mut restarting: Option<IceRestarting> = None;
 
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            (session, result) = restart_checks(&mut restarting) => {
+                restarting = None;
+                match result {
+                    Ok(c) => {
+                        tracing::info!(call, path = %c.path, "ICE restart: media moves to the new pair");
+                        remote = c.path.remote_addr;
+                        report.remote = Some(remote);
+                        report.path = Some(c.path.clone());
+                        report.local = Some(c.path.local_addr);
+                        report.ice_restarts += 1;
+                        let _ = notices.send((call, Notice::IceConnected { path: c.path.clone(), codec: params.codec.name() }));
+                        socket = MediaSocket::Ice(c);
+                        if let Some(old) = ice.replace(session) {
+                            tokio::spawn(async move { old.close().await });
+                        }
+                    }
+                    Err(e) => {
+                        // The old pair stays; if it is dead the RTP timeout ends the call.
+                        tracing::warn!(call, "ICE restart failed: {e}");
+                        report.error = Some(format!("ICE restart: {e}"));
+                        tokio::spawn(async move { session.close().await });
+                    }
+                }
+            }
             Some(cmd) = commands.recv() => match cmd {
                 MediaCommand::Dtmf(keys) => digits.extend(keys.chars()),
                 MediaCommand::Mute(m) => muted = m,
@@ -738,6 +789,15 @@ async fn run(
                         srtp: report.srtp.clone(),
                         muted,
                     });
+                }
+                MediaCommand::IceRestart { session, remote: r } => {
+                    if let Some(previous) = restarting.take() {
+                        drop(previous); // superseded: its agent closes when dropped
+                    }
+                    restarting = Some(Box::pin(async move {
+                        let result = session.connect(&r).await;
+                        (session, result)
+                    }));
                 }
                 MediaCommand::Rekey(pair) => {
                     if crypto.rekey(*pair) {

@@ -318,6 +318,10 @@ pub(crate) enum Command {
         hold: bool,
         reply: oneshot::Sender<Result<(), PhoneError>>,
     },
+    RestartIce {
+        call: CallId,
+        reply: oneshot::Sender<Result<(), PhoneError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -609,6 +613,15 @@ impl Phone {
             reply,
         })
         .await?
+    }
+
+    /// Restarts ICE (RFC 8445 §9): gathers new candidates and offers them with new
+    /// credentials in a re-INVITE; media moves to the new pair once its checks pass
+    /// ([`Event::MediaUp`] again, with the new path). The phone does this by itself when an
+    /// address under the call's candidates goes away.
+    pub async fn restart_ice(&self, call: CallId) -> Result<(), PhoneError> {
+        self.ask(|reply| Command::RestartIce { call, reply })
+            .await?
     }
 
     /// Takes the call off hold (`a=sendrecv`).

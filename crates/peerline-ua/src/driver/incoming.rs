@@ -150,7 +150,7 @@ impl Driver {
                 None => respond(&mut self.endpoint, 481, None),
             },
             Method::Invite => match self.find_dialog(&request) {
-                Some(id) => self.incoming_reinvite(id, key, request),
+                Some(id) => self.incoming_reinvite(id, key, request).await,
                 None => respond(&mut self.endpoint, 481, None),
             },
             Method::Info => match self.find_dialog(&request) {
@@ -176,7 +176,9 @@ impl Driver {
             Method::Update => match self.find_dialog(&request) {
                 // RFC 3311: an offer in a confirmed dialog is answered like a re-INVITE's,
                 // in the 200; without a body it only refreshes the session.
-                Some(id) if !request.body.is_empty() => self.incoming_reinvite(id, key, request),
+                Some(id) if !request.body.is_empty() => {
+                    self.incoming_reinvite(id, key, request).await
+                }
                 Some(id) => {
                     let mut ok = make_response(&request, 200, None);
                     if let Some(call) = self.calls.get_mut(&id) {
@@ -406,6 +408,9 @@ impl Driver {
                 outgoing: false,
                 ice: None,
                 ice_local: None,
+                ice_remote: None,
+                pending_ice: None,
+                ice_restarted_at: None,
                 prack,
                 uac_prack: None,
                 prack_keys: Vec::new(),

@@ -222,10 +222,13 @@ impl Driver {
             return;
         };
         let path = match (call.ice.take(), &negotiated.remote_ice) {
-            (Some(p), Some(remote)) => media::MediaPath::Ice {
-                session: Box::new(p.session),
-                remote: remote.clone(),
-            },
+            (Some(p), Some(remote)) => {
+                call.ice_remote = Some(remote.clone());
+                media::MediaPath::Ice {
+                    session: Box::new(p.session),
+                    remote: remote.clone(),
+                }
+            }
             (Some(_), None) => {
                 // invite_accepted falls back to plain RTP before this; an answer we sent
                 // with ICE always answers an offer with ICE.

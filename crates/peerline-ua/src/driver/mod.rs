@@ -8,6 +8,7 @@
 mod accounts;
 mod calls;
 mod client_txns;
+mod ice_restart;
 mod incoming;
 mod media_setup;
 mod out_of_dialog;
@@ -115,6 +116,13 @@ struct Call {
     /// With ICE: the gathered agent until media starts, and our ICE attributes.
     ice: Option<PreparedIce>,
     ice_local: Option<peerline_sdp::IceParams>,
+    /// With ICE: the peer's current credentials and candidates (new ones in its re-offer
+    /// mean an ICE restart).
+    ice_remote: Option<peerline_sdp::RemoteIce>,
+    /// Our ICE restart's fresh agent while its re-INVITE is answered.
+    pending_ice: Option<PreparedIce>,
+    /// When we last restarted ICE (restarts are spaced out).
+    ice_restarted_at: Option<Instant>,
     /// UAS: our reliable provisional responses (RFC 3262) when the INVITE required them.
     prack: Option<ReliableProvisionals>,
     /// UAC: which reliable provisional responses to our INVITE we PRACKed (RFC 3262 §4),
@@ -280,6 +288,8 @@ impl Driver {
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         self.start_accounts().await;
         self.flush().await;
+        let mut address_check = tokio::time::interval(ice_restart::ADDRESS_CHECK);
+        address_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self
                 .endpoint
@@ -315,6 +325,7 @@ impl Driver {
                     }
                 }
                 Some((call, notice)) = self.notices_rx.recv() => self.notice(call, notice).await,
+                _ = address_check.tick() => self.check_ice_addresses().await,
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = Instant::now();
                     self.endpoint.handle_timeout(now);
@@ -530,6 +541,10 @@ impl Driver {
             }
             Command::Hold { call, hold, reply } => {
                 let r = self.send_reinvite(call, hold);
+                let _ = reply.send(r);
+            }
+            Command::RestartIce { call, reply } => {
+                let r = self.restart_ice(call).await;
                 let _ = reply.send(r);
             }
             Command::Message {

@@ -1,17 +1,24 @@
 //! Changing an established session: our re-INVITEs (hold, resume, session refresh) and
 //! their answers, the peer's re-INVITEs, RFC 4028 session timers and RFC 3262 PRACK timers.
 
+use super::ice_restart::{self, start_ice_restart};
 use super::*;
 
 impl Driver {
     /// Sends a hold (`hold`) or resume re-offer in the dialog (RFC 3264 §8, RFC 6337).
     pub(super) fn send_reinvite(&mut self, id: CallId, hold: bool) -> Result<(), PhoneError> {
-        let branch = self.branch();
-        let Some(call) = self.calls.get(&id) else {
-            return Err(PhoneError::Call(id, "no such call"));
+        let previous = self.reoffer_base(id)?;
+        let offer = if hold {
+            peerline_sdp::hold(&previous, peerline_sdp::HoldMode::SendOnly)
+        } else {
+            peerline_sdp::resume(&previous)
         };
-        let sent_by = self.via_sent_by(call.next_hop);
-        let Some(call) = self.calls.get_mut(&id) else {
+        self.send_reoffer(id, offer, hold)
+    }
+
+    /// Our last SDP, if the call can take a re-offer now (established, none pending).
+    pub(super) fn reoffer_base(&self, id: CallId) -> Result<SessionDescription, PhoneError> {
+        let Some(call) = self.calls.get(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
         };
         if call.state != State::Confirmed {
@@ -20,13 +27,28 @@ impl Driver {
         if call.reinvite.is_some() {
             return Err(PhoneError::Call(id, "a re-INVITE is already in progress"));
         }
-        let (Some(dialog), Some(previous)) = (call.dialog.as_mut(), call.local_sdp.as_ref()) else {
-            return Err(PhoneError::Call(id, "no dialog"));
+        call.local_sdp
+            .clone()
+            .ok_or(PhoneError::Call(id, "no dialog"))
+    }
+
+    /// Sends `offer` in a re-INVITE; `hold` is the hold state it asks for.
+    pub(super) fn send_reoffer(
+        &mut self,
+        id: CallId,
+        offer: SessionDescription,
+        hold: bool,
+    ) -> Result<(), PhoneError> {
+        let branch = self.branch();
+        let Some(call) = self.calls.get(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
         };
-        let offer = if hold {
-            peerline_sdp::hold(previous, peerline_sdp::HoldMode::SendOnly)
-        } else {
-            peerline_sdp::resume(previous)
+        let sent_by = self.via_sent_by(call.next_hop);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(PhoneError::Call(id, "no such call"));
+        };
+        let Some(dialog) = call.dialog.as_mut() else {
+            return Err(PhoneError::Call(id, "no dialog"));
         };
         let request = dialog
             .request(
@@ -72,6 +94,8 @@ impl Driver {
         let Some((_, offer, hold)) = call.reinvite.take() else {
             return;
         };
+        // Our ICE restart's agent: it takes over if the answer has the peer's new ICE.
+        let restart = call.pending_ice.take();
         match code {
             200..=299 => {
                 let seq = response.cseq().map(|c| c.seq).unwrap_or(1);
@@ -98,6 +122,7 @@ impl Driver {
                         .map(|r| r == Refresher::Uac);
                     t.refreshed(Instant::now(), we);
                 }
+                let restarted = restart.is_some();
                 if let Ok(n) = &negotiated {
                     call.local_sdp = Some(offer);
                     call.on_hold = hold;
@@ -109,11 +134,17 @@ impl Driver {
                         });
                     }
                     rekey_if_changed(call, &n.security);
+                    if let Some(p) = restart {
+                        start_ice_restart(call, p, n.remote_ice.clone());
+                    }
+                } else if let Some(p) = restart {
+                    tokio::spawn(async move { p.session.close().await });
                 }
                 if let Some(ack) = ack {
                     self.send_raw(&ack, hop, transport).await;
                 }
                 match negotiated {
+                    Ok(_) if restarted => {}
                     Ok(_) => self.emit(Event::Hold {
                         call: id,
                         held: hold,
@@ -125,6 +156,21 @@ impl Driver {
                         }
                         let _ = self.send_bye(id);
                     }
+                }
+            }
+            _ if restart.is_some() => {
+                // A refused or crossed ICE restart: the old pair stays; the address
+                // check tries again later if an address is still gone.
+                if let Some(p) = restart {
+                    tokio::spawn(async move { p.session.close().await });
+                }
+                tracing::info!(
+                    call = id,
+                    "ICE restart re-INVITE got {code}; pair unchanged"
+                );
+                if matches!(code, 408 | 481) {
+                    call.ending = Some(EndReason::Rejected(code, "re-INVITE failed".into()));
+                    let _ = self.send_bye(id);
                 }
             }
             491 => {
@@ -155,7 +201,12 @@ impl Driver {
     }
 
     /// A re-INVITE from the peer (RFC 3261 §14.2): answer its offer and update the media.
-    pub(super) fn incoming_reinvite(&mut self, id: CallId, key: TransactionKey, request: Request) {
+    pub(super) async fn incoming_reinvite(
+        &mut self,
+        id: CallId,
+        key: TransactionKey,
+        request: Request,
+    ) {
         let now = Instant::now();
         let mut caps = self.answer_capabilities(id);
         let session_id = self.session_id;
@@ -185,15 +236,38 @@ impl Driver {
                 return;
             }
         };
-        let Some(local) = call.rtp_addr else {
+        let Some(mut local) = call.rtp_addr else {
             respond(&mut self.endpoint, 488, "No Media Session");
+            return;
+        };
+        // New ICE credentials in the offer: the peer restarts ICE, and so do we.
+        let restart = call.media.is_some() && ice_restart::offer_restarts_ice(call, &offer);
+        let (controlling, toward, account) = (call.outgoing, call.next_hop.ip(), call.account);
+        let prepared = if restart {
+            match self.prepare_ice(controlling, toward, account).await {
+                Some(p) => Some(p),
+                None => {
+                    respond(&mut self.endpoint, 488, "ICE Restart Failed");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if call.on_hold {
             caps.direction = peerline_sdp::Direction::SendOnly;
         }
-        // The same ICE attributes again: no ICE restart.
-        caps.ice = call.ice_local.clone();
+        caps.ice = match &prepared {
+            Some(p) => {
+                local = p.advertised;
+                Some(p.local.clone())
+            }
+            // The same ICE attributes again: no ICE restart.
+            None => call.ice_local.clone(),
+        };
         let version = call
             .local_sdp
             .as_ref()
@@ -220,6 +294,9 @@ impl Driver {
             return;
         }
         call.local_sdp = Some(answer);
+        if let Some(p) = prepared {
+            start_ice_restart(call, p, negotiated.remote_ice.clone());
+        }
         if let Some(m) = &call.media {
             m.command(media::MediaCommand::Update {
                 remote: negotiated.remote_rtp,
