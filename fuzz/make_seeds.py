@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpora of the rtcp, dtmf, srtp_unprotect, stun_ice and
-config fuzz targets into fuzz/corpus/<target>/ (run from fuzz/). Seeds are valid
+"""Writes the hand-made seed corpora of the rtcp, dtmf, srtp_unprotect, stun_ice,
+nat_behaviour and config fuzz targets into fuzz/corpus/<target>/ (run from fuzz/). Seeds are valid
 messages plus one of each malformation class; libFuzzer grows the corpus from them."""
 import hashlib
 import hmac
@@ -148,6 +148,33 @@ w(d, "cand_relay_v6", "candidate:3 1 udp 16777215 2001:db8::1 50000 typ relay ra
 w(d, "cand_tcp", "candidate:4 1 TCP 1518280447 192.0.2.10 9 typ host tcptype active")
 w(d, "cand_mdns", "candidate:5 1 UDP 2130706431 3f1a-uuid.local 16384 typ host")
 w(d, "cand_huge_prio", "candidate:6 1 UDP 99999999999 192.0.2.10 65535 typ prflx raddr 0.0.0.0 rport 0")
+
+
+# ---- RFC 5780 NAT behaviour: Binding answers with OTHER-ADDRESS / RESPONSE-ORIGIN ----
+d = "corpus/nat_behaviour"
+
+
+def xaddr4(ip, port):
+    return struct.pack("!BBH", 0, 1, port ^ (MAGIC >> 16)) + bytes(a ^ b for a, b in zip(bytes(ip), struct.pack("!I", MAGIC)))
+
+
+def addr4(ip, port):
+    return struct.pack("!BBH", 0, 1, port) + bytes(ip)
+
+
+other = attr(0x802C, addr4([203, 0, 113, 2], 3479))
+origin = attr(0x802B, addr4([203, 0, 113, 1], 3478))
+w(d, "rfc5780_answer", msg(0x0101, [attr(0x0020, xaddr4([203, 0, 113, 11], 31000)), attr(0x0001, addr4([203, 0, 113, 11], 31000)), origin, other, attr(0x8022, b"Coturn-4.6.1")], fingerprint=True))
+w(d, "rfc5780_answer_v6", msg(0x0101, [attr(0x0020, struct.pack("!BBH", 0, 2, 3478 ^ 0x2112) + xv6), attr(0x802C, struct.pack("!BBH", 0, 2, 3479) + bytes(range(16))), attr(0x802B, struct.pack("!BBH", 0, 2, 3478) + bytes(range(16)))]))
+w(d, "plain_answer_no_other", msg(0x0101, [attr(0x0020, xaddr4([203, 0, 113, 11], 31000))]))
+w(d, "mapped_only", msg(0x0101, [attr(0x0001, addr4([203, 0, 113, 11], 31000)), other]))
+w(d, "other_short", msg(0x0101, [attr(0x0020, xaddr4([203, 0, 113, 11], 31000)), attr(0x802C, addr4([203, 0, 113, 2], 3479)[:7])]))
+w(d, "other_bad_family", msg(0x0101, [attr(0x0020, xaddr4([203, 0, 113, 11], 31000)), attr(0x802C, struct.pack("!BBH", 0, 3, 3479) + bytes(4))]))
+w(d, "origin_v6_len_v4", msg(0x0101, [attr(0x0020, xaddr4([203, 0, 113, 11], 31000)), attr(0x802B, struct.pack("!BBH", 0, 2, 3478) + bytes(4))]))
+w(d, "other_same_as_server", msg(0x0101, [attr(0x0020, xaddr4([203, 0, 113, 11], 31000)), attr(0x802C, addr4([203, 0, 113, 1], 3478))]))
+w(d, "error_420_change_request", msg(0x0111, [attr(0x0009, struct.pack("!HBB", 0, 4, 20) + b"Unknown Attribute"), attr(0x000A, struct.pack("!H", 0x0003) + b"\0\0")]))
+w(d, "binding_request_change", msg(0x0001, [attr(0x0003, struct.pack("!I", 6))]))
+w(d, "xor_mapped_short", msg(0x0101, [attr(0x0020, b"\0\1\0"), other]))
 
 # ---- the phone's TOML config ----
 d = "corpus/config"

@@ -13,6 +13,7 @@ use crate::process::{wait_for, Process, ProcessOptions};
 #[derive(Debug, Clone)]
 pub struct CoturnOptions {
     listen_ip: String,
+    second_listen_ip: Option<String>,
     relay_ip: Option<String>,
     port: Option<u16>,
     relay_ports: Option<(u16, u16)>,
@@ -35,6 +36,7 @@ impl CoturnOptions {
     pub fn new() -> Self {
         Self {
             listen_ip: "127.0.0.1".into(),
+            second_listen_ip: None,
             relay_ip: None,
             port: None,
             relay_ports: None,
@@ -47,6 +49,13 @@ impl CoturnOptions {
     }
     pub fn listen_ip(mut self, ip: &str) -> Self {
         self.listen_ip = ip.into();
+        self
+    }
+    /// A second `--listening-ip` (same family): coturn then does RFC 5780 NAT behaviour
+    /// discovery (OTHER-ADDRESS, CHANGE-REQUEST), its other address being this IP and the
+    /// listening port plus one.
+    pub fn second_listen_ip(mut self, ip: &str) -> Self {
+        self.second_listen_ip = Some(ip.into());
         self
     }
     /// Relay address (default: the listen address).
@@ -141,6 +150,9 @@ impl Coturn {
             ))
             .cwd(&work_dir)
             .netns(opts.netns.as_deref());
+        if let Some(second) = &opts.second_listen_ip {
+            po = po.arg(format!("--listening-ip={second}"));
+        }
         for (u, p) in &opts.users {
             po = po.arg(format!("--user={u}:{p}"));
         }

@@ -3,7 +3,8 @@
 //! or behind its own NAT router namespace (iptables MASQUERADE).
 //!
 //! ```text
-//!   pl-<pid>-<tag>-pub:  br0 203.0.113.1/24  (coturn listens here)
+//!   pl-<pid>-<tag>-pub:  br0 203.0.113.1/24  (coturn listens here; optionally also on
+//!                        203.0.113.2, `add_second_server_ip`, for RFC 5780)
 //!        │ v1            │ v2
 //!   pl-…-r1: wan 203.0.113.11   pl-…-h2: eth0 203.0.113.12  (Nat::None)
 //!            lan 10.0.1.1
@@ -76,6 +77,9 @@ impl NatLab {
     pub const PUBLIC_SERVER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
     /// The public segment's way out to "the Internet" (a black hole: see [`NatLab::new`]).
     pub const INTERNET_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+    /// A second server address on the same bridge, added by
+    /// [`NatLab::add_second_server_ip`] (an RFC 5780 STUN server needs two).
+    pub const PUBLIC_SERVER_IP2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 
     /// Creates the public namespace with its bridge. `tag` keeps labs of one test
     /// process apart (short: namespace names carry it).
@@ -121,6 +125,21 @@ impl NatLab {
         ])?;
         ip(&["-n", &p, "route", "add", "default", "via", &gw])?;
         Ok(lab)
+    }
+
+    /// Adds [`Self::PUBLIC_SERVER_IP2`] to the public bridge, for a STUN server doing NAT
+    /// behaviour discovery (RFC 5780: coturn listening on both addresses).
+    pub fn add_second_server_ip(&self) -> Result<Ipv4Addr> {
+        ip(&[
+            "-n",
+            &self.public_netns(),
+            "addr",
+            "add",
+            &format!("{}/{PUB_PREFIX}", Self::PUBLIC_SERVER_IP2),
+            "dev",
+            "br0",
+        ])?;
+        Ok(Self::PUBLIC_SERVER_IP2)
     }
 
     /// The public segment's namespace (run coturn here).

@@ -7,6 +7,7 @@
 
 pub mod ice;
 pub mod ledger;
+pub mod nat_behaviour;
 pub mod ports;
 
 pub use ice::{

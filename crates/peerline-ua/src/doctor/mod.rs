@@ -2,13 +2,16 @@
 //! network. For each account: how its registrar, outbound proxy and domain resolve (RFC 3263
 //! records, ordered targets, the chosen target and transport) and whether the chosen
 //! target answers an OPTIONS probe; each configured STUN server (our server-reflexive
-//! address) and TURN server (an allocation), from the config's `[ice]` section; the SIP
+//! address) and TURN server (an allocation), from the config's `[ice]` section; the NAT's
+//! mapping and filtering behaviour (RFC 5780, through the STUN servers) and the call path
+//! it makes likely (direct, srflx hole punching, relay needed); the SIP
 //! port, the RTP port range, the SRTP policy, whether calls use ICE, and the relay policy.
 //!
 //! [`run`] returns a [`Report`]; [`Report::to_text`] is for people, the report serializes
 //! to JSON for scripts. [`Report::ok`] is false when something required failed: a location,
 //! a probe without an answer, a STUN or TURN server that did not work.
 
+mod nat;
 mod probe;
 mod servers;
 mod text;
@@ -20,6 +23,7 @@ use serde::Serialize;
 
 use crate::config::{Config, SrtpKeying, SrtpMode};
 
+pub use nat::NatCheck;
 pub use probe::{options_probe, ProbeResult};
 
 /// Limits of one doctor run.
@@ -61,6 +65,9 @@ pub struct Report {
     pub stun: Vec<ServerCheck>,
     /// One entry per configured TURN server.
     pub turn: Vec<ServerCheck>,
+    /// NAT behaviour (RFC 5780) through the configured STUN servers and the call path it
+    /// makes likely. Informational: never fails the report.
+    pub nat: NatCheck,
 }
 
 /// One account's destinations.
@@ -179,8 +186,11 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
             destinations,
         });
     }
-    let stun = servers::check_stun(&stun, config, options).await;
-    let turn = servers::check_turn(&turn, config, options).await;
+    let stun_checks = servers::check_stun(&stun, config, options).await;
+    let turn_checks = servers::check_turn(&turn, config, options).await;
+    let nat = nat::check_nat(&stun, !turn.is_empty(), config, options).await;
+    let stun = stun_checks;
+    let turn = turn_checks;
     let ok = accounts.iter().flat_map(|a| &a.destinations).all(|d| d.ok)
         && stun.iter().chain(&turn).all(|s| s.ok);
     Report {
@@ -197,6 +207,7 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
         accounts,
         stun,
         turn,
+        nat,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{DestinationCheck, Report, ServerCheck};
+use super::{DestinationCheck, NatCheck, Report, ServerCheck};
 
 impl Report {
     /// Plain text for people, one finding per line, ending with the verdict.
@@ -24,6 +24,7 @@ impl Report {
         }
         servers(&mut s, "STUN", &self.stun);
         servers(&mut s, "TURN", &self.turn);
+        nat(&mut s, &self.nat);
         let _ = writeln!(
             s,
             "\n{}",
@@ -83,4 +84,49 @@ fn servers(s: &mut String, kind: &str, list: &[ServerCheck]) {
         let mark = if c.ok { "" } else { "FAIL " };
         let _ = writeln!(s, "{kind} {}: {mark}{}", c.server, c.result);
     }
+}
+
+fn nat(s: &mut String, n: &NatCheck) {
+    let via = n
+        .server
+        .as_deref()
+        .map(|v| format!(" via {v}"))
+        .unwrap_or_default();
+    let _ = writeln!(s, "\nNAT behaviour (RFC 5780){via}: {}", n.result);
+    match n.udp {
+        Some(true) => {
+            let seen = match (&n.local_address, &n.mapped_address) {
+                (Some(l), Some(m)) => format!(" ({l} is seen as {m})"),
+                (None, Some(m)) => format!(" (seen as {m})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "  UDP: gets out{seen}");
+        }
+        Some(false) => {
+            let _ = writeln!(s, "  UDP: no answer from the STUN server");
+        }
+        None => {}
+    }
+    if let Some(o) = &n.other_address {
+        let _ = writeln!(s, "  server's other address: {o}");
+    }
+    if let Some(b) = n.behind_nat {
+        let _ = writeln!(
+            s,
+            "  NAT: {}",
+            if b { "yes" } else { "no (public address)" }
+        );
+    }
+    let unknown = || "unknown".to_string();
+    let _ = writeln!(
+        s,
+        "  mapping: {}",
+        n.mapping.clone().unwrap_or_else(unknown)
+    );
+    let _ = writeln!(
+        s,
+        "  filtering: {}",
+        n.filtering.clone().unwrap_or_else(unknown)
+    );
+    let _ = writeln!(s, "  likely call path: {}", n.path_detail);
 }
