@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::stream::{Counters, InputStream, OutputStream, SampleRing, StreamStats};
+use crate::stream::{Counters, DeviceStream, InputStream, OutputStream, SampleRing, StreamStats};
 use crate::AudioError;
 
 /// What the stream thread hands back once the device is open.
@@ -74,22 +74,8 @@ impl Drop for DeviceThread {
     }
 }
 
-/// A device stream whose ring and counters a [`DeviceThread`] shares.
-trait SharedStream {
-    fn opened(&self) -> Opened;
-}
-
-impl SharedStream for InputStream {
-    fn opened(&self) -> Opened {
-        Opened {
-            ring: self.ring_handle(),
-            device: self.device_name().to_string(),
-            counters: self.counters_handle(),
-        }
-    }
-}
-
-impl SharedStream for OutputStream {
+impl DeviceStream {
+    /// What a [`DeviceThread`] shares with the stream it keeps.
     fn opened(&self) -> Opened {
         Opened {
             ring: self.ring_handle(),
@@ -101,7 +87,7 @@ impl SharedStream for OutputStream {
 
 impl DeviceThread {
     /// Opens a stream with `open` on its own thread and shares its ring.
-    fn stream<S: SharedStream + 'static>(
+    fn stream<S: std::ops::Deref<Target = DeviceStream> + 'static>(
         name: &str,
         open: impl FnOnce() -> Result<S, AudioError> + Send + 'static,
     ) -> Result<Self, AudioError> {

@@ -14,7 +14,7 @@ pub use device_io::{Capture, Playback};
 pub use devices::{list_devices, DeviceInfo};
 pub use recorder::{RecordError, Recorder};
 pub use resample::{resample, Resampler};
-pub use stream::{find_device, InputStream, OutputStream, SampleRing, StreamStats};
+pub use stream::{find_device, DeviceStream, InputStream, OutputStream, SampleRing, StreamStats};
 pub use wav::{read_wav, read_wav_from, write_wav, write_wav_to, Audio};
 
 /// Errors from this crate.

@@ -210,8 +210,10 @@ fn open_timeout() -> Option<Duration> {
     Some(Duration::from_secs(2))
 }
 
-/// A running capture stream: read mono i16 samples at `sample_rate()`.
-pub struct InputStream {
+/// What a running capture or playback stream holds: the cpal stream, the ring and
+/// counters it shares with the device callback, the callback's last error, and what it
+/// was opened with. [`InputStream`] and [`OutputStream`] dereference to it.
+pub struct DeviceStream {
     _stream: cpal::Stream,
     ring: Arc<SampleRing>,
     counters: Arc<Counters>,
@@ -221,64 +223,52 @@ pub struct InputStream {
     channels: u16,
 }
 
-impl std::fmt::Debug for InputStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InputStream")
-            .field("device", &self.device)
-            .field("rate", &self.rate)
-            .field("channels", &self.channels)
-            .finish()
-    }
+/// What a stream's data callback is built from.
+struct CallbackParts {
+    ring: Arc<SampleRing>,
+    counters: Arc<Counters>,
+    channels: usize,
 }
 
-impl InputStream {
-    /// Opens and starts capture on `device` (by name, or the default), delivering
-    /// mono i16 at `sample_rate` into a ring of `buffer_ms`.
-    pub fn open(
+impl DeviceStream {
+    /// Finds the device, picks a configuration at `sample_rate`, builds the stream with
+    /// `build` (which adds the data callback for `format`) and starts it.
+    fn open(
         device: Option<&str>,
+        input: bool,
         sample_rate: u32,
         buffer_ms: u32,
+        build: impl FnOnce(
+            &cpal::Device,
+            StreamConfig,
+            SampleFormat,
+            CallbackParts,
+            Box<dyn FnMut(cpal::Error) + Send + 'static>,
+        ) -> Result<cpal::Stream, cpal::Error>,
     ) -> Result<Self, AudioError> {
         if sample_rate == 0 {
             return Err(AudioError::BadRate(sample_rate));
         }
-        let dev = find_device(device, true)?;
-        let ranges = dev
-            .supported_input_configs()
-            .map_err(|e| AudioError::Device(e.to_string()))?
-            .collect();
+        let dev = find_device(device, input)?;
+        let ranges = if input {
+            dev.supported_input_configs().map(Iterator::collect)
+        } else {
+            dev.supported_output_configs().map(Iterator::collect)
+        }
+        .map_err(|e| AudioError::Device(e.to_string()))?;
         let (config, format) = pick_config(ranges, sample_rate)?;
         let capacity = (sample_rate as usize * buffer_ms.max(10) as usize / 1000).max(64);
         let ring = Arc::new(SampleRing::new(capacity));
         let counters = Arc::new(Counters::default());
         let last_error = Arc::new(Mutex::new(None));
-        let channels = usize::from(config.channels);
-        let err_fn = error_callback(counters.clone(), last_error.clone());
-        let stream = match format {
-            SampleFormat::I16 => {
-                let (ring, counters) = (ring.clone(), counters.clone());
-                dev.build_input_stream(
-                    config,
-                    move |data: &[i16], _: &cpal::InputCallbackInfo| {
-                        deliver(&ring, &counters, data, channels, f32::from);
-                    },
-                    err_fn,
-                    open_timeout(),
-                )
-            }
-            _ => {
-                let (ring, counters) = (ring.clone(), counters.clone());
-                dev.build_input_stream(
-                    config,
-                    move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                        deliver(&ring, &counters, data, channels, |s| s * 32768.0);
-                    },
-                    err_fn,
-                    open_timeout(),
-                )
-            }
-        }
-        .map_err(|e| AudioError::Device(e.to_string()))?;
+        let parts = CallbackParts {
+            ring: ring.clone(),
+            counters: counters.clone(),
+            channels: usize::from(config.channels),
+        };
+        let err_fn = Box::new(error_callback(counters.clone(), last_error.clone()));
+        let stream = build(&dev, config, format, parts, err_fn)
+            .map_err(|e| AudioError::Device(e.to_string()))?;
         stream
             .play()
             .map_err(|e| AudioError::Device(e.to_string()))?;
@@ -293,14 +283,6 @@ impl InputStream {
         })
     }
 
-    /// Reads up to `out.len()` captured samples; returns how many were available.
-    pub fn read(&self, out: &mut [i16]) -> usize {
-        self.ring.pop(out)
-    }
-    /// Captured samples waiting to be read.
-    pub fn available(&self) -> usize {
-        self.ring.len()
-    }
     pub fn stats(&self) -> StreamStats {
         self.counters.snapshot()
     }
@@ -322,30 +304,94 @@ impl InputStream {
     pub fn sample_rate(&self) -> u32 {
         self.rate
     }
-    /// Channels of the device stream (mixed down to mono).
+    /// Channels of the device stream (mixed down to mono on capture, duplicated on
+    /// playback).
     pub fn device_channels(&self) -> u16 {
         self.channels
     }
 }
 
-/// A running playback stream: write mono i16 samples at `sample_rate()`.
-pub struct OutputStream {
-    _stream: cpal::Stream,
-    ring: Arc<SampleRing>,
-    counters: Arc<Counters>,
-    last_error: Arc<Mutex<Option<String>>>,
-    device: String,
-    rate: u32,
-    channels: u16,
-}
-
-impl std::fmt::Debug for OutputStream {
+impl std::fmt::Debug for DeviceStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutputStream")
+        f.debug_struct("DeviceStream")
             .field("device", &self.device)
             .field("rate", &self.rate)
             .field("channels", &self.channels)
             .finish()
+    }
+}
+
+/// A running capture stream: read mono i16 samples at `sample_rate()`.
+#[derive(Debug)]
+pub struct InputStream(DeviceStream);
+
+impl std::ops::Deref for InputStream {
+    type Target = DeviceStream;
+    fn deref(&self) -> &DeviceStream {
+        &self.0
+    }
+}
+
+impl InputStream {
+    /// Opens and starts capture on `device` (by name, or the default), delivering
+    /// mono i16 at `sample_rate` into a ring of `buffer_ms`.
+    pub fn open(
+        device: Option<&str>,
+        sample_rate: u32,
+        buffer_ms: u32,
+    ) -> Result<Self, AudioError> {
+        DeviceStream::open(
+            device,
+            true,
+            sample_rate,
+            buffer_ms,
+            |dev, config, format, p, err_fn| {
+                let CallbackParts {
+                    ring,
+                    counters,
+                    channels,
+                } = p;
+                match format {
+                    SampleFormat::I16 => dev.build_input_stream(
+                        config,
+                        move |data: &[i16], _: &cpal::InputCallbackInfo| {
+                            deliver(&ring, &counters, data, channels, f32::from);
+                        },
+                        err_fn,
+                        open_timeout(),
+                    ),
+                    _ => dev.build_input_stream(
+                        config,
+                        move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                            deliver(&ring, &counters, data, channels, |s| s * 32768.0);
+                        },
+                        err_fn,
+                        open_timeout(),
+                    ),
+                }
+            },
+        )
+        .map(Self)
+    }
+
+    /// Reads up to `out.len()` captured samples; returns how many were available.
+    pub fn read(&self, out: &mut [i16]) -> usize {
+        self.0.ring.pop(out)
+    }
+    /// Captured samples waiting to be read.
+    pub fn available(&self) -> usize {
+        self.0.ring.len()
+    }
+}
+
+/// A running playback stream: write mono i16 samples at `sample_rate()`.
+#[derive(Debug)]
+pub struct OutputStream(DeviceStream);
+
+impl std::ops::Deref for OutputStream {
+    type Target = DeviceStream;
+    fn deref(&self) -> &DeviceStream {
+        &self.0
     }
 }
 
@@ -357,95 +403,52 @@ impl OutputStream {
         sample_rate: u32,
         buffer_ms: u32,
     ) -> Result<Self, AudioError> {
-        if sample_rate == 0 {
-            return Err(AudioError::BadRate(sample_rate));
-        }
-        let dev = find_device(device, false)?;
-        let ranges = dev
-            .supported_output_configs()
-            .map_err(|e| AudioError::Device(e.to_string()))?
-            .collect();
-        let (config, format) = pick_config(ranges, sample_rate)?;
-        let capacity = (sample_rate as usize * buffer_ms.max(10) as usize / 1000).max(64);
-        let ring = Arc::new(SampleRing::new(capacity));
-        let counters = Arc::new(Counters::default());
-        let last_error = Arc::new(Mutex::new(None));
-        let channels = usize::from(config.channels);
-        let err_fn = error_callback(counters.clone(), last_error.clone());
-        let stream = match format {
-            SampleFormat::I16 => {
-                let (ring, counters) = (ring.clone(), counters.clone());
-                dev.build_output_stream(
-                    config,
-                    move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
-                        consume(&ring, &counters, data, channels, |s| s);
-                    },
-                    err_fn,
-                    open_timeout(),
-                )
-            }
-            _ => {
-                let (ring, counters) = (ring.clone(), counters.clone());
-                dev.build_output_stream(
-                    config,
-                    move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                        consume(&ring, &counters, data, channels, |s| f32::from(s) / 32768.0);
-                    },
-                    err_fn,
-                    open_timeout(),
-                )
-            }
-        }
-        .map_err(|e| AudioError::Device(e.to_string()))?;
-        stream
-            .play()
-            .map_err(|e| AudioError::Device(e.to_string()))?;
-        Ok(Self {
-            _stream: stream,
-            ring,
-            counters,
-            last_error,
-            device: device_names(&dev).pop().unwrap_or_default(),
-            rate: sample_rate,
-            channels: config.channels,
-        })
+        DeviceStream::open(
+            device,
+            false,
+            sample_rate,
+            buffer_ms,
+            |dev, config, format, p, err_fn| {
+                let CallbackParts {
+                    ring,
+                    counters,
+                    channels,
+                } = p;
+                match format {
+                    SampleFormat::I16 => dev.build_output_stream(
+                        config,
+                        move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
+                            consume(&ring, &counters, data, channels, |s| s);
+                        },
+                        err_fn,
+                        open_timeout(),
+                    ),
+                    _ => dev.build_output_stream(
+                        config,
+                        move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                            consume(&ring, &counters, data, channels, |s| f32::from(s) / 32768.0);
+                        },
+                        err_fn,
+                        open_timeout(),
+                    ),
+                }
+            },
+        )
+        .map(Self)
     }
 
     /// Queues samples for playback; returns how many fit (the rest is for the caller
     /// to retry or drop).
     pub fn write(&self, pcm: &[i16]) -> usize {
-        self.ring.push(pcm.iter().copied())
+        self.0.ring.push(pcm.iter().copied())
     }
     /// Samples queued and not yet played.
     pub fn queued(&self) -> usize {
-        self.ring.len()
+        self.0.ring.len()
     }
     /// Free space in the ring, in samples.
     pub fn free(&self) -> usize {
-        self.ring.capacity() - self.ring.len()
-    }
-    pub fn stats(&self) -> StreamStats {
-        self.counters.snapshot()
-    }
-    /// The ring shared with the device callback (for [`crate::device_io`]).
-    pub(crate) fn ring_handle(&self) -> Arc<SampleRing> {
-        self.ring.clone()
-    }
-    /// The counters shared with the device callback.
-    pub(crate) fn counters_handle(&self) -> Arc<Counters> {
-        self.counters.clone()
-    }
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
-    }
-    pub fn device_name(&self) -> &str {
-        &self.device
-    }
-    pub fn sample_rate(&self) -> u32 {
-        self.rate
-    }
-    pub fn device_channels(&self) -> u16 {
-        self.channels
+        self.0.ring.capacity() - self.0.ring.len()
     }
 }
 
