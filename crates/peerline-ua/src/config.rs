@@ -376,18 +376,17 @@ impl Config {
 
     /// Parses and checks config text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let invalid = |e: toml::de::Error| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-            message: e.message().to_string(),
-        };
-        // Parsed alone first, so every error points into the user's own file.
-        let mut config: Config = toml::from_str(text).map_err(invalid)?;
+        let invalid = toml_error(text, path);
+        // Parsed alone first, so every error points into the user's own file (a config
+        // deserialized from a table has no line numbers).
+        let mut config: Config = toml::from_str(text).map_err(&invalid)?;
+        // The same text as a table, for layering it over sip-profiles.
+        let user: toml::Table = toml::from_str(text).map_err(&invalid)?;
         if let Some(name) = config.profile.clone() {
-            config = Self::under_profile(text, path, &name)?;
+            config = Self::under_profile(&user, text, path, &name)?;
         }
         // Accounts with a profile or their own `[account.media]`/`[account.ice]`.
-        config.resolve_accounts(text, path)?;
+        config.resolve_accounts(&user, text, path)?;
         config.check(text, path)?;
         Ok(config)
     }
@@ -396,18 +395,18 @@ impl Config {
     /// own: the phone's (its profile's under the file's), then the keys the account's
     /// profile sets, then the keys of `[account.media]`/`[account.ice]` — the more
     /// specific wins.
-    fn resolve_accounts(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |e: toml::de::Error| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-            message: e.message().to_string(),
-        };
-        let user: toml::Table = toml::from_str(text).map_err(invalid)?;
+    fn resolve_accounts(
+        &mut self,
+        user: &toml::Table,
+        text: &str,
+        path: &Path,
+    ) -> Result<(), ConfigError> {
+        let invalid = toml_error(text, path);
         let mut phone: toml::Table = match &self.profile {
             Some(name) => crate::profiles::get(name)
                 .map(toml::from_str)
                 .transpose()
-                .map_err(invalid)?
+                .map_err(&invalid)?
                 .unwrap_or_default(),
             None => toml::Table::new(),
         };
@@ -440,7 +439,7 @@ impl Config {
                         crate::profiles::names().join(", ")
                     ),
                 })?;
-                merge(&mut layered, toml::from_str(profile).map_err(invalid)?);
+                merge(&mut layered, toml::from_str(profile).map_err(&invalid)?);
             }
             for key in ["media", "ice"] {
                 if let Some(v) = raw.get(key) {
@@ -449,7 +448,7 @@ impl Config {
                     merge(&mut layered, over);
                 }
             }
-            let resolved: Config = toml::Value::Table(layered).try_into().map_err(invalid)?;
+            let resolved: Config = toml::Value::Table(layered).try_into().map_err(&invalid)?;
             resolved.check_media(text, path)?;
             self.accounts[i].media = Some(resolved.media);
             self.accounts[i].ice = Some(resolved.ice);
@@ -459,12 +458,13 @@ impl Config {
 
     /// The file's settings over the sip-profile `name`'s: the profile gives defaults,
     /// what the file sets wins.
-    fn under_profile(text: &str, path: &Path, name: &str) -> Result<Self, ConfigError> {
-        let invalid = |e: toml::de::Error| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-            message: e.message().to_string(),
-        };
+    fn under_profile(
+        user: &toml::Table,
+        text: &str,
+        path: &Path,
+        name: &str,
+    ) -> Result<Self, ConfigError> {
+        let invalid = toml_error(text, path);
         let profile = crate::profiles::get(name).ok_or_else(|| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: line_of_key(text, "profile"),
@@ -473,10 +473,9 @@ impl Config {
                 crate::profiles::names().join(", ")
             ),
         })?;
-        let mut merged: toml::Table = toml::from_str(profile).map_err(invalid)?;
-        let user: toml::Table = toml::from_str(text).map_err(invalid)?;
-        merge(&mut merged, user);
-        toml::Value::Table(merged).try_into().map_err(invalid)
+        let mut merged: toml::Table = toml::from_str(profile).map_err(&invalid)?;
+        merge(&mut merged, user.clone());
+        toml::Value::Table(merged).try_into().map_err(&invalid)
     }
 
     fn check_media(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -588,6 +587,15 @@ fn account_key_line(text: &str, i: usize, key: &str) -> usize {
 }
 
 /// Deep merge: tables merge key by key, any other value in `over` replaces.
+/// A TOML error in `text` as a config error naming the file and line.
+fn toml_error<'a>(text: &'a str, path: &'a Path) -> impl Fn(toml::de::Error) -> ConfigError + 'a {
+    move |e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: e.message().to_string(),
+    }
+}
+
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
