@@ -5,7 +5,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use peerline_net::{IceConfig, PortRange, StunServer, TurnServer};
+use peerline_net::{
+    IceConfig, PortRange, StunServer, TurnCredential, TurnServer, DEFAULT_REST_LABEL,
+    DEFAULT_REST_TTL,
+};
 use serde::Deserialize;
 
 /// How long a call waits for STUN/TURN answers before offering what it has gathered.
@@ -18,20 +21,30 @@ pub type BadKey = (&'static str, String);
 
 /// `[ice]` in the config file or a sip-profile.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "RawIceSettings")]
 pub struct IceSettings {
     /// Offer ICE in our SDP and answer ICE offers with it (off by default: peers without
     /// ICE get plain RTP to their `c=`/`m=` address either way).
     pub enabled: bool,
     /// STUN servers, `stun:HOST[:PORT]`: each gives a server-reflexive candidate.
     pub stun: Vec<String>,
-    /// TURN servers (`[[ice.turn]]`): the only relays a call may use.
+    /// TURN servers with static long-term credentials (`[[ice.turn]]` entries with
+    /// `username` + `credential`): with `turn_secret`, the only relays a call may use.
     pub turn: Vec<TurnEntry>,
+    /// TURN servers with a coturn shared secret (`[[ice.turn]]` entries with `secret`):
+    /// TURN REST credentials are derived for every call.
+    pub turn_secret: Vec<TurnSecretEntry>,
+    /// `[[ice.turn]]` entries that set both kinds of credentials or neither: (0-based
+    /// index among the `[[ice.turn]]` entries, what is wrong). [`Config`] turns the first
+    /// into an error naming the entry's line.
+    ///
+    /// [`Config`]: crate::config::Config
+    pub(crate) turn_errors: Vec<(usize, String)>,
 }
 
-/// One `[[ice.turn]]` entry. `Debug` hides the credential.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[ice.turn]]` entry with static long-term credentials. `Debug` hides the
+/// credential.
+#[derive(Clone)]
 pub struct TurnEntry {
     /// `turn:HOST[:PORT][?transport=udp]`.
     pub url: String,
@@ -51,9 +64,119 @@ impl std::fmt::Debug for TurnEntry {
     }
 }
 
+/// One `[[ice.turn]]` entry with coturn's shared secret (`--use-auth-secret
+/// --static-auth-secret=SECRET`, the "TURN REST API"). `Debug` hides the secret.
+#[derive(Clone)]
+pub struct TurnSecretEntry {
+    /// `turn:HOST[:PORT][?transport=udp]`.
+    pub url: String,
+    /// `secret`: shared with the server.
+    pub secret: String,
+    /// `username`: the user part of derived user names (default `peerline`).
+    pub label: String,
+    /// `ttl_secs`: how long derived credentials stay valid (default 86400).
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TurnSecretEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSecretEntry")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("label", &self.label)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIceSettings {
+    enabled: bool,
+    stun: Vec<String>,
+    turn: Vec<RawTurnEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTurnEntry {
+    url: String,
+    username: Option<String>,
+    credential: Option<String>,
+    secret: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+/// A checked `[[ice.turn]]` entry.
+enum Turn {
+    Static(TurnEntry),
+    Secret(TurnSecretEntry),
+}
+
+impl RawTurnEntry {
+    fn check(self) -> Result<Turn, String> {
+        let url = self.url;
+        match (self.secret, self.credential) {
+            (Some(_), Some(_)) => Err(format!(
+                "turn {url}: set either username + credential or secret (coturn \
+                 --static-auth-secret), not both"
+            )),
+            (None, None) => Err(format!(
+                "turn {url}: needs username + credential, or secret (coturn \
+                 --static-auth-secret)"
+            )),
+            (None, Some(credential)) => {
+                if self.ttl_secs.is_some() {
+                    return Err(format!("turn {url}: ttl_secs only applies with secret"));
+                }
+                let username = self
+                    .username
+                    .ok_or_else(|| format!("turn {url}: credential needs a username"))?;
+                Ok(Turn::Static(TurnEntry {
+                    url,
+                    username,
+                    credential,
+                }))
+            }
+            (Some(secret), None) => {
+                let ttl_secs = self.ttl_secs.unwrap_or(DEFAULT_REST_TTL.as_secs());
+                if ttl_secs == 0 {
+                    return Err(format!("turn {url}: ttl_secs must be at least 1"));
+                }
+                Ok(Turn::Secret(TurnSecretEntry {
+                    url,
+                    secret,
+                    label: self
+                        .username
+                        .unwrap_or_else(|| DEFAULT_REST_LABEL.to_owned()),
+                    ttl: Duration::from_secs(ttl_secs),
+                }))
+            }
+        }
+    }
+}
+
+impl From<RawIceSettings> for IceSettings {
+    fn from(raw: RawIceSettings) -> Self {
+        let mut s = IceSettings {
+            enabled: raw.enabled,
+            stun: raw.stun,
+            ..IceSettings::default()
+        };
+        for (i, t) in raw.turn.into_iter().enumerate() {
+            match t.check() {
+                Ok(Turn::Static(t)) => s.turn.push(t),
+                Ok(Turn::Secret(t)) => s.turn_secret.push(t),
+                Err(e) => s.turn_errors.push((i, e)),
+            }
+        }
+        s
+    }
+}
+
 impl IceSettings {
     /// Checks every server; `Err` has the key (`stun` or `url`) and what is wrong with
-    /// which server (never its credential).
+    /// which server (never its credential or secret).
     pub fn check(&self) -> Result<(), BadKey> {
         self.servers().map(|_| ())
     }
@@ -65,13 +188,26 @@ impl IceSettings {
             .iter()
             .map(|s| StunServer::parse(s).map_err(|e| ("stun", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        let turn = self
+        if let Some((_, e)) = self.turn_errors.first() {
+            return Err(("url", e.clone()));
+        }
+        let statics = self
             .turn
             .iter()
-            .map(|t| {
-                TurnServer::parse(&t.url, &t.username, &t.credential)
-                    .map_err(|e| ("url", e.to_string()))
-            })
+            .map(|t| TurnServer::parse(&t.url, &t.username, &t.credential));
+        let secrets = self.turn_secret.iter().map(|t| {
+            TurnServer::parse_with(
+                &t.url,
+                TurnCredential::SharedSecret {
+                    secret: t.secret.clone(),
+                    label: t.label.clone(),
+                    ttl: t.ttl,
+                },
+            )
+        });
+        let turn = statics
+            .chain(secrets)
+            .map(|t| t.map_err(|e| ("url", e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let probe = IceConfig {
             turn_servers: turn.clone(),
@@ -167,5 +303,63 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("p.toml:4: stun:"), "{e}");
+    }
+
+    #[test]
+    fn turn_takes_a_shared_secret_with_defaults_and_hides_it() {
+        let s = parse("[[turn]]\nurl = \"turn:192.0.2.2\"\nsecret = \"north-wind\"\n");
+        assert!(s.check().is_ok());
+        assert!(!format!("{s:?}").contains("north-wind"));
+        let (_, turn) = s.servers().unwrap();
+        assert_eq!(
+            turn[0].credential,
+            TurnCredential::SharedSecret {
+                secret: "north-wind".into(),
+                label: "peerline".into(),
+                ttl: Duration::from_secs(86_400),
+            }
+        );
+        assert!(!format!("{turn:?}").contains("north-wind"));
+        let s = parse(
+            "[[turn]]\nurl = \"turn:192.0.2.2\"\nsecret = \"k\"\nusername = \"desk-7\"\nttl_secs = 600\n",
+        );
+        let (_, turn) = s.servers().unwrap();
+        assert_eq!(turn[0].credential.user(), "desk-7");
+        assert_eq!(
+            turn[0].credential,
+            TurnCredential::SharedSecret {
+                secret: "k".into(),
+                label: "desk-7".into(),
+                ttl: Duration::from_secs(600),
+            }
+        );
+    }
+
+    #[test]
+    fn turn_with_both_or_neither_credential_kind_names_the_entry_line() {
+        use crate::config::Config;
+        use std::path::Path;
+        let head = "[ice]\nenabled = true\n\n[[ice.turn]]\nurl = \"turn:192.0.2.2\"\nusername = \"u\"\ncredential = \"p\"\n\n[[ice.turn]]\nurl = \"turn:192.0.2.3\"\n";
+        let both = format!("{head}username = \"u\"\ncredential = \"p\"\nsecret = \"s\"\n");
+        let e = Config::parse(&both, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.toml:9: turn turn:192.0.2.3: "), "{e}");
+        assert!(
+            e.contains("not both") && e.contains("turn:192.0.2.3"),
+            "{e}"
+        );
+        assert!(!e.contains("\"p\"") && !e.contains("\"s\""), "{e}");
+        let neither = format!("{head}username = \"u\"\n");
+        let e = Config::parse(&neither, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.toml:9"), "{e}");
+        assert!(e.contains("needs username + credential, or secret"), "{e}");
+        let zero = format!("{head}secret = \"s\"\nttl_secs = 0\n");
+        let e = Config::parse(&zero, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ttl_secs must be at least 1"), "{e}");
     }
 }
