@@ -1,4 +1,5 @@
-//! coturn 4.6.1 (`turnserver`) as STUN/TURN server with long-term credentials, plus a tiny
+//! coturn 4.6.1 (`turnserver`) as STUN/TURN server with long-term credentials (static users,
+//! or a shared secret for TURN REST credentials: [`CoturnOptions::rest_secret`]), plus a tiny
 //! STUN Binding client ([`stun_binding`]) used for readiness and NAT probes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -18,6 +19,7 @@ pub struct CoturnOptions {
     relay_ports: Option<(u16, u16)>,
     realm: String,
     users: Vec<(String, String)>,
+    rest_secret: Option<String>,
     allow_loopback_peers: bool,
     netns: Option<String>,
     extra: Vec<String>,
@@ -40,6 +42,7 @@ impl CoturnOptions {
             relay_ports: None,
             realm: "peerline.test".into(),
             users: Vec::new(),
+            rest_secret: None,
             allow_loopback_peers: true,
             netns: None,
             extra: Vec::new(),
@@ -68,6 +71,13 @@ impl CoturnOptions {
     }
     pub fn user(mut self, user: &str, pass: &str) -> Self {
         self.users.push((user.into(), pass.into()));
+        self
+    }
+    /// TURN REST credentials (`--use-auth-secret --static-auth-secret=SECRET`): user
+    /// names `<expiry>:<label>`, passwords `base64(HMAC-SHA1(SECRET, user name))`. Replaces
+    /// the static users (`--lt-cred-mech`/`--user` are not passed).
+    pub fn rest_secret(mut self, secret: &str) -> Self {
+        self.rest_secret = Some(secret.into());
         self
     }
     pub fn allow_loopback_peers(mut self, allow: bool) -> Self {
@@ -127,7 +137,7 @@ impl Coturn {
                 "--no-cli",
                 "--simple-log",
             ])
-            .args(["--log-file=stdout", "--lt-cred-mech"])
+            .arg("--log-file=stdout")
             .arg(format!("--listening-ip={}", opts.listen_ip))
             .arg(format!("--listening-port={port}"))
             .arg(format!("--relay-ip={relay_ip}"))
@@ -141,8 +151,18 @@ impl Coturn {
             ))
             .cwd(&work_dir)
             .netns(opts.netns.as_deref());
-        for (u, p) in &opts.users {
-            po = po.arg(format!("--user={u}:{p}"));
+        match &opts.rest_secret {
+            Some(secret) => {
+                po = po
+                    .arg("--use-auth-secret")
+                    .arg(format!("--static-auth-secret={secret}"));
+            }
+            None => {
+                po = po.arg("--lt-cred-mech");
+                for (u, p) in &opts.users {
+                    po = po.arg(format!("--user={u}:{p}"));
+                }
+            }
         }
         if opts.allow_loopback_peers {
             po = po.arg("--allow-loopback-peers");
