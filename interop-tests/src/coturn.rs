@@ -1,4 +1,5 @@
-//! coturn 4.6.1 (`turnserver`) as STUN/TURN server with long-term credentials, plus a tiny
+//! coturn 4.6.1 (`turnserver`) as STUN/TURN server with long-term credentials (static users,
+//! or a shared secret for TURN REST credentials: [`CoturnOptions::rest_secret`]), plus a tiny
 //! STUN Binding client ([`stun_binding`]) used for readiness and NAT probes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -19,6 +20,7 @@ pub struct CoturnOptions {
     relay_ports: Option<(u16, u16)>,
     realm: String,
     users: Vec<(String, String)>,
+    rest_secret: Option<String>,
     allow_loopback_peers: bool,
     netns: Option<String>,
     extra: Vec<String>,
@@ -42,6 +44,7 @@ impl CoturnOptions {
             relay_ports: None,
             realm: "peerline.test".into(),
             users: Vec::new(),
+            rest_secret: None,
             allow_loopback_peers: true,
             netns: None,
             extra: Vec::new(),
@@ -77,6 +80,13 @@ impl CoturnOptions {
     }
     pub fn user(mut self, user: &str, pass: &str) -> Self {
         self.users.push((user.into(), pass.into()));
+        self
+    }
+    /// TURN REST credentials (`--use-auth-secret --static-auth-secret=SECRET`): user
+    /// names `<expiry>:<label>`, passwords `base64(HMAC-SHA1(SECRET, user name))`. Replaces
+    /// the static users (`--lt-cred-mech`/`--user` are not passed).
+    pub fn rest_secret(mut self, secret: &str) -> Self {
+        self.rest_secret = Some(secret.into());
         self
     }
     pub fn allow_loopback_peers(mut self, allow: bool) -> Self {
@@ -136,7 +146,7 @@ impl Coturn {
                 "--no-cli",
                 "--simple-log",
             ])
-            .args(["--log-file=stdout", "--lt-cred-mech"])
+            .arg("--log-file=stdout")
             .arg(format!("--listening-ip={}", opts.listen_ip))
             .arg(format!("--listening-port={port}"))
             .arg(format!("--relay-ip={relay_ip}"))
@@ -153,8 +163,18 @@ impl Coturn {
         if let Some(second) = &opts.second_listen_ip {
             po = po.arg(format!("--listening-ip={second}"));
         }
-        for (u, p) in &opts.users {
-            po = po.arg(format!("--user={u}:{p}"));
+        match &opts.rest_secret {
+            Some(secret) => {
+                po = po
+                    .arg("--use-auth-secret")
+                    .arg(format!("--static-auth-secret={secret}"));
+            }
+            None => {
+                po = po.arg("--lt-cred-mech");
+                for (u, p) in &opts.users {
+                    po = po.arg(format!("--user={u}:{p}"));
+                }
+            }
         }
         if opts.allow_loopback_peers {
             po = po.arg("--allow-loopback-peers");

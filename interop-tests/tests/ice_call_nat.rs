@@ -29,8 +29,18 @@ use serde_json::{json, Value};
 const ROLE: &str = "PEERLINE_NETNS_PHONE";
 const DIR: &str = "PEERLINE_NETNS_DIR";
 const TARGET: &str = "PEERLINE_NETNS_TARGET";
-/// Set (to anything) when the phones may relay through the lab's coturn.
+/// Set when the phones may relay through the lab's coturn: "password" (long-term
+/// credentials) or "secret" (coturn's shared secret, TURN REST credentials).
 const TURN: &str = "PEERLINE_NETNS_TURN";
+const REST_SECRET: &str = "lab-shared-secret";
+
+/// Whether the phones may relay through the lab's coturn, and how they authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Off,
+    Password,
+    Secret,
+}
 /// The call's length in seconds when not CALL_SECS (the address-change test is longer).
 const SECS: &str = "PEERLINE_NETNS_CALL_SECS";
 const TURN_USER: &str = "peerline";
@@ -88,12 +98,25 @@ async fn phone(role: &str, dir: &Path) -> Value {
     config.network.rtp_ports = peerline_net::PortRange::parse("20000-20099").unwrap();
     config.ice.enabled = true;
     config.ice.stun = vec![format!("stun:{}:3478", NatLab::PUBLIC_SERVER_IP)];
-    if std::env::var_os(TURN).is_some() {
-        config.ice.turn = vec![peerline_ua::ice_settings::TurnEntry {
-            url: turn_url(),
-            username: TURN_USER.into(),
-            credential: TURN_PASS.into(),
-        }];
+    match std::env::var(TURN).as_deref() {
+        Ok("password") => {
+            config.ice.turn = vec![peerline_ua::ice_settings::TurnEntry::with_password(
+                &turn_url(),
+                TURN_USER,
+                TURN_PASS,
+            )];
+        }
+        Ok("secret") => {
+            config.ice.turn = vec![peerline_ua::ice_settings::TurnEntry {
+                url: turn_url(),
+                credential: peerline_net::TurnCredential::SharedSecret {
+                    secret: REST_SECRET.into(),
+                    label: role.into(),
+                    ttl: Duration::from_secs(600),
+                },
+            }];
+        }
+        _ => {}
     }
     let rec = dir.join(format!("{role}.wav"));
     let (hz_out, hz_in) = if role == "caller" {
@@ -273,7 +296,7 @@ fn is_public(addr: &str) -> bool {
 }
 
 /// Caller behind `a`, callee behind `b`, with or without TURN; returns both results.
-fn run_call(a: Nat, b: Nat, turn: bool) -> (Value, Value) {
+fn run_call(a: Nat, b: Nat, turn: Turn) -> (Value, Value) {
     run_call_with(a, b, turn, None, |_, _| {})
 }
 
@@ -282,7 +305,7 @@ fn run_call(a: Nat, b: Nat, turn: bool) -> (Value, Value) {
 fn run_call_with(
     a: Nat,
     b: Nat,
-    turn: bool,
+    turn: Turn,
     secs: Option<u64>,
     mid_call: impl FnOnce(&LabHost, &LabHost),
 ) -> (Value, Value) {
@@ -290,23 +313,27 @@ fn run_call_with(
         "ice-call-{}-{}{}",
         a.name(),
         b.name(),
-        if turn { "-turn" } else { "" }
+        match turn {
+            Turn::Off => "",
+            Turn::Password => "-turn",
+            Turn::Secret => "-turn-rest",
+        }
     );
     let dir = TestDir::new(&label).unwrap();
     let mut lab = NatLab::new(&format!("c{}{}", a.name(), b.name())).unwrap();
     let ha = lab.add_host(a).unwrap();
     let hb = lab.add_host(b).unwrap();
     signaling_link(&ha.netns, &hb.netns);
-    let mut coturn = Coturn::start(
-        CoturnOptions::new()
-            .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
-            .port(3478)
-            .netns(&lab.public_netns())
-            .user(TURN_USER, TURN_PASS)
-            .allow_loopback_peers(false),
-        &dir,
-    )
-    .unwrap();
+    let options = CoturnOptions::new()
+        .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
+        .port(3478)
+        .netns(&lab.public_netns())
+        .allow_loopback_peers(false);
+    let options = match turn {
+        Turn::Secret => options.rest_secret(REST_SECRET),
+        _ => options.user(TURN_USER, TURN_PASS),
+    };
+    let mut coturn = Coturn::start(options, &dir).unwrap();
     coturn.wait_ready(Duration::from_secs(10)).unwrap();
     let exe = std::env::current_exe().unwrap().display().to_string();
     let spawn = |role: &str, ns: &str| {
@@ -317,8 +344,10 @@ fn run_call_with(
             .env(TARGET, &format!("sip:callee@{SIG_B}:5060"))
             .netns(Some(ns))
             .grace(Duration::from_secs(2));
-        if turn {
-            o = o.env(TURN, "1");
+        match turn {
+            Turn::Off => {}
+            Turn::Password => o = o.env(TURN, "password"),
+            Turn::Secret => o = o.env(TURN, "secret"),
         }
         if let Some(s) = secs {
             o = o.env(SECS, &s.to_string());
@@ -375,7 +404,7 @@ fn run_call_with(
 fn expect_direct_call(a: Nat, b: Nat, kinds: &[&str]) {
     let feature = format!("ice-call-{}-{}", a.name(), b.name());
     let mut entry = MatrixEntry::new("coturn", &feature, "udp");
-    let (ra, rb) = run_call(a, b, false);
+    let (ra, rb) = run_call(a, b, Turn::Off);
     assert!(
         ra["ok"] == true && rb["ok"] == true,
         "{feature}: caller {ra}\ncallee {rb}"
@@ -461,7 +490,7 @@ fn ice_call_sym_sym_without_turn_fails_clearly() {
     // Two symmetric NATs: no hole punching, and no TURN server configured. The call is set
     // up, no media path exists, and it ends with the reason saying so; no media flows.
     let mut entry = MatrixEntry::new("coturn", "ice-call-sym-sym-noturn", "udp");
-    let (ra, rb) = run_call(Nat::Symmetric, Nat::Symmetric, false);
+    let (ra, rb) = run_call(Nat::Symmetric, Nat::Symmetric, Turn::Off);
     let clear = "no direct path and no TURN server configured";
     let says = |r: &Value| r["error"].as_str().is_some_and(|e| e.contains(clear));
     for (name, r) in [("caller", &ra), ("callee", &rb)] {
@@ -479,10 +508,15 @@ fn ice_call_sym_sym_without_turn_fails_clearly() {
 /// Where hole punching cannot work and a TURN server is configured: the call is relayed,
 /// through that coturn only; DTLS-SRTP runs end to end over the relay (coturn sees only
 /// ciphertext) and each side hears the other.
-fn expect_relayed_call(a: Nat, b: Nat) {
-    let feature = format!("ice-call-{}-{}-relayed", a.name(), b.name());
+fn expect_relayed_call(a: Nat, b: Nat, turn: Turn) {
+    let feature = format!(
+        "ice-call-{}-{}-relayed{}",
+        a.name(),
+        b.name(),
+        if turn == Turn::Secret { "-rest" } else { "" }
+    );
     let mut entry = MatrixEntry::new("coturn", &feature, "udp");
-    let (ra, rb) = run_call(a, b, true);
+    let (ra, rb) = run_call(a, b, turn);
     assert!(
         ra["ok"] == true && rb["ok"] == true,
         "{feature}: caller {ra}\ncallee {rb}"
@@ -551,15 +585,16 @@ fn expect_relayed_call(a: Nat, b: Nat) {
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn ice_call_sym_sym_relayed() {
     // Two symmetric NATs with the lab's coturn configured as TURN: relayed.
-    expect_relayed_call(Nat::Symmetric, Nat::Symmetric);
+    expect_relayed_call(Nat::Symmetric, Nat::Symmetric, Turn::Password);
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn ice_call_eim_sym_relayed() {
     // A port-restricted (endpoint-independent mapping) NAT cannot take the symmetric
-    // side's fresh mappings: relayed as well.
-    expect_relayed_call(Nat::EndpointIndependent, Nat::Symmetric);
+    // side's fresh mappings: relayed as well. The phones authenticate to coturn with
+    // TURN REST credentials derived from its shared secret.
+    expect_relayed_call(Nat::EndpointIndependent, Nat::Symmetric, Turn::Secret);
 }
 
 /// One side's address changes mid-call (it moved to another network): the phone notices,
@@ -576,7 +611,7 @@ fn ice_call_address_change_restarts_ice() {
     let (ra, rb) = run_call_with(
         Nat::EndpointIndependent,
         Nat::None,
-        false,
+        Turn::Off,
         Some(SECS),
         |caller, _| {
             let ns = caller.netns.as_str();

@@ -11,8 +11,9 @@ pub mod nat_behaviour;
 pub mod ports;
 
 pub use ice::{
-    CandidateKind, Connected, IceConfig, IceError, IceSession, PathReport, StunServer, TurnServer,
-    TurnTransport,
+    probe_allocate, rest_credentials, CandidateKind, Connected, IceConfig, IceError, IceSession,
+    PathReport, StunServer, TurnCredential, TurnServer, TurnTransport, DEFAULT_REST_LABEL,
+    DEFAULT_REST_TTL,
 };
 pub use ledger::{Direction, Ledger, LedgerEntry, TrafficClass};
 pub use ports::{PortRange, PortRangeError};

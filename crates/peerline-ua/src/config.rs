@@ -509,6 +509,13 @@ impl Config {
                 message: format!("account {}: {e}", a.aor),
             })?;
         }
+        if let Some((i, e)) = self.ice.turn_errors.first() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: ice_turn_line(text, *i),
+                message: e.clone(),
+            });
+        }
         if let Err((key, e)) = self.ice.check() {
             return Err(invalid(key, e));
         }
@@ -562,6 +569,19 @@ fn account_line(text: &str, i: usize) -> usize {
     text.match_indices("[[account]]")
         .nth(i)
         .map(|(o, _)| line_of(text, o))
+        .unwrap_or(1)
+}
+
+/// The line of the `i`th `[[ice.turn]]` header (1 if not found).
+fn ice_turn_line(text: &str, i: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            l.starts_with("[[ice.turn]]")
+        })
+        .nth(i)
+        .map(|(n, _)| n + 1)
         .unwrap_or(1)
 }
 

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! ice-peer --name a --peer b --dir DIR --role controlling|controlled
-//!          [--stun IP:PORT] [--turn IP:PORT --turn-user U --turn-pass P]
+//!          [--stun IP:PORT] [--turn IP:PORT (--turn-user U --turn-pass P
+//!                                             | --turn-secret S [--turn-user LABEL])]
 //!          [--port-range 20000-20099] [--timeout-ms 20000] [--pings 5]
 //! ```
 //!
@@ -20,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use peerline_net::{IceConfig, IceSession, PortRange, StunServer, TurnServer};
+use peerline_net::{
+    IceConfig, IceSession, PortRange, StunServer, TurnCredential, TurnServer, DEFAULT_REST_LABEL,
+    DEFAULT_REST_TTL,
+};
 use peerline_sdp::{Attribute, RemoteIce};
 use serde_json::{json, Value};
 
@@ -30,7 +34,7 @@ struct Args {
     dir: PathBuf,
     controlling: bool,
     stun: Option<String>,
-    turn: Option<(String, String, String)>,
+    turn: Option<(String, TurnCredential)>,
     port_range: PortRange,
     timeout: Duration,
     pings: u32,
@@ -50,7 +54,24 @@ fn parse_args() -> Result<Args, String> {
     let get = |k: &str| m.get(k).cloned();
     let need = |k: &str| get(k).ok_or_else(|| format!("--{k} is required"));
     let turn = match get("turn") {
-        Some(t) => Some((t, need("turn-user")?, need("turn-pass")?)),
+        // A coturn shared secret: TURN REST credentials derived when the session gathers.
+        Some(t) => match get("turn-secret") {
+            Some(secret) => Some((
+                t,
+                TurnCredential::SharedSecret {
+                    secret,
+                    label: get("turn-user").unwrap_or_else(|| DEFAULT_REST_LABEL.into()),
+                    ttl: DEFAULT_REST_TTL,
+                },
+            )),
+            None => Some((
+                t,
+                TurnCredential::Static {
+                    username: need("turn-user")?,
+                    password: need("turn-pass")?,
+                },
+            )),
+        },
         None => None,
     };
     Ok(Args {
@@ -128,9 +149,10 @@ async fn run(a: &Args) -> Result<Value, (u8, Value)> {
         cfg.stun_servers
             .push(StunServer::parse(s).map_err(|e| fail(1, e.to_string()))?);
     }
-    if let Some((url, u, p)) = &a.turn {
+    if let Some((url, credential)) = &a.turn {
         cfg.turn_servers.push(
-            TurnServer::parse(&format!("turn:{url}"), u, p).map_err(|e| fail(1, e.to_string()))?,
+            TurnServer::parse_with(&format!("turn:{url}"), credential.clone())
+                .map_err(|e| fail(1, e.to_string()))?,
         );
     }
     let session = IceSession::gather(cfg)

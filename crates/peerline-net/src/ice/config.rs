@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::ports::PortRange;
 
@@ -69,8 +69,108 @@ impl TurnTransport {
     }
 }
 
-/// A TURN server from the config, with long-term credentials. The only relay Peerline ever
-/// uses. `Debug` and `Display` never show the credential.
+/// The default lifetime of TURN REST credentials (one day, as coturn's docs suggest).
+pub const DEFAULT_REST_TTL: Duration = Duration::from_secs(86_400);
+
+/// The default user label of TURN REST credentials.
+pub const DEFAULT_REST_LABEL: &str = "peerline";
+
+/// How we authenticate to a TURN server. `Debug` never shows a password or a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TurnCredential {
+    /// Long-term credentials (RFC 8489 §9.2): a fixed user name and password.
+    Static {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// coturn's shared secret (`--use-auth-secret --static-auth-secret=…`, the "TURN REST
+    /// API", draft-uberti-behave-turn-rest-00): fresh long-term credentials are derived
+    /// for every gathering, see [`rest_credentials`].
+    SharedSecret {
+        /// The secret shared with the server.
+        secret: String,
+        /// The user part of the derived user name.
+        label: String,
+        /// How long derived credentials stay valid.
+        ttl: Duration,
+    },
+}
+
+impl TurnCredential {
+    /// The long-term user name and password to use at `now`: the static ones, or REST
+    /// credentials derived from the secret that expire at `now + ttl`.
+    pub fn resolve(&self, now: SystemTime) -> (String, String) {
+        match self {
+            Self::Static { username, password } => (username.clone(), password.clone()),
+            Self::SharedSecret { secret, label, ttl } => {
+                let unix = now
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                rest_credentials(secret, label, *ttl, unix)
+            }
+        }
+    }
+
+    /// The user name (static) or label (shared secret): safe to show.
+    pub fn user(&self) -> &str {
+        match self {
+            Self::Static { username, .. } => username,
+            Self::SharedSecret { label, .. } => label,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        match self {
+            Self::Static { username, password } => !username.is_empty() && !password.is_empty(),
+            Self::SharedSecret { secret, label, ttl } => {
+                !secret.is_empty() && !label.is_empty() && !ttl.is_zero()
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TurnCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Static { username, .. } => f
+                .debug_struct("Static")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Self::SharedSecret { label, ttl, .. } => f
+                .debug_struct("SharedSecret")
+                .field("secret", &"<redacted>")
+                .field("label", label)
+                .field("ttl", ttl)
+                .finish(),
+        }
+    }
+}
+
+/// TURN REST credentials (draft-uberti-behave-turn-rest-00 §2.2, as coturn checks them
+/// with `--use-auth-secret`) at unix time `now_unix`: user name `"<expiry>:<label>"` with
+/// `expiry = now_unix + ttl`, password `base64(HMAC-SHA1(secret, username))`. Pure: the
+/// caller supplies the time.
+pub fn rest_credentials(
+    secret: &str,
+    label: &str,
+    ttl: Duration,
+    now_unix: u64,
+) -> (String, String) {
+    use base64::Engine as _;
+    let expiry = now_unix.saturating_add(ttl.as_secs());
+    let username = format!("{expiry}:{label}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, username.as_bytes());
+    let password = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+    (username, password)
+}
+
+/// A TURN server from the config, with its credentials. The only relay Peerline ever
+/// uses. `Debug` and `Display` never show a password or a secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TurnServer {
     /// Host name or IP literal.
@@ -79,26 +179,37 @@ pub struct TurnServer {
     pub port: u16,
     /// Transport to the server.
     pub transport: TurnTransport,
-    /// Long-term credential user name.
-    pub username: String,
-    /// Long-term credential password.
-    pub credential: String,
+    /// Static long-term credentials or a REST shared secret.
+    pub credential: TurnCredential,
 }
 
 impl TurnServer {
-    /// A UDP TURN server at `addr`.
+    /// A UDP TURN server at `addr` with static long-term credentials.
     pub fn udp(addr: SocketAddr, username: &str, credential: &str) -> Self {
         Self {
             host: addr.ip().to_string(),
             port: addr.port(),
             transport: TurnTransport::Udp,
-            username: username.to_owned(),
-            credential: credential.to_owned(),
+            credential: TurnCredential::Static {
+                username: username.to_owned(),
+                password: credential.to_owned(),
+            },
         }
     }
 
-    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` with the given credentials.
+    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` with static long-term credentials.
     pub fn parse(url: &str, username: &str, credential: &str) -> Result<Self, IceError> {
+        Self::parse_with(
+            url,
+            TurnCredential::Static {
+                username: username.to_owned(),
+                password: credential.to_owned(),
+            },
+        )
+    }
+
+    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` with the given credentials.
+    pub fn parse_with(url: &str, credential: TurnCredential) -> Result<Self, IceError> {
         let bad = |reason: &str| IceError::BadServer {
             server: url.to_owned(),
             reason: reason.to_owned(),
@@ -116,15 +227,14 @@ impl TurnServer {
             Some(_) => return Err(bad("transport must be udp or tcp")),
         };
         let (host, port) = split_host_port(hp).ok_or_else(|| bad("bad HOST[:PORT]"))?;
-        if username.is_empty() || credential.is_empty() {
-            return Err(bad("TURN needs a username and a credential"));
+        if !credential.is_complete() {
+            return Err(bad(MISSING_CREDENTIAL));
         }
         Ok(Self {
             host,
             port,
             transport,
-            username: username.to_owned(),
-            credential: credential.to_owned(),
+            credential,
         })
     }
 
@@ -133,6 +243,9 @@ impl TurnServer {
         host_port(&self.host, self.port)
     }
 }
+
+const MISSING_CREDENTIAL: &str =
+    "TURN needs a username and a credential, or a non-empty secret, label and ttl";
 
 impl fmt::Display for TurnServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,8 +262,7 @@ impl fmt::Debug for TurnServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TurnServer")
             .field("url", &self.to_string())
-            .field("username", &self.username)
-            .field("credential", &"<redacted>")
+            .field("credential", &self.credential)
             .finish()
     }
 }
@@ -206,10 +318,10 @@ impl IceConfig {
                             .into(),
                 });
             }
-            if t.username.is_empty() || t.credential.is_empty() {
+            if !t.credential.is_complete() {
                 return Err(IceError::BadServer {
                     server: t.to_string(),
-                    reason: "TURN needs a username and a credential".into(),
+                    reason: MISSING_CREDENTIAL.into(),
                 });
             }
         }
@@ -285,6 +397,54 @@ mod tests {
             ..IceConfig::default()
         };
         assert!(!format!("{cfg:?}").contains("s3cret"));
+        let r = TurnServer::parse_with(
+            "turn:192.0.2.9",
+            TurnCredential::SharedSecret {
+                secret: "north-wind".into(),
+                label: "bob".into(),
+                ttl: DEFAULT_REST_TTL,
+            },
+        )
+        .unwrap();
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("north-wind") && dbg.contains("bob"), "{dbg}");
+    }
+
+    /// Expected values computed independently with Python:
+    /// `base64.b64encode(hmac.new(b"north-wind", b"1700086400:peerline", hashlib.sha1).digest())`.
+    #[test]
+    fn rest_credentials_match_an_independent_hmac_sha1() {
+        let (u, p) = rest_credentials("north-wind", "peerline", DEFAULT_REST_TTL, 1_700_000_000);
+        assert_eq!(u, "1700086400:peerline");
+        assert_eq!(p, "c4OGtP9yy64n5em+GdyETMelE7c=");
+        // The time is injected: the same instant through `resolve` gives the same pair,
+        // a later one a later expiry (every gathering gets fresh credentials).
+        let c = TurnCredential::SharedSecret {
+            secret: "north-wind".into(),
+            label: "peerline".into(),
+            ttl: DEFAULT_REST_TTL,
+        };
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(c.resolve(at), (u, p));
+        let (later, _) = c.resolve(at + Duration::from_secs(60));
+        assert_eq!(later, "1700086460:peerline");
+        let s = TurnCredential::Static {
+            username: "alice".into(),
+            password: "pw".into(),
+        };
+        assert_eq!(s.resolve(at), ("alice".into(), "pw".into()));
+    }
+
+    #[test]
+    fn incomplete_shared_secrets_are_refused() {
+        for (secret, label, ttl) in [("", "l", 60), ("s", "", 60), ("s", "l", 0)] {
+            let c = TurnCredential::SharedSecret {
+                secret: secret.into(),
+                label: label.into(),
+                ttl: Duration::from_secs(ttl),
+            };
+            assert!(TurnServer::parse_with("turn:192.0.2.9", c).is_err());
+        }
     }
 
     #[test]

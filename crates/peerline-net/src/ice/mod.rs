@@ -28,11 +28,12 @@ mod candidate;
 mod config;
 mod media_conn;
 mod report;
+mod turn_probe;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use peerline_sdp::{IceParams, RemoteIce};
 use tokio::sync::{mpsc, watch};
@@ -49,8 +50,12 @@ use webrtc_ice::url::{ProtoType, SchemeType, Url};
 use webrtc_util::Conn;
 
 pub use candidate::{from_sdp_candidate, to_sdp_candidate, CandidateKind, SkipReason};
-pub use config::{IceConfig, StunServer, TurnServer, TurnTransport, DEFAULT_STUN_PORT};
+pub use config::{
+    rest_credentials, IceConfig, StunServer, TurnCredential, TurnServer, TurnTransport,
+    DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT,
+};
 pub use report::PathReport;
+pub use turn_probe::probe_allocate;
 
 /// RFC 8445 §14.2 pacing (Ta = 50 ms): how often the agent sends a round of checks.
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -172,7 +177,9 @@ impl std::fmt::Debug for IceSession {
     }
 }
 
-fn urls(config: &IceConfig) -> Vec<Url> {
+/// The agent's server list. TURN credentials are resolved at `now`: shared-secret servers
+/// get fresh REST credentials for every gathering.
+fn urls(config: &IceConfig, now: SystemTime) -> Vec<Url> {
     let mut v: Vec<Url> = config
         .stun_servers
         .iter()
@@ -185,16 +192,19 @@ fn urls(config: &IceConfig) -> Vec<Url> {
             proto: ProtoType::Udp,
         })
         .collect();
-    v.extend(config.turn_servers.iter().map(|t| Url {
-        scheme: SchemeType::Turn,
-        host: t.host.clone(),
-        port: t.port,
-        username: t.username.clone(),
-        password: t.credential.clone(),
-        proto: match t.transport {
-            TurnTransport::Udp => ProtoType::Udp,
-            TurnTransport::Tcp => ProtoType::Tcp,
-        },
+    v.extend(config.turn_servers.iter().map(|t| {
+        let (username, password) = t.credential.resolve(now);
+        Url {
+            scheme: SchemeType::Turn,
+            host: t.host.clone(),
+            port: t.port,
+            username,
+            password,
+            proto: match t.transport {
+                TurnTransport::Udp => ProtoType::Udp,
+                TurnTransport::Tcp => ProtoType::Tcp,
+            },
+        }
     }));
     v
 }
@@ -232,7 +242,7 @@ impl IceSession {
         let ip_filter: webrtc_ice::agent::agent_config::IpFilterFn =
             Box::new(move |ip: IpAddr| host_ips.is_empty() || host_ips.contains(&ip));
         let agent_config = AgentConfig {
-            urls: urls(&config),
+            urls: urls(&config, SystemTime::now()),
             udp_network: UDPNetwork::Ephemeral(udp),
             // No multicast DNS: it would send to 224.0.0.251 from every agent, traffic that
             // belongs to no call.
@@ -617,7 +627,7 @@ mod tests {
                 CandidateKind::Relay
             ]
         );
-        let u = urls(&c);
+        let u = urls(&c, SystemTime::now());
         assert_eq!(u.len(), 2);
         assert_eq!(u[1].scheme, SchemeType::Turn);
     }

@@ -1,11 +1,13 @@
 //! STUN and TURN checks with what `peerline-net` offers: an ICE gathering
 //! ([`IceSession::gather`]) with exactly one configured server, bounded by a short
 //! timeout. A server-reflexive candidate is a STUN answer; a relay candidate is a TURN
-//! allocation that worked.
+//! allocation that worked (with static or shared-secret credentials, resolved when the
+//! session gathers). Without one, a bare Allocate ([`probe_allocate`]) tells why.
 
 use std::net::IpAddr;
+use std::time::SystemTime;
 
-use peerline_net::{IceConfig, IceSession, StunServer, TurnServer};
+use peerline_net::{probe_allocate, IceConfig, IceSession, StunServer, TurnServer};
 use peerline_sdp::CandidateType;
 
 use super::{DoctorOptions, ServerCheck};
@@ -102,10 +104,7 @@ pub(super) async fn check_turn(
                 server: t.to_string(),
                 ok: false,
                 address: None,
-                result: format!(
-                    "no allocation within {} ms (unreachable, or credentials refused)",
-                    options.server_timeout.as_millis()
-                ),
+                result: why_no_allocation(t, options).await,
             },
             Err(e) => ServerCheck {
                 server: t.to_string(),
@@ -116,4 +115,20 @@ pub(super) async fn check_turn(
         });
     }
     out
+}
+
+/// The gathering gave no relay candidate: one bare Allocate says why (the server's error,
+/// e.g. `401 Unauthorized` for refused credentials, or no answer).
+async fn why_no_allocation(t: &TurnServer, options: &DoctorOptions) -> String {
+    let within = options.server_timeout.as_millis();
+    match probe_allocate(t, SystemTime::now(), options.server_timeout).await {
+        Err(e) if e.contains("401") => {
+            format!("allocation refused: {e}: the server rejected the credentials")
+        }
+        Err(e) => format!("no allocation within {within} ms: {e}"),
+        Ok(_) => format!(
+            "no relay candidate within {within} ms (a bare Allocate worked: the server \
+             may be slow, or its relayed address is not usable from here)"
+        ),
+    }
 }
