@@ -37,6 +37,11 @@ pub enum AudioSource {
         /// The playback device.
         output: Option<String>,
     },
+    /// Nothing: the call sends no RTP and no RTCP, and its media task keeps no 20 ms
+    /// clock (for load tests at thousands of calls, where the packets would cost more
+    /// than the signalling). What arrives is still counted, but not played, recorded or
+    /// checked for the RTP timeout, and no DTMF can be sent.
+    NoRtp,
 }
 
 /// How much a device stream buffers, in ms: enough for scheduling jitter of the media
@@ -496,7 +501,7 @@ enum Source {
 impl Source {
     fn new(source: &AudioSource, rate: u32) -> Result<Self, String> {
         Ok(match source {
-            AudioSource::Silence => Source::Silence,
+            AudioSource::Silence | AudioSource::NoRtp => Source::Silence,
             AudioSource::Tone(f) => Source::Tone(ToneGenerator::new(*f, 0.5, rate)),
             AudioSource::Wav(path) => {
                 let audio = peerline_audio::read_wav(path)
@@ -705,6 +710,7 @@ async fn run(
     let mut next_rtcp = Instant::now() + rtcp_interval() / 2;
     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(params.ptime_ms)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let clocked = options.source != AudioSource::NoRtp;
 
     loop {
         tokio::select! {
@@ -751,7 +757,7 @@ async fn run(
                     playing = receive;
                 }
             },
-            _ = tick.tick() => {
+            _ = tick.tick(), if clocked => {
                 let now = Instant::now();
                 source.fill(&mut pcm);
                 if muted {
