@@ -1077,7 +1077,6 @@ impl Parser {
                 );
             }
         }
-        self.check_load_messages(legs)?;
         Ok(Load {
             leg,
             calls,

@@ -181,7 +181,7 @@ async fn transferee_recording_goes_to_a_file_per_call() {
     );
     assert_eq!(files[1], "bob.wav");
     let tone = |name: &str, hz: f32| {
-        let a = peerline_audio::read_wav(&dir.join(name)).unwrap();
+        let a = peerline_audio::read_wav(dir.join(name)).unwrap();
         peerline_bot::audio::judge(
             &peerline_bot::scenario::AudioCheck::Tone(hz),
             &a.samples,
@@ -201,4 +201,76 @@ async fn transferee_recording_goes_to_a_file_per_call() {
         crossed.observed
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Transfer in load mode: each of 10 calls (5 at once) from the load leg is answered by
+/// bob, who transfers it to carol; the caller's call follows (`expect_transfer`) and
+/// hears carol's tone, carol hears the caller's. Every call of every leg passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_mode_calls_are_transferred_and_follow() {
+    let _serial = SERIAL.lock().await;
+    let text = r#"
+name = "load transfer"
+timeout = 60
+
+[load]
+leg = "caller"
+calls = 10
+concurrency = 5
+rate = 5
+
+[[leg]]
+name = "caller"
+steps = [
+  { play = { tone = 660 } },
+  { call = "${leg.bob.uri}", timeout = 10 },
+  { expect = "answered", within = 5 },
+  { expect_transfer = "${leg.carol.uri}", within = 15 },
+  { expect_audio = { tone = 880 }, for = 1, within = 3 },
+  "hangup",
+]
+
+[[leg]]
+name = "bob"
+steps = [
+  { expect = "incoming", within = 30 },
+  { play = { tone = 440 } },
+  "answer",
+  { wait = 0.5 },
+  { transfer = "${leg.carol.uri}", expect_status = 200, timeout = 10 },
+]
+
+[[leg]]
+name = "carol"
+steps = [
+  { expect = "incoming", within = 30 },
+  { play = { tone = 880 } },
+  "answer",
+  { expect_audio = { tone = 660 }, for = 1, within = 3 },
+  { expect_hangup = true, within = 10 },
+]
+"#;
+    let scenario =
+        Scenario::parse(text, Path::new("load-transfer.toml"), &BTreeMap::new()).unwrap();
+    let r = run(scenario).await;
+    assert!(r.passed, "{:#?}", r.failures());
+    let load = r.load.clone().unwrap();
+    assert_eq!(
+        (load.attempted, load.succeeded, load.failed),
+        (10, 10, 0),
+        "{load:#?}"
+    );
+    for (leg, n) in [
+        ("caller", "4"),
+        ("caller", "5"),
+        ("bob", "5"),
+        ("carol", "4"),
+    ] {
+        let s = step(&r, leg, n);
+        assert_eq!((s.passes, s.failures), (10, 0), "{s:#?}");
+    }
+    // Per caller call: the call to bob and the one to carol its phone placed.
+    let caller_calls = r.calls.iter().filter(|c| c.leg == "caller").count();
+    assert_eq!(caller_calls, 20, "{:#?}", r.calls);
+    assert_eq!(r.calls.iter().filter(|c| c.leg == "carol").count(), 10);
 }
