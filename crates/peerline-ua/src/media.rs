@@ -37,10 +37,12 @@ pub enum AudioSource {
         /// The playback device.
         output: Option<String>,
     },
-    /// Nothing: the call sends no RTP and no RTCP, and its media task keeps no 20 ms
-    /// clock (for load tests at thousands of calls, where the packets would cost more
-    /// than the signalling). What arrives is still counted, but not played, recorded or
-    /// checked for the RTP timeout, and no DTMF can be sent.
+    /// Nothing: the call sends no RTP and no RTCP (not even the final BYE), and its
+    /// media task keeps no 20 ms clock (for load tests at thousands of calls, where the
+    /// packets would cost more than the signalling). What arrives is still counted, but
+    /// not played, recorded or checked for the RTP timeout, and no DTMF can be sent. A
+    /// DTLS-SRTP handshake still completes when the peer starts it (its retransmissions
+    /// run on the clock, so a lost flight is not repeated).
     NoRtp,
 }
 
@@ -954,9 +956,14 @@ async fn run(
             }
         }
     }
-    let bye = crypto
-        .protect(&rtcp.build_bye(params.ssrc, Some("call ended")), true)
-        .unwrap_or_default();
+    // NoRtp: not even the final RTCP BYE (we never sent a stream to say goodbye to).
+    let bye = if clocked {
+        crypto
+            .protect(&rtcp.build_bye(params.ssrc, Some("call ended")), true)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let (sock, dest) = rtcp_route(&socket, rtcp_socket.as_ref(), params.remote_rtcp, remote);
     if !bye.is_empty() && sock.send_to(&bye, dest).await.is_ok() {
         report.rtcp_sent += 1;
