@@ -5,6 +5,10 @@
 //!
 //! Each call holds for 0.5 s, so about 100 are up at once, with RTP flowing both ways: the
 //! bot sends PCMU silence and SIPp (`-rtp_echo`) sends it back; every call received some.
+//!
+//! Then "thousands of concurrent calls" from one process: a `peerline bot run` process
+//! (the CLI, as a user runs it) holds 2,000 calls established at once against
+//! `sipp -sn uas`, without RTP (`play = "none"`), and 250 at once with RTP echoed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -219,6 +223,7 @@ struct Held {
 /// Runs one `peerline bot run` process (load mode) against one `sipp -sn uas`, both
 /// stopped by their PIDs at the end whatever happened.
 fn run_held(
+    bin: &std::path::Path,
     dir: &TestDir,
     calls: u32,
     rate: u32,
@@ -226,7 +231,6 @@ fn run_held(
     play: &str,
     sipp_args: &[&str],
 ) -> Held {
-    let bin = peerline_bin();
     let opts = SippOptions::builtin("sipp", "uas")
         .calls(calls)
         .timeout(Duration::from_secs(55))
@@ -287,10 +291,11 @@ fn run_held(
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn one_bot_process_holds_2000_calls_at_once_against_sipp_uas() {
     const N: u32 = 2_000;
+    let bin = peerline_bin();
     let started = Instant::now();
     let entry = MatrixEntry::new("sipp", "bot-load-2000-at-once", "udp");
     let dir = TestDir::new("one_bot_process_holds_2000_calls_at_once_against_sipp_uas").unwrap();
-    let h = run_held(&dir, N, 500, 12, "\"none\"", &[]);
+    let h = run_held(&bin, &dir, N, 500, 12, "\"none\"", &[]);
     let (load, logs) = (&h.load, &h.logs);
     assert_eq!(load["attempted"], N, "{load:#}\n{logs}");
     assert_eq!(load["succeeded"], N, "{load:#}\n{logs}");
@@ -342,11 +347,12 @@ fn one_bot_process_holds_calls_with_rtp_at_once_against_sipp_uas() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(RTP_CALLS);
+    let bin = peerline_bin();
     let started = Instant::now();
     let entry = MatrixEntry::new("sipp", "bot-load-rtp-at-once", "udp");
     let dir =
         TestDir::new("one_bot_process_holds_calls_with_rtp_at_once_against_sipp_uas").unwrap();
-    let h = run_held(&dir, n, 250, 8, "\"silence\"", &["-rtp_echo"]);
+    let h = run_held(&bin, &dir, n, 250, 8, "\"silence\"", &["-rtp_echo"]);
     let (load, logs) = (&h.load, &h.logs);
     assert_eq!(load["attempted"], n, "{load:#}\n{logs}");
     assert_eq!(load["succeeded"], n, "{load:#}\n{logs}");
