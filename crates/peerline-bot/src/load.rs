@@ -232,6 +232,7 @@ pub(crate) async fn run_load(
         failed,
         concurrency: load.concurrency,
         max_concurrent: max_active.load(Ordering::SeqCst),
+        max_established: max_established(&records),
         rate: load.rate,
         ramp_up_secs: load.ramp_up.as_secs_f64(),
         elapsed_secs: elapsed.as_secs_f64(),
@@ -251,6 +252,30 @@ pub(crate) async fn run_load(
         calls: records,
         load: Some(summary),
     })
+}
+
+/// The most placed calls that were up at the same instant: each answered outgoing call
+/// counts from its answer (`start + setup`) to its end (`start + duration`); at equal
+/// instants an end is counted before an answer.
+pub fn max_established(records: &[CallRecord]) -> u32 {
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for r in records.iter().filter(|r| r.outgoing) {
+        if let Some(setup_ms) = r.setup_ms {
+            let up = r.start_secs + setup_ms / 1000.0;
+            let down = r.start_secs + r.duration_secs;
+            if down > up {
+                edges.push((up, 1));
+                edges.push((down, -1));
+            }
+        }
+    }
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max.max(0) as u32
 }
 
 /// Step results of many calls, merged per leg and step.
@@ -321,6 +346,47 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(start: f64, setup_ms: Option<f64>, duration: f64) -> CallRecord {
+        CallRecord {
+            leg: "l".into(),
+            index: 0,
+            outgoing: true,
+            start_secs: start,
+            setup_ms,
+            duration_secs: duration,
+            ok: true,
+            end_reason: String::new(),
+            codec: None,
+            packets_received: 0,
+            packets_lost: 0,
+            loss_percent: 0.0,
+            jitter_ms: 0.0,
+            concealed_frames: 0,
+            mos: None,
+            rtt_ms: None,
+        }
+    }
+
+    #[test]
+    fn max_established_sweeps_answer_and_end_times() {
+        assert_eq!(max_established(&[]), 0);
+        // Up over [0.1, 2], [1.1, 3], [2.5, 4]: two at once at most; the unanswered call
+        // and an incoming one do not count.
+        let mut calls = vec![
+            record(0.0, Some(100.0), 2.0),
+            record(1.0, Some(100.0), 2.0),
+            record(2.0, Some(500.0), 2.0),
+            record(0.5, None, 3.0),
+        ];
+        let mut incoming = record(0.0, Some(1.0), 5.0);
+        incoming.outgoing = false;
+        calls.push(incoming);
+        assert_eq!(max_established(&calls), 2);
+        // One ends exactly when the next is answered: not at once.
+        let touching = [record(0.0, Some(0.0), 1.0), record(1.0, Some(0.0), 1.0)];
+        assert_eq!(max_established(&touching), 1);
+    }
 
     #[test]
     fn start_offsets_follow_rate_and_ramp() {

@@ -238,13 +238,14 @@ pub fn html(result: &RunResult) -> Result<String, String> {
     if let Some(l) = &result.load {
         let _ = writeln!(
             h,
-            "<h2>Load</h2><table id=\"load\"><tr><th>calls</th><th>attempted</th><th>succeeded</th><th>failed</th><th>concurrency (max seen)</th><th>calls/s</th><th>setup p50 / p95 / p99 ms</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{:.1}</td><td>{}</td></tr></table>",
+            "<h2>Load</h2><table id=\"load\"><tr><th>calls</th><th>attempted</th><th>succeeded</th><th>failed</th><th>concurrency (max seen, max established)</th><th>calls/s</th><th>setup p50 / p95 / p99 ms</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({}, {})</td><td>{:.1}</td><td>{}</td></tr></table>",
             l.calls,
             l.attempted,
             l.succeeded,
             l.failed,
             l.concurrency,
             l.max_concurrent,
+            l.max_established,
             l.calls_per_sec,
             l.setup_latency_ms
                 .as_ref()

@@ -141,8 +141,12 @@ pub struct LoadSummary {
     pub failed: u32,
     /// Concurrency limit.
     pub concurrency: u32,
-    /// Most calls in progress at once.
+    /// Most calls in progress at once (call tasks holding a concurrency permit, from
+    /// before the INVITE until the call's end).
     pub max_concurrent: u32,
+    /// Most placed calls established at the same instant: answered and not yet ended,
+    /// swept over each call's answer and end times (when the phone reported them).
+    pub max_established: u32,
     /// Rate limit, calls/s.
     pub rate: Option<f64>,
     /// Ramp-up seconds.

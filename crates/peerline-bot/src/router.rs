@@ -74,7 +74,13 @@ pub(crate) struct Router {
     registration: Arc<watch::Sender<Registration>>,
     messages: mpsc::UnboundedSender<Message>,
     inbox: Inbox,
+    /// Load mode: messages a call took off the inbox that were not for it, kept (oldest
+    /// first, at most [`HELD_MAX`]) for the leg's other calls.
+    held: Arc<Mutex<std::collections::VecDeque<Message>>>,
 }
+
+/// Messages held back for other calls at most; beyond, the oldest are dropped.
+const HELD_MAX: usize = 10_000;
 
 impl Router {
     /// Starts routing `events`; incoming calls come out of the returned receiver.
@@ -85,6 +91,7 @@ impl Router {
             registration: Arc::new(watch::Sender::new(Registration::Pending)),
             messages,
             inbox: Arc::new(tokio::sync::Mutex::new(inbox)),
+            held: Arc::default(),
         };
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let r = router.clone();
@@ -110,6 +117,57 @@ impl Router {
     /// The messages received and not yet taken.
     pub(crate) fn inbox(&self) -> Inbox {
         self.inbox.clone()
+    }
+
+    /// Load mode, where many calls of a leg share its phone: the first message for which
+    /// `want` holds, held back by another call or arriving by `deadline`; those that do
+    /// not match are held for the leg's other calls. `None` at the deadline or when the
+    /// phone stopped.
+    pub(crate) async fn take_matching(
+        &self,
+        want: impl Fn(&Message) -> bool,
+        deadline: Instant,
+    ) -> Option<Message> {
+        let inbox = self.inbox.clone();
+        let find = async {
+            loop {
+                // Whoever holds the inbox checks the held messages first: one held by
+                // the previous holder is seen by the next.
+                let mut rx = inbox.lock().await;
+                if let Some(m) = self.take_held(&want) {
+                    return Some(m);
+                }
+                let m = rx.recv().await?;
+                if want(&m) {
+                    return Some(m);
+                }
+                if let Ok(mut held) = self.held.lock() {
+                    if held.len() >= HELD_MAX {
+                        held.pop_front();
+                    }
+                    held.push_back(m);
+                }
+                drop(rx);
+            }
+        };
+        tokio::time::timeout_at(deadline.into(), find)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn take_held(&self, want: &impl Fn(&Message) -> bool) -> Option<Message> {
+        let mut held = self.held.lock().ok()?;
+        let i = held.iter().position(want)?;
+        held.remove(i)
+    }
+
+    /// Load mode: how many messages wait for other calls, and the latest of them.
+    pub(crate) fn held(&self) -> (usize, Option<Message>) {
+        match self.held.lock() {
+            Ok(h) => (h.len(), h.back().cloned()),
+            Err(_) => (0, None),
+        }
     }
 
     /// Events of no call: registration outcomes and messages.

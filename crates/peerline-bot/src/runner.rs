@@ -480,6 +480,7 @@ impl LegRun {
             Source::Silence => AudioSource::Silence,
             Source::Tone(hz) => AudioSource::Tone(*hz),
             Source::Wav(p) => AudioSource::Wav(p.clone()),
+            Source::None => AudioSource::NoRtp,
         };
         MediaOptions {
             source,

@@ -297,6 +297,9 @@ pub enum Source {
     Tone(f32),
     /// A WAV file, looped.
     Wav(PathBuf),
+    /// Nothing (`play = "none"`): no RTP or RTCP is sent (load tests at thousands of
+    /// calls; see [`peerline_ua::AudioSource::NoRtp`]).
+    None,
 }
 
 /// What `expect_audio` looks for in a window of received audio.
@@ -461,6 +464,7 @@ impl fmt::Display for Source {
             Source::Silence => write!(f, "silence"),
             Source::Tone(hz) => write!(f, "tone {hz} Hz"),
             Source::Wav(p) => write!(f, "wav {}", p.display()),
+            Source::None => write!(f, "none (no RTP)"),
         }
     }
 }
@@ -1073,7 +1077,6 @@ impl Parser {
                 );
             }
         }
-        self.check_load_messages(legs)?;
         Ok(Load {
             leg,
             calls,
@@ -1555,6 +1558,7 @@ impl Parser {
     fn source(&self, node: &Node) -> R<Source> {
         match &node.kind {
             Kind::Str(s) if s == "silence" => Ok(Source::Silence),
+            Kind::Str(s) if s == "none" => Ok(Source::None),
             Kind::Table(t) => {
                 self.only_keys(t, &["tone", "wav", "silence"], "play")?;
                 match t.as_slice() {
@@ -1563,13 +1567,13 @@ impl Parser {
                     [e] if e.key == "silence" => Ok(Source::Silence),
                     _ => self.err(
                         node.line,
-                        "play: one of { tone = HZ }, { wav = \"file.wav\" } or \"silence\"",
+                        "play: one of { tone = HZ }, { wav = \"file.wav\" }, \"silence\" or \"none\"",
                     ),
                 }
             }
             _ => self.err(
                 node.line,
-                "play: { tone = 440 }, { wav = \"file.wav\" } or \"silence\"",
+                "play: { tone = 440 }, { wav = \"file.wav\" }, \"silence\" or \"none\"",
             ),
         }
     }

@@ -337,3 +337,66 @@ async fn authenticating_uas_leg_lets_only_the_right_password_in() {
         "{f:#?}"
     );
 }
+
+/// `expect_message` in load mode (docs/bots/load-messages.toml): 20 calls, 5 at once,
+/// each taking the callee's reply and its own numbered note out of the messages of all
+/// the calls in flight; a note expected with the wrong text fails every call, naming
+/// the messages left waiting for others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_mode_calls_each_take_their_own_message() {
+    let _serial = SERIAL.lock().await;
+    let r = run("load-messages.toml", &[]).await;
+    assert_passed(&r);
+    let load = r.load.clone().unwrap();
+    assert_eq!(
+        (load.attempted, load.succeeded, load.failed),
+        (20, 20, 0),
+        "{load:#?}"
+    );
+    assert!(load.max_concurrent >= 2, "{load:#?}");
+    let step = |leg: &str, n: &str| {
+        r.steps
+            .iter()
+            .find(|s| s.leg == leg && s.step == n)
+            .unwrap_or_else(|| panic!("no step {leg} {n}"))
+            .clone()
+    };
+    // Every call took its own note (20 passes of the exact `${call.index}` text) and one
+    // reply; the callee took one ticket per call.
+    for (leg, n) in [("caller", "5"), ("caller", "6"), ("callee", "3")] {
+        let s = step(leg, n);
+        assert_eq!((s.passes, s.failures), (20, 0), "{s:#?}");
+    }
+    assert!(step("caller", "6").observed.contains(" placed\" from"));
+
+    // The wrong note: each call waits its `within` and fails, none takes another's.
+    let path = example("load-messages.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let want = "{ expect_message = \"call ${call.index} placed\", from = \"caller\", within = 10 }";
+    assert!(text.contains(want));
+    let text = text
+        .replace(
+            want,
+            "{ expect_message = \"call ${call.index} was placed\", from = \"caller\", within = 1 }",
+        )
+        .replace("calls = 20", "calls = 5");
+    let scenario = Scenario::parse(&text, &path, &BTreeMap::new()).unwrap();
+    let r = peerline_bot::run(scenario, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(!r.passed);
+    let load = r.load.clone().unwrap();
+    assert_eq!((load.attempted, load.failed), (5, 5), "{load:#?}");
+    let s = r
+        .steps
+        .iter()
+        .find(|s| s.leg == "caller" && s.step == "6")
+        .unwrap();
+    assert_eq!(s.failures, 5, "{s:#?}");
+    assert!(
+        s.observed.contains("no matching message within 1 s")
+            && s.observed.contains("waiting for the other calls"),
+        "{}",
+        s.observed
+    );
+}

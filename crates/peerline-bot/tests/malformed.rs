@@ -224,18 +224,15 @@ fn register_needs_an_account_that_registers() {
     assert_eq!(s.legs[0].account.as_ref().unwrap().aor, "sip:a@pbx");
 }
 
+/// `expect_message` works in load mode (each call takes the first message matching its
+/// own expectation; docs/bots/load-messages.toml), so it is not refused.
 #[test]
-fn load_mode_refuses_expect_message() {
+fn load_mode_accepts_expect_message() {
     let text = format!(
         "[load]\ncalls = 10\n\n{}",
-        caller("  { expect_message = \"hi\" },\n  \"hangup\",")
+        caller("  { expect_message = \"hi ${call.index}\" },\n  \"hangup\",")
     );
-    let (line, msg) = refuse(&text);
-    assert_eq!(line, 12, "{msg}");
-    assert!(
-        msg.contains("not supported in load mode: `expect_message`"),
-        "{msg}"
-    );
+    Scenario::parse(&text, Path::new("load.toml"), &BTreeMap::new()).unwrap();
 }
 
 #[test]

@@ -140,3 +140,137 @@ async fn transfer_to_a_busy_target_fails_with_the_status_observed() {
     );
     assert_eq!(step(&r, "carol", "2").status, Status::Passed);
 }
+
+/// A `record` step on the transferee: the first call records to the file named, and the
+/// call the phone places to the transfer target to a file of its own beside it
+/// (`bob.wav` → `bob.call<N>.wav`), so the second does not overwrite the first (nor
+/// write into it while the first is still ending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transferee_recording_goes_to_a_file_per_call() {
+    let _serial = SERIAL.lock().await;
+    let path = example("transfer.toml");
+    let dir =
+        std::env::temp_dir().join(format!("peerline-bot-transfer-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("bob.wav");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bob_first = "  { play = { tone = 660 } },\n  { expect = \"incoming\", within = 5 },\n";
+    assert!(text.contains(bob_first));
+    let text = text.replace(
+        bob_first,
+        &format!(
+            "  {{ play = {{ tone = 660 }} }},\n  {{ record = \"{}\" }},\n  {{ expect = \"incoming\", within = 5 }},\n",
+            rec.display()
+        ),
+    );
+    let scenario = Scenario::parse(&text, &path, &BTreeMap::new()).unwrap();
+    let r = run(scenario).await;
+    assert!(r.passed, "{:#?}", r.failures());
+    // bob's steps moved one down: 7 is the check of carol's tone on the new call.
+    assert!(step(&r, "bob", "7").observed.contains("880 Hz present"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].starts_with("bob.call") && files[0].ends_with(".wav"),
+        "{files:?}"
+    );
+    assert_eq!(files[1], "bob.wav");
+    let tone = |name: &str, hz: f32| {
+        let a = peerline_audio::read_wav(dir.join(name)).unwrap();
+        peerline_bot::audio::judge(
+            &peerline_bot::scenario::AudioCheck::Tone(hz),
+            &a.samples,
+            a.sample_rate,
+            std::time::Duration::from_secs(1),
+        )
+    };
+    // The first call (from alice) heard 440 Hz; the second (to carol) 880 Hz.
+    let first = tone("bob.wav", 440.0);
+    assert!(first.passed, "bob.wav: {}", first.observed);
+    let second = tone(&files[0], 880.0);
+    assert!(second.passed, "{}: {}", files[0], second.observed);
+    let crossed = tone("bob.wav", 880.0);
+    assert!(
+        !crossed.passed,
+        "bob.wav holds carol's tone: {}",
+        crossed.observed
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Transfer in load mode: each of 10 calls (5 at once) from the load leg is answered by
+/// bob, who transfers it to carol; the caller's call follows (`expect_transfer`) and
+/// hears carol's tone, carol hears the caller's. Every call of every leg passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_mode_calls_are_transferred_and_follow() {
+    let _serial = SERIAL.lock().await;
+    let text = r#"
+name = "load transfer"
+timeout = 60
+
+[load]
+leg = "caller"
+calls = 10
+concurrency = 5
+rate = 5
+
+[[leg]]
+name = "caller"
+steps = [
+  { play = { tone = 660 } },
+  { call = "${leg.bob.uri}", timeout = 10 },
+  { expect = "answered", within = 5 },
+  { expect_transfer = "${leg.carol.uri}", within = 15 },
+  { expect_audio = { tone = 880 }, for = 1, within = 3 },
+  "hangup",
+]
+
+[[leg]]
+name = "bob"
+steps = [
+  { expect = "incoming", within = 30 },
+  { play = { tone = 440 } },
+  "answer",
+  { wait = 0.5 },
+  { transfer = "${leg.carol.uri}", expect_status = 200, timeout = 10 },
+]
+
+[[leg]]
+name = "carol"
+steps = [
+  { expect = "incoming", within = 30 },
+  { play = { tone = 880 } },
+  "answer",
+  { expect_audio = { tone = 660 }, for = 1, within = 3 },
+  { expect_hangup = true, within = 10 },
+]
+"#;
+    let scenario =
+        Scenario::parse(text, Path::new("load-transfer.toml"), &BTreeMap::new()).unwrap();
+    let r = run(scenario).await;
+    assert!(r.passed, "{:#?}", r.failures());
+    let load = r.load.clone().unwrap();
+    assert_eq!(
+        (load.attempted, load.succeeded, load.failed),
+        (10, 10, 0),
+        "{load:#?}"
+    );
+    for (leg, n) in [
+        ("caller", "4"),
+        ("caller", "5"),
+        ("bob", "5"),
+        ("carol", "4"),
+    ] {
+        let s = step(&r, leg, n);
+        assert_eq!((s.passes, s.failures), (10, 0), "{s:#?}");
+    }
+    // Per caller call: the call to bob and the one to carol its phone placed.
+    let caller_calls = r.calls.iter().filter(|c| c.leg == "caller").count();
+    assert_eq!(caller_calls, 20, "{:#?}", r.calls);
+    assert_eq!(r.calls.iter().filter(|c| c.leg == "carol").count(), 10);
+}

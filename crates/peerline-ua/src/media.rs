@@ -38,6 +38,13 @@ pub enum AudioSource {
         /// The playback device.
         output: Option<String>,
     },
+    /// Nothing: the call sends no RTP and no RTCP (not even the final BYE), and its
+    /// media task keeps no 20 ms clock (for load tests at thousands of calls, where the
+    /// packets would cost more than the signalling). What arrives is still counted, but
+    /// not played, recorded or checked for the RTP timeout, and no DTMF can be sent. A
+    /// DTLS-SRTP handshake still completes when the peer starts it (its retransmissions
+    /// run on the clock, so a lost flight is not repeated).
+    NoRtp,
 }
 
 /// How much a device stream buffers, in ms: enough for scheduling jitter of the media
@@ -528,7 +535,7 @@ enum Source {
 impl Source {
     fn new(source: &AudioSource, rate: u32) -> Result<Self, String> {
         Ok(match source {
-            AudioSource::Silence => Source::Silence,
+            AudioSource::Silence | AudioSource::NoRtp => Source::Silence,
             AudioSource::Tone(f) => Source::Tone(ToneGenerator::new(*f, 0.5, rate)),
             AudioSource::Wav(path) => {
                 let audio = peerline_audio::read_wav(path)
@@ -739,6 +746,7 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     // An ICE restart's checks, run beside the media on the old pair.
     let mut restarting: Option<IceRestarting> = None;
+    let clocked = options.source != AudioSource::NoRtp;
 
     loop {
         tokio::select! {
@@ -818,7 +826,7 @@ async fn run(
                     playing = receive;
                 }
             },
-            _ = tick.tick() => {
+            _ = tick.tick(), if clocked => {
                 let now = Instant::now();
                 source.fill(&mut pcm);
                 if muted {
@@ -1015,9 +1023,14 @@ async fn run(
             }
         }
     }
-    let bye = crypto
-        .protect(&rtcp.build_bye(params.ssrc, Some("call ended")), true)
-        .unwrap_or_default();
+    // NoRtp: not even the final RTCP BYE (we never sent a stream to say goodbye to).
+    let bye = if clocked {
+        crypto
+            .protect(&rtcp.build_bye(params.ssrc, Some("call ended")), true)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let (sock, dest) = rtcp_route(&socket, rtcp_socket.as_ref(), params.remote_rtcp, remote);
     if !bye.is_empty() && sock.send_to(&bye, dest).await.is_ok() {
         report.rtcp_sent += 1;

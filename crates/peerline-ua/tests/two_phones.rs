@@ -807,3 +807,44 @@ async fn live_call_stats_while_the_call_runs() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// `AudioSource::NoRtp` (load tests at scale): the call is set up as any other, but its
+/// side sends no RTP and no RTCP at all; the other side's packets still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rtp_source_sends_nothing() {
+    let (alice, mut ae) = Phone::start(config("alice")).await.unwrap();
+    let (bob, mut be) = Phone::start(config("bob")).await.unwrap();
+    let quiet = peerline_ua::MediaOptions {
+        source: peerline_ua::AudioSource::NoRtp,
+        record: None,
+    };
+    let a = alice.call(&bob.uri("bob"), quiet).await.unwrap();
+    let b = wait_for(&mut be, "incoming", |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, None)).await.unwrap();
+    wait_for(&mut ae, "answered", |e| {
+        matches!(e, Event::Answered { .. }).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice.hangup(a).await.unwrap();
+    let alice_media = wait_for(&mut ae, "alice's end", |e| match e {
+        Event::Ended { media, .. } => Some(media.clone()),
+        _ => None,
+    })
+    .await;
+    let bob_media = wait_for(&mut be, "bob's end", |e| match e {
+        Event::Ended { media, .. } => Some(media.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(alice_media.sent.packets_sent, 0, "{alice_media:?}");
+    assert_eq!(alice_media.rtcp_sent, 0, "{alice_media:?}");
+    assert_eq!(bob_media.received.packets_received, 0, "{bob_media:?}");
+    assert!(bob_media.sent.packets_sent > 0, "{bob_media:?}");
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

@@ -58,6 +58,37 @@ fn vars(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// Each call of a load holds two descriptors per leg (RTP and RTCP sockets; SIP shares
+/// one socket): with the usual soft limit of 1024 open files a load of a few hundred calls
+/// at once would fail to bind. Raises the soft `RLIMIT_NOFILE` to the hard limit when
+/// `concurrency` calls may need more than it allows, and warns when even the hard limit
+/// is short (the calls that cannot bind then fail, counted, rather than the run).
+fn raise_open_files(concurrency: u32, legs: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // RTP + RTCP per call on each leg that takes part (the load leg places the calls,
+    // the others answer them), with room for the phones' own sockets and files.
+    let need = u64::from(concurrency) * 2 * legs.max(1) as u64 + 256;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= need {
+        return;
+    }
+    let target = hard.min(need.max(soft));
+    if target > soft {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            eprintln!("warning: could not raise the open-file limit from {soft} to {target}: {e}");
+            return;
+        }
+    }
+    if target < need {
+        eprintln!(
+            "warning: {concurrency} calls at once may need {need} open files; the hard limit is \
+             {hard} (raise it with `ulimit -Hn` or the service's LimitNOFILE)"
+        );
+    }
+}
+
 /// Runs a `bot` subcommand; `Ok(false)` when a step failed.
 pub async fn run(command: BotCommand) -> Result<bool> {
     match command {
@@ -79,6 +110,9 @@ pub async fn run(command: BotCommand) -> Result<bool> {
         }
         BotCommand::Run(a) => {
             let scenario = Scenario::load(&a.file, &vars(&a.vars)?)?;
+            if let Some(load) = &scenario.load {
+                raise_open_files(load.concurrency, scenario.legs.len());
+            }
             let options = RunOptions {
                 progress: peerline_bot::progress_wanted(),
             };
@@ -93,8 +127,8 @@ pub async fn run(command: BotCommand) -> Result<bool> {
             }
             if let Some(l) = &result.load {
                 println!(
-                    "load: {} of {} calls succeeded, {} failed, {:.1} calls/s, at most {} at once",
-                    l.succeeded, l.calls, l.failed, l.calls_per_sec, l.max_concurrent
+                    "load: {} of {} calls succeeded, {} failed, {:.1} calls/s, at most {} at once ({} established)",
+                    l.succeeded, l.calls, l.failed, l.calls_per_sec, l.max_concurrent, l.max_established
                 );
                 if let Some(p) = &l.setup_latency_ms {
                     println!(

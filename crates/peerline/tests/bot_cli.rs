@@ -18,13 +18,15 @@ fn example(name: &str) -> PathBuf {
 
 #[test]
 fn check_accepts_examples_and_refuses_with_file_and_line() {
-    let out = peerline()
-        .args(["bot", "check"])
-        .arg(example("ivr.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    for name in ["ivr.toml", "load-hold.toml"] {
+        let out = peerline()
+            .args(["bot", "check"])
+            .arg(example(name))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    }
 
     let dir = std::env::temp_dir().join(format!("peerline-bot-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

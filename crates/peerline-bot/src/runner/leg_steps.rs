@@ -128,6 +128,36 @@ impl LegRun {
         }
         expected.push_str(&format!(" within {} s", secs(within)));
         let dl = self.deadline(within);
+        if self.shared.scenario.load.is_some() {
+            // The leg's calls share its phone: each takes the first message that matches
+            // its own expectation and leaves the others to the other calls.
+            let matches = |m: &Message| {
+                let text_ok = match &want {
+                    TextMatch::Any => true,
+                    TextMatch::Exact(t) => m.body == t.to_string(),
+                    TextMatch::Contains(t) => m.body.contains(&t.to_string()),
+                };
+                text_ok && from.as_ref().is_none_or(|f| m.from.contains(f.as_str()))
+            };
+            let (ok, observed) = match self.router.take_matching(matches, dl).await {
+                Some(m) => (true, describe(&m)),
+                None => {
+                    let (n, last) = self.router.held();
+                    let mut o = format!(
+                        "no matching message within {} s",
+                        secs(self.bounded(within, started))
+                    );
+                    if let Some(m) = last {
+                        o.push_str(&format!(
+                            "; {n} other(s) waiting for the other calls, the latest: {}",
+                            describe(&m)
+                        ));
+                    }
+                    (false, o)
+                }
+            };
+            return self.push(step, path, started, ok, expected, observed);
+        }
         let inbox = self.router.inbox();
         let got =
             tokio::time::timeout_at(dl.into(), async { inbox.lock().await.recv().await }).await;

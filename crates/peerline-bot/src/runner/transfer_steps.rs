@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use peerline_ua::{CallId, EndReason};
+use peerline_ua::{AudioSource, CallId, EndReason, MediaOptions};
 
 use super::{CallCtx, Ended, LegRun};
 use crate::scenario::{Step, Template};
@@ -120,9 +120,16 @@ impl LegRun {
             })
             .await;
         }
-        // The phone places the new call with the old call's media options, so it records
-        // to the same file, written when it ends; the old one's is judged now, first.
-        let recording = old.recording.clone();
+        // The phone places the new call with the old call's media options, except that it
+        // records to a file of its own beside the old one's (`talk.wav` →
+        // `talk.call7.wav`, MediaOptions::replacement); the old one's is judged now.
+        let recording = old.recording.as_ref().and_then(|(p, temp)| {
+            let options = MediaOptions {
+                source: AudioSource::Silence,
+                record: Some(p.clone()),
+            };
+            options.replacement(new_call).record.map(|p| (p, *temp))
+        });
         self.call = Some(old);
         self.end_call();
         let events = self.router.claim(new_call);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{get, Action, Leg, LegAccount, Parser, Part, Step, TextMatch, R};
+use super::{get, Action, LegAccount, Parser, Part, Step, TextMatch, R};
 use crate::tree::{Entry, Kind, Node};
 
 impl Parser {
@@ -91,18 +91,6 @@ impl Parser {
             Some(a) if !a.registers => self.err(line, format!("`register` but the account of leg `{leg}` has register = false (line {})", a.line)),
             Some(_) => Ok(()),
         }
-    }
-
-    /// In load mode many calls share a leg's phone, and messages belong to no call: no
-    /// call could tell which message is its own.
-    pub(super) fn check_load_messages(&self, legs: &[Leg]) -> R<()> {
-        for l in legs {
-            if let Some(line) = first_line(&l.steps, &|a| matches!(a, Action::ExpectMessage { .. }))
-            {
-                return self.err(line, format!("not supported in load mode: `expect_message` (leg `{}`'s calls share one phone and messages belong to no call)", l.name));
-            }
-        }
-        Ok(())
     }
 }
 

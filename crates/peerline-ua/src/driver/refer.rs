@@ -124,8 +124,17 @@ impl Driver {
         let extra = replaces
             .map(|r| vec![make_header("Replaces", &r.to_header_value())])
             .unwrap_or_default();
-        match self.start_call(&target, options, extra, account).await {
+        match self
+            .start_call(&target, options.clone(), extra, account)
+            .await
+        {
             Ok(new_call) => {
+                // The new call records to a file of its own (`talk.wav` → `talk.call7.wav`):
+                // the old call may still be recording to the same name until its BYE.
+                // Its media starts with the answer, which this task handles later.
+                if let Some(c) = self.calls.get_mut(&new_call) {
+                    c.media_options = options.replacement(new_call);
+                }
                 self.transferee_of.insert(new_call, id);
                 self.emit(Event::Transfer {
                     call: id,
