@@ -21,6 +21,7 @@ pub struct BaresipOptions {
     name: String,
     user: String,
     listen_ip: String,
+    net_interface: Option<String>,
     sip_port: Option<u16>,
     rtp_ports: Option<(u16, u16)>,
     audio_source: Option<PathBuf>,
@@ -38,6 +39,7 @@ pub struct BaresipOptions {
     ctrl_tcp: bool,
     netns: Option<String>,
     dial: Option<String>,
+    verbose: bool,
     run_for: Duration,
 }
 
@@ -49,6 +51,7 @@ impl BaresipOptions {
             name: name.to_string(),
             user: name.to_string(),
             listen_ip: "127.0.0.1".to_string(),
+            net_interface: None,
             sip_port: None,
             rtp_ports: None,
             audio_source: None,
@@ -66,6 +69,7 @@ impl BaresipOptions {
             ctrl_tcp: false,
             netns: None,
             dial: None,
+            verbose: false,
             run_for: Duration::from_secs(30),
         }
     }
@@ -77,6 +81,14 @@ impl BaresipOptions {
     /// name: `net_interface lo` makes baresip 1.0.0 fail to start.
     pub fn listen_ip(mut self, ip: &str) -> Self {
         self.listen_ip = ip.to_string();
+        self
+    }
+    /// Its media address (`net_interface`: the SDP's `c=`, where RTP binds, the ICE default
+    /// candidate) when it differs from the SIP listen address, e.g. SIP on a signaling
+    /// link and media through a NAT. Default: [`Self::listen_ip`]. An address, never an
+    /// interface name. baresip's ICE still gathers host candidates on every interface.
+    pub fn net_interface(mut self, ip: &str) -> Self {
+        self.net_interface = Some(ip.to_string());
         self
     }
     /// Fixed SIP port (UDP+TCP on P, TLS on P+1). Default: allocated.
@@ -174,6 +186,11 @@ impl BaresipOptions {
         self.dial = Some(uri.to_string());
         self
     }
+    /// Debug logging (`-v`): ICE gathering, checks and pair states in its log.
+    pub fn verbose(mut self) -> Self {
+        self.verbose = true;
+        self
+    }
     /// Upper bound on its life (`-t SECONDS`, rounded up). Default 30 s.
     pub fn run_for(mut self, d: Duration) -> Self {
         self.run_for = d;
@@ -256,7 +273,10 @@ impl Baresip {
             "# written by peerline-interop".to_string(),
             "poll_method epoll".into(),
             format!("sip_listen {}:{}", opts.listen_ip, sip_port),
-            format!("net_interface {}", opts.listen_ip),
+            format!(
+                "net_interface {}",
+                opts.net_interface.as_deref().unwrap_or(&opts.listen_ip)
+            ),
             format!("rtp_ports {rtp_lo}-{rtp_hi}"),
             "audio_player alsa,null".into(),
             "audio_alert alsa,null".into(),
@@ -322,6 +342,9 @@ impl Baresip {
             .arg(secs.max(1).to_string())
             .cwd(&config_dir)
             .netns(opts.netns.as_deref());
+        if opts.verbose {
+            po = po.arg("-v");
+        }
         if let Some(uri) = &opts.dial {
             po = po.arg("-e").arg(format!("/dial {uri}"));
         }

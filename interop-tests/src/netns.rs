@@ -15,7 +15,8 @@
 //! straight across namespaces, so nothing appears in the root namespace) and deleted when
 //! the [`NatLab`] drops, also on panic. Namespaces left by a killed earlier run (their PID
 //! is gone) are deleted by [`NatLab::new`]. Addresses are from TEST-NET-3 and 10/8: no
-//! route leads out of the lab.
+//! route leads out of the lab (the public namespace and the hosts on the public segment
+//! have a default route to a black hole, [`NatLab::INTERNET_GATEWAY_IP`]).
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -109,21 +110,7 @@ impl NatLab {
         // such as a peer's private host candidate, leave and vanish as they would on a
         // real network. Without it sendto() fails with "Network is unreachable", and coturn
         // 4.6 then drops the allocation's relay socket: no relayed path at all.
-        let gw = Self::INTERNET_GATEWAY_IP.to_string();
-        ip(&[
-            "-n",
-            &p,
-            "neigh",
-            "add",
-            &gw,
-            "lladdr",
-            "02:00:00:00:00:fe",
-            "dev",
-            "br0",
-            "nud",
-            "permanent",
-        ])?;
-        ip(&["-n", &p, "route", "add", "default", "via", &gw])?;
+        black_hole_default_route(&p, "br0")?;
         Ok(lab)
     }
 
@@ -168,6 +155,12 @@ impl NatLab {
         match nat {
             Nat::None => {
                 self.uplink(&public, &bridge_port, &host_ns, "eth0", wan_ip)?;
+                // A host on the Internet has a default route too. Without it, sending to a
+                // peer's private host candidate fails with "Network is unreachable", and
+                // baresip 1.0 (libre) then leaves that ICE pair in progress for good: its
+                // check list never completes, so it never nominates, and a controlled peer
+                // waits in vain (`baresip_ice_nat.rs`).
+                black_hole_default_route(&host_ns, "eth0")?;
                 Ok(LabHost {
                     netns: host_ns,
                     ip: wan_ip,
@@ -327,6 +320,27 @@ impl Drop for NatLab {
             eprintln!("NatLab: could not delete namespaces {failed:?}");
         }
     }
+}
+
+/// A default route in `ns` to [`NatLab::INTERNET_GATEWAY_IP`] on `dev`, a static
+/// neighbour whose MAC nobody has: packets for addresses outside the lab leave and vanish,
+/// as on a real network, instead of failing at `sendto()`.
+fn black_hole_default_route(ns: &str, dev: &str) -> Result<()> {
+    let gw = NatLab::INTERNET_GATEWAY_IP.to_string();
+    ip(&[
+        "-n",
+        ns,
+        "neigh",
+        "add",
+        &gw,
+        "lladdr",
+        "02:00:00:00:00:fe",
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ])?;
+    ip(&["-n", ns, "route", "add", "default", "via", &gw])
 }
 
 fn lab_err(reason: String) -> Error {
