@@ -29,8 +29,10 @@ pub use kamailio::{Kamailio, KamailioOptions, KamailioTls, KamailioUser};
 pub use knot::{start_knot, zone_from_template};
 pub use matrix::{read_results, render_matrix, results_dir, MatrixEntry, MatrixResult};
 pub use netdelay::{DelayRange, Jitter, JitterCounters};
-pub use netns::{LabHost, Nat, NatLab, Netns};
-pub use paths::{configs_dir, scenarios_dir, socket_path, target_dir, workspace_dir, TestDir};
+pub use netns::{in_ns, is_lab_public, signaling_link, LabHost, Nat, NatLab, Netns};
+pub use paths::{
+    configs_dir, peerline_binary, scenarios_dir, socket_path, target_dir, workspace_dir, TestDir,
+};
 pub use ports::{alloc_port_block, free_udp_port};
 pub use process::{tails, wait_for, Process, ProcessOptions};
 pub use sipp::{parse_stat_csv, Sipp, SippOptions, SippScenario, SippStats, SippTransport};

@@ -33,15 +33,19 @@ pub enum Nat {
     EndpointIndependent,
     /// MASQUERADE `--random-fully`: address-and-port-dependent mapping ("symmetric").
     Symmetric,
+    /// MASQUERADE plus a DNAT of every new inbound UDP datagram to the host, same port:
+    /// endpoint-independent mapping *and* filtering ("full cone").
+    FullCone,
 }
 
 impl Nat {
-    /// Short name for test and matrix names: `none`, `eim`, `sym`.
+    /// Short name for test and matrix names: `none`, `eim`, `sym`, `full`.
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::EndpointIndependent => "eim",
             Self::Symmetric => "sym",
+            Self::FullCone => "full",
         }
     }
 }
@@ -169,7 +173,7 @@ impl NatLab {
                     router_netns: None,
                 })
             }
-            Nat::EndpointIndependent | Nat::Symmetric => {
+            Nat::EndpointIndependent | Nat::Symmetric | Nat::FullCone => {
                 let router = format!("{}-r{i}", self.prefix);
                 self.add_netns(&router)?;
                 self.uplink(&public, &bridge_port, &router, "wan", wan_ip)?;
@@ -223,6 +227,30 @@ impl NatLab {
                     rule.push("--random-fully");
                 }
                 in_ns(&router, "iptables", &rule)?;
+                if nat == Nat::FullCone {
+                    // Anyone may send to a mapping: a new datagram to the WAN address goes
+                    // to the host on the same port (MASQUERADE keeps the host's port when
+                    // it is free, as it is in the lab), so the mapping filters nothing.
+                    let host = host_ip.to_string();
+                    in_ns(
+                        &router,
+                        "iptables",
+                        &[
+                            "-t",
+                            "nat",
+                            "-A",
+                            "PREROUTING",
+                            "-i",
+                            "wan",
+                            "-p",
+                            "udp",
+                            "-j",
+                            "DNAT",
+                            "--to-destination",
+                            &host,
+                        ],
+                    )?;
+                }
                 // Unsolicited packets to the WAN address are dropped *before* conntrack
                 // confirms an entry for them. Without this, a peer's early check (sent
                 // before ours went out) leaves an unreplied entry whose tuple clashes with
@@ -375,10 +403,53 @@ fn ip(args: &[&str]) -> Result<()> {
     run("ip", args)
 }
 
-fn in_ns(ns: &str, program: &str, args: &[&str]) -> Result<()> {
+/// Runs `program args` inside the namespace `ns` (`ip netns exec`); an error names the
+/// command when it fails.
+pub fn in_ns(ns: &str, program: &str, args: &[&str]) -> Result<()> {
     let mut v = vec!["netns", "exec", ns, program];
     v.extend_from_slice(args);
     run("ip", &v)
+}
+
+/// A veth `sig` between two lab namespaces for SIP only: `a_ip`/`b_ip` on a /24 of
+/// 192.168.100.0, and every UDP datagram from those addresses that is not from
+/// `sip_port` dropped, so ICE cannot use the link for media (both agents offer a host
+/// candidate on it) and media must cross the NATs. It goes with the namespaces.
+pub fn signaling_link(a_ns: &str, a_ip: &str, b_ns: &str, b_ip: &str, sip_port: u16) -> Result<()> {
+    ip(&[
+        "-n", a_ns, "link", "add", "sig", "type", "veth", "peer", "name", "sig", "netns", b_ns,
+    ])?;
+    let port = sip_port.to_string();
+    for (ns, addr) in [(a_ns, a_ip), (b_ns, b_ip)] {
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "sig"])?;
+        ip(&["-n", ns, "link", "set", "sig", "up"])?;
+        in_ns(
+            ns,
+            "iptables",
+            &[
+                "-A",
+                "OUTPUT",
+                "-s",
+                "192.168.100.0/24",
+                "-p",
+                "udp",
+                "!",
+                "--sport",
+                &port,
+                "-j",
+                "DROP",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether `addr` (`IP:port`) is on the lab's public segment (TEST-NET-3, 203.0.113.0/24).
+pub fn is_lab_public(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>().map(|a| a.ip()) {
+        Ok(std::net::IpAddr::V4(v4)) => v4.octets()[..3] == [203, 0, 113],
+        _ => false,
+    }
 }
 
 fn netns_exists(ns: &str) -> bool {

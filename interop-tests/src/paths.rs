@@ -8,6 +8,24 @@ pub fn workspace_dir() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// The `peerline` CLI binary, built first with `cargo build -p peerline` (quick: the
+/// workspace tests built it already), for tests that run it as a user would.
+pub fn peerline_binary() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "-p", "peerline", "--bin", "peerline"])
+        .current_dir(workspace_dir())
+        .status()
+        .map_err(io_err(Path::new(&cargo)))?;
+    if !status.success() {
+        return Err(crate::Error::Peer {
+            peer: "peerline".into(),
+            reason: format!("cargo build -p peerline: {status}"),
+        });
+    }
+    Ok(target_dir().join("debug/peerline"))
+}
+
 /// The workspace target dir: `$CARGO_TARGET_DIR` (relative paths resolved against the
 /// workspace root) or `<workspace>/target`.
 pub fn target_dir() -> PathBuf {

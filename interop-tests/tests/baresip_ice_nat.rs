@@ -21,15 +21,18 @@
 // Helpers outside #[test] fns are not covered by allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, SocketAddr};
+mod netns_phone;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use netns_phone::{ledger_json, next, path_json, tone_secs};
 use peerline_interop::{
     tails, wait_for, write_tone_wav, Baresip, BaresipOptions, Coturn, CoturnOptions, LabHost,
     MatrixEntry, Nat, NatLab, Process, ProcessOptions, TestDir,
 };
-use peerline_ua::{AudioSource, CodecName, Config, Event, Events, MediaOptions, Phone, SrtpMode};
+use peerline_ua::{AudioSource, CodecName, Config, Event, MediaOptions, Phone, SrtpMode};
 use serde_json::{json, Value};
 
 const ROLE: &str = "PEERLINE_BICE_ROLE";
@@ -58,31 +61,9 @@ fn netns_peerline_helper() {
         return;
     };
     let dir = PathBuf::from(std::env::var(DIR).unwrap());
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .init();
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = netns_phone::runtime();
     let result = rt.block_on(peerline(&role, &dir));
     std::fs::write(dir.join("peerline.result.json"), result.to_string() + "\n").unwrap();
-}
-
-async fn next(events: &mut Events, secs: u64, what: &str) -> Result<Event, String> {
-    match tokio::time::timeout(Duration::from_secs(secs), events.recv()).await {
-        Ok(Some(e)) => {
-            eprintln!("{what}: {e:?}");
-            Ok(e)
-        }
-        Ok(None) => Err(format!("{what}: the phone stopped")),
-        Err(_) => Err(format!("{what}: nothing within {secs} s")),
-    }
 }
 
 /// As `caller`, calls `TARGET` and hangs up after CALL_SECS of media; as `callee`, answers
@@ -129,10 +110,7 @@ async fn peerline(role: &str, dir: &Path) -> Value {
         loop {
             match next(&mut events, 20, "media up").await? {
                 Event::MediaUp { path, .. } => {
-                    out["path"] = match path {
-                        Some(p) => serde_json::from_str(&p.to_json()).unwrap_or(Value::Null),
-                        None => Value::Null,
-                    };
+                    out["path"] = path_json(path.as_ref());
                     break;
                 }
                 Event::Ended { reason, media, .. } => {
@@ -164,19 +142,7 @@ async fn peerline(role: &str, dir: &Path) -> Value {
                 out["reason"] = json!(format!("{reason:?}"));
                 out["media_error"] = json!(media.error);
                 out["packets_received"] = json!(media.received.packets_received);
-                let ledger: Vec<Value> = media
-                    .ledger
-                    .entries()
-                    .map(|e| {
-                        json!({
-                            "remote": e.remote.to_string(),
-                            "class": e.class.name(),
-                            "sent": e.direction == peerline_net::Direction::Sent,
-                            "bytes": e.counter.bytes,
-                        })
-                    })
-                    .collect();
-                out["ledger"] = json!(ledger);
+                out["ledger"] = ledger_json(&media.ledger);
                 break;
             }
         }
@@ -191,67 +157,6 @@ async fn peerline(role: &str, dir: &Path) -> Value {
     out["heard_secs"] = json!(tone_secs(&rec, BARESIP_HZ));
     out["ok"] = json!(true);
     out
-}
-
-fn tone_secs(path: &Path, freq: f32) -> f32 {
-    peerline_audio::read_wav(path)
-        .map(|a| peerline_media::tone_seconds(&a.samples, a.sample_rate, freq, 0.5))
-        .unwrap_or(0.0)
-}
-
-fn sh(ns: &str, args: &[&str]) {
-    let st = std::process::Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{ns}: {args:?}");
-}
-
-/// A veth between the two homes for SIP only: any UDP datagram from its addresses that is
-/// not from port 5060 is dropped, so ICE cannot use it for media (both ICE agents offer a
-/// host candidate on it).
-fn signaling_link(a_ns: &str, a_ip: &str, b_ns: &str, b_ip: &str) {
-    let st = std::process::Command::new("ip")
-        .args([
-            "-n", a_ns, "link", "add", "sig", "type", "veth", "peer", "name", "sig",
-        ])
-        .args(["netns", b_ns])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    for (ns, addr) in [(a_ns, a_ip), (b_ns, b_ip)] {
-        sh(
-            ns,
-            &["ip", "addr", "add", &format!("{addr}/24"), "dev", "sig"],
-        );
-        sh(ns, &["ip", "link", "set", "sig", "up"]);
-        let port = SIP_PORT.to_string();
-        sh(
-            ns,
-            &[
-                "iptables",
-                "-A",
-                "OUTPUT",
-                "-s",
-                "192.168.100.0/24",
-                "-p",
-                "udp",
-                "!",
-                "--sport",
-                &port,
-                "-j",
-                "DROP",
-            ],
-        );
-    }
-}
-
-fn is_public(addr: &str) -> bool {
-    match addr.parse::<SocketAddr>().map(|a| a.ip()) {
-        Ok(IpAddr::V4(v4)) => v4.octets()[..3] == [203, 0, 113],
-        _ => false,
-    }
 }
 
 /// Who places the call.
@@ -285,7 +190,8 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
     let mut lab = NatLab::new(&format!("b{}{}", pl_nat.name(), b_nat.name())).unwrap();
     let hp: LabHost = lab.add_host(pl_nat).unwrap();
     let hb: LabHost = lab.add_host(b_nat).unwrap();
-    signaling_link(&hp.netns, SIG_PEERLINE, &hb.netns, SIG_BARESIP);
+    peerline_interop::signaling_link(&hp.netns, SIG_PEERLINE, &hb.netns, SIG_BARESIP, SIP_PORT)
+        .unwrap();
     let mut coturn = Coturn::start(
         CoturnOptions::new()
             .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
@@ -446,11 +352,13 @@ fn expect_direct(pl_nat: Nat, b_nat: Nat, caller: Caller, kinds: &[&str]) {
     }
     let remote = path["remote_addr"].as_str().unwrap_or_default();
     assert!(
-        is_public(remote),
+        peerline_interop::is_lab_public(remote),
         "{feature}: remote {remote} not a public address\n{logs}"
     );
-    let local_public =
-        path["local_addr"].as_str().is_some_and(is_public) || path["local_type"] != "host";
+    let local_public = path["local_addr"]
+        .as_str()
+        .is_some_and(peerline_interop::is_lab_public)
+        || path["local_type"] != "host";
     assert!(local_public, "{feature}: local {path}\n{logs}");
     assert!(r["media_error"].is_null(), "{feature}: {r}\n{logs}");
     // Media only with the pair's remote address; nothing over the signaling link.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use peerline_bot::{RunOptions, Scenario};
 use peerline_interop::{
-    alloc_port_block, tails, target_dir, workspace_dir, MatrixEntry, Process, ProcessOptions, Sipp,
-    SippOptions, SippTransport, TestDir,
+    alloc_port_block, tails, MatrixEntry, Process, ProcessOptions, Sipp, SippOptions,
+    SippTransport, TestDir,
 };
 use serde_json::Value;
 use sipp_support::{diag, finish_sipp, runtime, sipp_options};
@@ -159,18 +159,6 @@ fn bot_places_2000_calls_at_200_per_second_to_sipp_uas() {
     );
 }
 
-/// The `peerline` binary, built first (quick: the workspace build made it already).
-fn peerline_bin() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "peerline", "--bin", "peerline"])
-        .current_dir(workspace_dir())
-        .status()
-        .unwrap();
-    assert!(st.success(), "building peerline: {st}");
-    target_dir().join("debug/peerline")
-}
-
 /// A load that holds every call up together: `calls` at once at most, `rate` new calls
 /// per second, each held `hold` seconds after the answer; `play` is the source
 /// (`"none"`: no RTP at all).
@@ -291,7 +279,7 @@ fn run_held(
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn one_bot_process_holds_2000_calls_at_once_against_sipp_uas() {
     const N: u32 = 2_000;
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let started = Instant::now();
     let entry = MatrixEntry::new("sipp", "bot-load-2000-at-once", "udp");
     let dir = TestDir::new("one_bot_process_holds_2000_calls_at_once_against_sipp_uas").unwrap();
@@ -347,7 +335,7 @@ fn one_bot_process_holds_calls_with_rtp_at_once_against_sipp_uas() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(RTP_CALLS);
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let started = Instant::now();
     let entry = MatrixEntry::new("sipp", "bot-load-rtp-at-once", "udp");
     let dir =

@@ -13,21 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peerline_interop::{
-    free_udp_port, tails, target_dir, workspace_dir, write_tone_wav, Baresip, BaresipOptions,
-    MatrixEntry, Process, ProcessOptions, TestDir,
+    free_udp_port, tails, write_tone_wav, Baresip, BaresipOptions, MatrixEntry, Process,
+    ProcessOptions, TestDir,
 };
-
-/// The `peerline` binary, built (quickly: the workspace tests built it already) first.
-fn peerline_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "peerline", "--bin", "peerline"])
-        .current_dir(workspace_dir())
-        .status()
-        .unwrap();
-    assert!(st.success(), "building peerline: {st}");
-    target_dir().join("debug/peerline")
-}
 
 /// A tmux server of our own (`-L`), killed by its PID when dropped.
 struct Tmux {
@@ -111,7 +99,7 @@ impl Drop for Tmux {
 fn interactive_call_to_baresip_holds_resumes_and_hangs_up() {
     let entry = MatrixEntry::new("baresip", "cli-interactive-hold-resume-hangup", "udp");
     let dir = TestDir::new("cli_interactive_call_to_baresip").unwrap();
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let wav = dir.path().join("tone1000.wav");
     write_tone_wav(&wav, 1000.0, 8000, 1, 30.0, 0.5).unwrap();
     let mut b = Baresip::start(
@@ -175,7 +163,7 @@ fn interactive_call_to_baresip_holds_resumes_and_hangs_up() {
 fn interactive_listen_answers_baresip_and_hangs_up() {
     let entry = MatrixEntry::new("baresip", "cli-interactive-answer-hangup", "udp");
     let dir = TestDir::new("cli_interactive_listen").unwrap();
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let port = free_udp_port().unwrap();
     let config = dir
         .write(

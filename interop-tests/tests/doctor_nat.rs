@@ -16,27 +16,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use peerline_interop::{
-    tails, target_dir, wait_for, workspace_dir, Coturn, CoturnOptions, LabHost, MatrixEntry, Nat,
-    NatLab, Process, ProcessOptions, TestDir,
+    tails, wait_for, Coturn, CoturnOptions, LabHost, MatrixEntry, Nat, NatLab, Process,
+    ProcessOptions, TestDir,
 };
 use serde_json::Value;
-
-/// The `peerline` binary, built (quickly: the workspace tests built it already) first.
-fn peerline_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "peerline", "--bin", "peerline"])
-        .current_dir(workspace_dir())
-        .status()
-        .unwrap();
-    assert!(st.success(), "building peerline: {st}");
-    target_dir().join("debug/peerline")
-}
 
 /// Runs `peerline doctor` (with `extra` arguments) in `host`'s namespace; its stdout.
 fn doctor(bin: &Path, host: &LabHost, dir: &TestDir, extra: &[&str], coturn: &Coturn) -> String {
@@ -137,7 +125,7 @@ fn expect(nat: Nat, mapping: &str, filtering: &str, path: &str) {
     let feature = format!("doctor-nat-{}", nat.name());
     let mut entry = MatrixEntry::new("coturn", &feature, "udp");
     let dir = TestDir::new(&feature).unwrap();
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let (lab, host, coturn) = lab(nat, true, &dir);
 
     let out = doctor(&bin, &host, &dir, &["--json"], &coturn);
@@ -222,6 +210,17 @@ fn doctor_nat_eim() {
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
+fn doctor_nat_full_cone() {
+    expect(
+        Nat::FullCone,
+        "endpoint-independent",
+        "endpoint-independent",
+        "direct",
+    );
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
 fn doctor_nat_sym() {
     expect(
         Nat::Symmetric,
@@ -236,7 +235,7 @@ fn doctor_nat_sym() {
 fn doctor_nat_server_without_rfc5780_says_so() {
     let mut entry = MatrixEntry::new("coturn", "doctor-nat-no-rfc5780", "udp");
     let dir = TestDir::new("doctor-nat-no-rfc5780").unwrap();
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let (lab, host, coturn) = lab(Nat::EndpointIndependent, false, &dir);
     let out = doctor(&bin, &host, &dir, &["--json"], &coturn);
     let report: Value = serde_json::from_str(&out).unwrap();

@@ -15,15 +15,18 @@
 // Helpers outside #[test] fns are not covered by allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, SocketAddr};
+mod netns_phone;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use netns_phone::{ledger_json, next, path_json, tone_secs};
 use peerline_interop::{
     tails, wait_for, Coturn, CoturnOptions, LabHost, MatrixEntry, Nat, NatLab, Process,
     ProcessOptions, TestDir,
 };
-use peerline_ua::{AudioSource, Config, Event, Events, MediaOptions, Phone};
+use peerline_ua::{AudioSource, Config, Event, MediaOptions, Phone};
 use serde_json::{json, Value};
 
 const ROLE: &str = "PEERLINE_NETNS_PHONE";
@@ -57,36 +60,13 @@ fn netns_phone_helper() {
         return;
     };
     let dir = PathBuf::from(std::env::var(DIR).unwrap());
-    // RUST_LOG=peerline_ua=debug,webrtc_ice=debug,turn=debug shows the call at work.
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .init();
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = netns_phone::runtime();
     let result = rt.block_on(phone(&role, &dir));
     std::fs::write(
         dir.join(format!("{role}.result.json")),
         result.to_string() + "\n",
     )
     .unwrap();
-}
-
-async fn next(events: &mut Events, secs: u64, what: &str) -> Result<Event, String> {
-    match tokio::time::timeout(Duration::from_secs(secs), events.recv()).await {
-        Ok(Some(e)) => {
-            eprintln!("{what}: {e:?}");
-            Ok(e)
-        }
-        Ok(None) => Err(format!("{what}: the phone stopped")),
-        Err(_) => Err(format!("{what}: nothing within {secs} s")),
-    }
 }
 
 /// The caller calls `TARGET` and hangs up after CALL_SECS of media; the callee answers.
@@ -153,14 +133,10 @@ async fn phone(role: &str, dir: &Path) -> Value {
                 .map_err(|e| format!("answer: {e}"))?;
             call
         };
-        let path_json = |p: Option<peerline_ua::PathReport>| match p {
-            Some(p) => serde_json::from_str(&p.to_json()).unwrap_or(Value::Null),
-            None => Value::Null,
-        };
         loop {
             match next(&mut events, 20, "media up").await? {
                 Event::MediaUp { path, .. } => {
-                    out["path"] = path_json(path);
+                    out["path"] = path_json(path.as_ref());
                     break;
                 }
                 Event::Ended { reason, .. } => return Err(format!("ended before media: {reason}")),
@@ -179,7 +155,7 @@ async fn phone(role: &str, dir: &Path) -> Value {
         while let Ok(Some(e)) = tokio::time::timeout_at(until, events.recv()).await {
             eprintln!("during the call: {e:?}");
             match e {
-                Event::MediaUp { path, .. } => moved.push(path_json(path)),
+                Event::MediaUp { path, .. } => moved.push(path_json(path.as_ref())),
                 e @ Event::Ended { .. } => {
                     ended = Some(e);
                     break;
@@ -205,19 +181,7 @@ async fn phone(role: &str, dir: &Path) -> Value {
                     Some(p) => serde_json::from_str(&p.to_json()).map_err(|e| e.to_string())?,
                     None => Value::Null,
                 };
-                let ledger: Vec<Value> = media
-                    .ledger
-                    .entries()
-                    .map(|e| {
-                        json!({
-                            "remote": e.remote.to_string(),
-                            "class": e.class.name(),
-                            "sent": e.direction == peerline_net::Direction::Sent,
-                            "bytes": e.counter.bytes,
-                        })
-                    })
-                    .collect();
-                out["ledger"] = json!(ledger);
+                out["ledger"] = ledger_json(&media.ledger);
                 break;
             }
         }
@@ -229,10 +193,7 @@ async fn phone(role: &str, dir: &Path) -> Value {
         out["error"] = json!(e);
         return out;
     }
-    let heard = peerline_audio::read_wav(&rec)
-        .map(|a| peerline_media::tone_seconds(&a.samples, a.sample_rate, hz_in, 0.5))
-        .unwrap_or(0.0);
-    out["heard_secs"] = json!(heard);
+    out["heard_secs"] = json!(tone_secs(&rec, hz_in));
     out["ok"] = json!(true);
     out
 }
@@ -240,59 +201,6 @@ async fn phone(role: &str, dir: &Path) -> Value {
 /// The lab's coturn as a TURN server, the only one the phones may relay through.
 fn turn_url() -> String {
     format!("turn:{}:3478?transport=udp", NatLab::PUBLIC_SERVER_IP)
-}
-
-fn sh(ns: &str, args: &[&str]) {
-    let st = std::process::Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{ns}: {args:?}");
-}
-
-/// A veth between the two homes for SIP only: any UDP datagram from its addresses that
-/// is not from port 5060 is dropped, so ICE cannot use it for media.
-fn signaling_link(a_ns: &str, b_ns: &str) {
-    let st = std::process::Command::new("ip")
-        .args([
-            "-n", a_ns, "link", "add", "sig", "type", "veth", "peer", "name", "sig",
-        ])
-        .args(["netns", b_ns])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    for (ns, addr) in [(a_ns, SIG_A), (b_ns, SIG_B)] {
-        sh(
-            ns,
-            &["ip", "addr", "add", &format!("{addr}/24"), "dev", "sig"],
-        );
-        sh(ns, &["ip", "link", "set", "sig", "up"]);
-        sh(
-            ns,
-            &[
-                "iptables",
-                "-A",
-                "OUTPUT",
-                "-s",
-                "192.168.100.0/24",
-                "-p",
-                "udp",
-                "!",
-                "--sport",
-                "5060",
-                "-j",
-                "DROP",
-            ],
-        );
-    }
-}
-
-fn is_public(addr: &str) -> bool {
-    match addr.parse::<SocketAddr>().map(|a| a.ip()) {
-        Ok(IpAddr::V4(v4)) => v4.octets()[..3] == [203, 0, 113],
-        _ => false,
-    }
 }
 
 /// Caller behind `a`, callee behind `b`, with or without TURN; returns both results.
@@ -323,7 +231,7 @@ fn run_call_with(
     let mut lab = NatLab::new(&format!("c{}{}", a.name(), b.name())).unwrap();
     let ha = lab.add_host(a).unwrap();
     let hb = lab.add_host(b).unwrap();
-    signaling_link(&ha.netns, &hb.netns);
+    peerline_interop::signaling_link(&ha.netns, SIG_A, &hb.netns, SIG_B, 5060).unwrap();
     let options = CoturnOptions::new()
         .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
         .port(3478)
@@ -399,6 +307,45 @@ fn run_call_with(
     (ra, rb)
 }
 
+/// One side's media ran as it should on its selected pair: DTLS-SRTP, no media error, the
+/// other side's tone heard nearly all the call, and media exchanged only with the pair's
+/// remote address (nothing over the signaling link).
+fn expect_media_on_the_pair(feature: &str, name: &str, r: &Value, remote: &str) {
+    assert!(
+        r["srtp"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("DTLS-SRTP")),
+        "{feature}: {name} {r}"
+    );
+    assert!(r["media_error"].is_null(), "{feature}: {name} {r}");
+    let heard = r["heard_secs"].as_f64().unwrap_or(0.0);
+    assert!(
+        heard >= CALL_SECS as f64 - 1.0,
+        "{feature}: {name} heard the other tone for {heard} s of {CALL_SECS} s"
+    );
+    for row in r["ledger"].as_array().unwrap() {
+        if row["class"] == "media" {
+            assert_eq!(
+                row["remote"].as_str(),
+                Some(remote),
+                "{feature}: {name} {row}"
+            );
+        }
+    }
+}
+
+/// The matrix note of a call: how it went, the caller's pair, connect time, tones heard.
+fn call_note(how: &str, ra: &Value, rb: &Value) -> String {
+    format!(
+        "{how} {}-{}, connect {:.0} ms, tone {:.1}/{:.1} s",
+        ra["path"]["local_type"].as_str().unwrap_or("?"),
+        ra["path"]["remote_type"].as_str().unwrap_or("?"),
+        ra["path"]["connect_ms"].as_f64().unwrap_or(-1.0),
+        ra["heard_secs"].as_f64().unwrap_or(0.0),
+        rb["heard_secs"].as_f64().unwrap_or(0.0),
+    )
+}
+
 /// The call connected directly through the NATs (public addresses on both ends of the
 /// pair, never the signaling link), DTLS-SRTP ran on it and each side heard the other.
 fn expect_direct_call(a: Nat, b: Nat, kinds: &[&str]) {
@@ -418,45 +365,19 @@ fn expect_direct_call(a: Nat, b: Nat, kinds: &[&str]) {
         }
         let remote = path["remote_addr"].as_str().unwrap_or_default();
         assert!(
-            is_public(remote),
+            peerline_interop::is_lab_public(remote),
             "{feature}: {name} remote {remote} not via the NAT"
         );
-        assert!(
-            r["srtp"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("DTLS-SRTP")),
-            "{feature}: {name} {r}"
-        );
-        assert!(r["media_error"].is_null(), "{feature}: {name} {r}");
-        let heard = r["heard_secs"].as_f64().unwrap_or(0.0);
-        assert!(
-            heard >= CALL_SECS as f64 - 1.0,
-            "{feature}: {name} heard the other tone for {heard} s of {CALL_SECS} s"
-        );
-        // Media only with the pair's remote address; nothing over the signaling link.
-        for row in r["ledger"].as_array().unwrap() {
-            if row["class"] == "media" {
-                assert_eq!(
-                    row["remote"].as_str(),
-                    Some(remote),
-                    "{feature}: {name} {row}"
-                );
-            }
-        }
+        expect_media_on_the_pair(&feature, name, r, remote);
     }
     // The two sides agree on the pair, seen from each end.
     assert_eq!(
-        ra["path"]["remote_addr"].as_str().map(is_public),
+        ra["path"]["remote_addr"]
+            .as_str()
+            .map(peerline_interop::is_lab_public),
         Some(true)
     );
-    entry.note(format!(
-        "direct {}-{}, connect {:.0} ms, tone {:.1}/{:.1} s",
-        ra["path"]["local_type"].as_str().unwrap_or("?"),
-        ra["path"]["remote_type"].as_str().unwrap_or("?"),
-        ra["path"]["connect_ms"].as_f64().unwrap_or(-1.0),
-        ra["heard_secs"].as_f64().unwrap_or(0.0),
-        rb["heard_secs"].as_f64().unwrap_or(0.0),
-    ));
+    entry.note(call_note("direct", &ra, &rb));
     entry.pass();
 }
 
@@ -543,41 +464,17 @@ fn expect_relayed_call(a: Nat, b: Nat, turn: Turn) {
                 "{feature}: {name} {r}"
             );
         }
-        assert!(is_public(remote), "{feature}: {name} remote {remote}");
         assert!(
-            r["srtp"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("DTLS-SRTP")),
-            "{feature}: {name} {r}"
+            peerline_interop::is_lab_public(remote),
+            "{feature}: {name} remote {remote}"
         );
-        assert!(r["media_error"].is_null(), "{feature}: {name} {r}");
-        let heard = r["heard_secs"].as_f64().unwrap_or(0.0);
-        assert!(
-            heard >= CALL_SECS as f64 - 1.0,
-            "{feature}: {name} heard the other tone for {heard} s of {CALL_SECS} s"
-        );
-        for row in r["ledger"].as_array().unwrap() {
-            if row["class"] == "media" {
-                assert_eq!(
-                    row["remote"].as_str(),
-                    Some(remote),
-                    "{feature}: {name} {row}"
-                );
-            }
-        }
+        expect_media_on_the_pair(&feature, name, r, remote);
     }
     assert!(
         relays >= 1,
         "{feature}: no relay candidate selected: caller {ra}\ncallee {rb}"
     );
-    entry.note(format!(
-        "relay {}-{} via the configured coturn, connect {:.0} ms, tone {:.1}/{:.1} s",
-        ra["path"]["local_type"].as_str().unwrap_or("?"),
-        ra["path"]["remote_type"].as_str().unwrap_or("?"),
-        ra["path"]["connect_ms"].as_f64().unwrap_or(-1.0),
-        ra["heard_secs"].as_f64().unwrap_or(0.0),
-        rb["heard_secs"].as_f64().unwrap_or(0.0),
-    ));
+    entry.note(call_note("relay via the configured coturn", &ra, &rb));
     entry.pass();
 }
 
@@ -620,30 +517,15 @@ fn ice_call_address_change_restarts_ice() {
                 let o = caller.ip.octets();
                 format!("{}.{}.{}.1", o[0], o[1], o[2])
             };
+            use peerline_interop::in_ns;
             // Keep the new address when the old (primary) one goes.
-            sh(
-                ns,
-                &[
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    "net.ipv4.conf.eth0.promote_secondaries=1",
-                ],
-            );
-            sh(
-                ns,
-                &["ip", "addr", "add", &format!("{new_ip}/24"), "dev", "eth0"],
-            );
-            sh(
-                ns,
-                &["ip", "addr", "del", &format!("{old}/24"), "dev", "eth0"],
-            );
-            sh(
-                ns,
-                &[
-                    "ip", "route", "replace", "default", "via", &gw, "src", new_ip,
-                ],
-            );
+            let keep = "net.ipv4.conf.eth0.promote_secondaries=1";
+            in_ns(ns, "sysctl", &["-q", "-w", keep]).unwrap();
+            let (new, old) = (format!("{new_ip}/24"), format!("{old}/24"));
+            in_ns(ns, "ip", &["addr", "add", &new, "dev", "eth0"]).unwrap();
+            in_ns(ns, "ip", &["addr", "del", &old, "dev", "eth0"]).unwrap();
+            let route = ["route", "replace", "default", "via", &gw, "src", new_ip];
+            in_ns(ns, "ip", &route).unwrap();
         },
     );
     for (name, r) in [("caller", &ra), ("callee", &rb)] {

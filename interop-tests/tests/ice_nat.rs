@@ -227,6 +227,19 @@ fn ice_eim_eim_direct() {
     expect_connected(Nat::EndpointIndependent, Nat::EndpointIndependent, true);
 }
 
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_full_eim_direct() {
+    expect_connected(Nat::FullCone, Nat::EndpointIndependent, true);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_full_sym_direct() {
+    // A full-cone NAT takes the symmetric side's fresh mapping: no relay needed.
+    expect_connected(Nat::FullCone, Nat::Symmetric, true);
+}
+
 // The relayed cases. They need the lab's public segment to have a way out ("the
 // Internet"): coturn 4.6 drops an allocation's relay socket after a send to a peer address
 // it has no route for (a private host candidate), see `NatLab::new`.

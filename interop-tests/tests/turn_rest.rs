@@ -10,29 +10,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use peerline_interop::{
-    tails, target_dir, wait_for, workspace_dir, Coturn, CoturnOptions, LabHost, MatrixEntry, Nat,
-    NatLab, Process, ProcessOptions, TestDir,
+    tails, wait_for, Coturn, CoturnOptions, LabHost, MatrixEntry, Nat, NatLab, Process,
+    ProcessOptions, TestDir,
 };
 use serde_json::Value;
 
 const SECRET: &str = "north-wind-7f3a";
-
-/// The `peerline` binary, built (quickly: the workspace tests built it already) first.
-fn peerline_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "peerline", "--bin", "peerline"])
-        .current_dir(workspace_dir())
-        .status()
-        .unwrap();
-    assert!(st.success(), "building peerline: {st}");
-    target_dir().join("debug/peerline")
-}
 
 /// `peerline --config DIR/NAME.toml doctor --json --timeout 3` with only `[[ice.turn]]`.
 fn doctor(bin: &Path, dir: &TestDir, name: &str, turn: &Coturn, secret: &str) -> Output {
@@ -55,7 +43,7 @@ fn doctor(bin: &Path, dir: &TestDir, name: &str, turn: &Coturn, secret: &str) ->
 #[test]
 fn doctor_allocates_with_rest_credentials_and_a_wrong_secret_gets_401() {
     let mut entry = MatrixEntry::new("coturn", "turn-rest-credentials", "udp");
-    let bin = peerline_bin();
+    let bin = peerline_interop::peerline_binary().unwrap();
     let dir = TestDir::new("turn_rest_doctor").unwrap();
     let mut turn = Coturn::start(CoturnOptions::new().rest_secret(SECRET), &dir).unwrap();
     turn.wait_ready(Duration::from_secs(5))

@@ -576,6 +576,12 @@ pub fn likely_path(r: &NatReport, turn_configured: bool) -> LikelyPath {
                  sides open it"
                     .into(),
             ),
+            (_, Some(Behaviour::EndpointIndependent), Some(Behaviour::EndpointIndependent)) => (
+                PathKind::Direct,
+                "direct: endpoint-independent mapping and filtering (full cone): any peer, \
+                 even one behind a symmetric NAT, reaches our server-reflexive address"
+                    .into(),
+            ),
             (_, Some(Behaviour::EndpointIndependent), _) => (
                 PathKind::HolePunching,
                 format!(
@@ -888,6 +894,28 @@ mod tests {
         assert_eq!(r.filtering, Some(Behaviour::AddressDependent));
         let r = run("10.0.1.2:40000", sym, None, true);
         assert_eq!(likely_path(&r, false).kind, PathKind::HolePunching);
+    }
+
+    #[test]
+    fn a_full_cone_nat_is_a_direct_path() {
+        let r = NatReport {
+            udp_ok: true,
+            behind_nat: Some(true),
+            mapping: Some(Behaviour::EndpointIndependent),
+            filtering: Some(Behaviour::EndpointIndependent),
+            ..NatReport::default()
+        };
+        let p = likely_path(&r, false);
+        assert_eq!(p.kind, PathKind::Direct);
+        assert!(p.detail.contains("full cone"), "{}", p.detail);
+        let port_restricted = NatReport {
+            filtering: Some(Behaviour::AddressAndPortDependent),
+            ..r
+        };
+        assert_eq!(
+            likely_path(&port_restricted, false).kind,
+            PathKind::HolePunching
+        );
     }
 
     #[test]
