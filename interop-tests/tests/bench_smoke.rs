@@ -90,3 +90,40 @@ fn bench_smoke_pass_writes_parsed_figures() {
     );
     assert!(section.contains("ratio"), "{section}");
 }
+
+/// `cargo xtask bench idle --smoke`: figure 6's harness (SIPp as registrar, a `dumpcap`
+/// capture, `peerline register --stay`) runs for 5 s and counts what it saw: the
+/// registration and its removal each way, bytes from the capture, and the CPU read.
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn bench_idle_smoke_counts_a_registered_phone() {
+    let dir = TestDir::new("bench_idle_smoke").unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let opts = ProcessOptions::new("xtask-bench-idle", &cargo)
+        .args([
+            "run", "--quiet", "-p", "xtask", "--", "bench", "idle", "--smoke",
+        ])
+        .cwd(workspace_dir());
+    let mut bench = Process::spawn(opts, dir.path()).unwrap();
+    let status = bench.wait_exit(Duration::from_secs(240)).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("xtask-bench-idle.stdout.log"))
+        .unwrap_or_default()
+        + &std::fs::read_to_string(dir.path().join("xtask-bench-idle.stderr.log"))
+            .unwrap_or_default();
+    assert!(
+        status.success(),
+        "cargo xtask bench idle --smoke: {status}\n{log}"
+    );
+    let text = std::fs::read_to_string(target_dir().join("bench/smoke/idle-results.txt")).unwrap();
+    let f = &lines(&text, "idle")[0];
+    assert!(num(f, "secs") >= 5.0, "{text}");
+    // A REGISTER and its 200, and the unregistering REGISTER and its 200, at the least.
+    assert!(num(f, "bytes_sent") > 300.0, "{text}\n{log}");
+    assert!(num(f, "bytes_received") > 200.0, "{text}\n{log}");
+    assert!(num(f, "messages") >= 2.0, "{text}\n{log}");
+    assert!(num(f, "cpu_secs") >= 0.0, "{text}");
+    let section =
+        std::fs::read_to_string(target_dir().join("bench/smoke/idle-section.md")).unwrap();
+    assert!(section.contains("sent REGISTER"), "{section}");
+    assert!(section.contains("received SIP/2.0 200"), "{section}");
+}

@@ -8,9 +8,13 @@
 //! * Figure 3 — memory per established call (RSS growth / calls held), Peerline PCMU and
 //!   Opus next to `sipp -sn uas`.
 //!
+//! * Figure 6 — idle cost of a registered phone: `cargo xtask bench idle` (ten minutes,
+//!   its own section; `idle.rs`).
+//!
 //! `--smoke` runs one tiny step of each (debug binaries unless `--release`) and writes to
 //! `target/bench/smoke/` only. Every process is stopped by its PID; every wait is bounded.
 
+mod idle;
 mod machine;
 mod memory;
 mod process;
@@ -51,7 +55,8 @@ impl Bench {
         let root = super::workspace_root();
         let target = target_dir();
         let smoke = args.iter().any(|a| a == "--smoke");
-        let release = args.iter().any(|a| a == "--release") || !smoke;
+        let release = args.iter().any(|a| a == "--release")
+            || (!smoke && !args.iter().any(|a| a == "--debug"));
         let work = target
             .join("bench")
             .join(if smoke { "smoke" } else { "full" });
@@ -63,7 +68,7 @@ impl Bench {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--smoke" | "--release" | "--no-build" | "--no-pin" => {}
+                "--smoke" | "--release" | "--debug" | "--no-build" | "--no-pin" => {}
                 "--out" => out = PathBuf::from(it.next().ok_or("--out needs a path")?),
                 other => return Err(format!("bench: unknown option {other}")),
             }
@@ -120,6 +125,9 @@ pub struct Figures {
 }
 
 pub fn run(args: &[String]) -> Result {
+    if args.first().map(String::as_str) == Some("idle") {
+        return run_idle(&args[1..]);
+    }
     let bench = Bench::from_args(args)?;
     let started = std::time::Instant::now();
     if bench.build {
@@ -188,6 +196,76 @@ pub fn run(args: &[String]) -> Result {
         "bench: results in {} and {}",
         bench.out.display(),
         bench.results.display()
+    );
+    Ok(())
+}
+
+/// Marks the idle figure's own section of docs/benchmarks.md.
+const IDLE_BEGIN: &str = "<!-- cargo xtask bench idle: begin (generated, do not edit by hand) -->";
+const IDLE_END: &str = "<!-- cargo xtask bench idle: end -->";
+
+/// `cargo xtask bench idle [--smoke] [--release] [--no-build] [--out FILE]`: figure 6 only
+/// (600 s; 5 s with `--smoke`, written under target/bench/smoke/).
+fn run_idle(args: &[String]) -> Result {
+    let bench = Bench::from_args(args)?;
+    if bench.build {
+        let mut build = vec!["build", "-p", "peerline", "--bins"];
+        if bench.release {
+            build.push("--release");
+        }
+        super::cargo(&build)?;
+    }
+    let secs = if bench.smoke { 5 } else { 600 };
+    std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
+    println!("bench: idle cost of a registered phone, {secs} s");
+    let idle = idle::measure(&bench, secs)?;
+    println!(
+        "bench:   {:.0} B/min ({} sent, {} received), CPU {:.3} %",
+        idle.bytes_per_minute(),
+        idle.bytes_sent,
+        idle.bytes_received,
+        idle.cpu_percent()
+    );
+    let results = bench.work.join("idle-results.txt");
+    std::fs::write(
+        &results,
+        format!(
+            "idle secs={:.1} bytes_sent={} bytes_received={} cpu_secs={:.3} messages={}\n",
+            idle.secs,
+            idle.bytes_sent,
+            idle.bytes_received,
+            idle.cpu_secs,
+            idle.messages.len()
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", results.display()))?;
+    let m = machine::Machine::probe();
+    let when = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let what = format!(
+        "{} cores, {}, Peerline {}{}",
+        m.nproc,
+        m.cpu_model,
+        m.peerline_rev,
+        if bench.release { " release" } else { " debug" }
+    );
+    let section = format!(
+        "{IDLE_BEGIN}\n{}{IDLE_END}",
+        idle::markdown(&idle, &what, &when)
+    );
+    let out = if bench.smoke {
+        bench.work.join("idle-section.md")
+    } else {
+        bench.out.clone()
+    };
+    report::splice(&out, IDLE_BEGIN, IDLE_END, &section)?;
+    println!(
+        "bench: results in {} and {}",
+        out.display(),
+        results.display()
     );
     Ok(())
 }

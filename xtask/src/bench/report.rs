@@ -21,16 +21,21 @@ pub fn write(bench: &Bench, f: &Figures) -> Result {
     let results = results_text(f);
     std::fs::write(&bench.results, results)
         .map_err(|e| format!("{}: {e}", bench.results.display()))?;
-    let section = markdown(bench, f);
-    let old = std::fs::read_to_string(&bench.out).unwrap_or_default();
-    let new = match (old.find(BEGIN), old.find(END)) {
+    splice(&bench.out, BEGIN, END, &markdown(bench, f))
+}
+
+/// Puts `section` (which starts with `begin` and ends with `end`) in place of the text
+/// between those markers in `out`, or at its end the first time.
+pub fn splice(out: &std::path::Path, begin: &str, end: &str, section: &str) -> Result {
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    let new = match (old.find(begin), old.find(end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &old[..b], &old[e + END.len()..])
+            format!("{}{section}{}", &old[..b], &old[e + end.len()..])
         }
         _ if old.is_empty() => format!("{section}\n"),
-        _ => format!("{}\n{section}\n", old.trim_end()),
+        _ => format!("{}\n\n{section}\n", old.trim_end()),
     };
-    std::fs::write(&bench.out, new).map_err(|e| format!("{}: {e}", bench.out.display()))
+    std::fs::write(out, new).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 fn results_text(f: &Figures) -> String {
