@@ -275,7 +275,8 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
         "\n### 4. Not measured by the harness yet\n\n\
          - Concurrent media calls per core (SRTP, PCMU and Opus, one pinned core) next to \
          baresip.\n\
-         - Added mouth-to-ear latency, idle cost of a registered phone, post-dial delay.\n\
+         - Added mouth-to-ear latency and post-dial delay (the idle cost of a registered phone is\n\
+           `cargo xtask bench idle`, its own section below).\n\
          - Medians over several runs: each figure is one run."
     );
     let _ = writeln!(s, "{END}");
