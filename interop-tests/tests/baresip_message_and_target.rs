@@ -162,7 +162,15 @@ fn blind_transfer_leaves_the_transferee_talking_to_baresip() {
         c.stop();
         alice.shutdown().await;
         bob.shutdown().await;
-        // Alice's recording of the transferred call's media holds baresip's 1000 Hz.
+        // Alice's recording of her call to baresip (the transfer's new call records
+        // beside the first call's file: `alice-heard.call<N>.wav`) holds its 1000 Hz.
+        let rec = peerline_ua::MediaOptions {
+            source: peerline_ua::AudioSource::Silence,
+            record: Some(rec.clone()),
+        }
+        .replacement(new_call)
+        .record
+        .unwrap();
         let audio = peerline_audio::read_wav(&rec).unwrap();
         let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 1000.0, 0.5);
         assert!(

@@ -427,7 +427,7 @@ fn message_and_blind_transfer_to_baresip_through_kamailio() {
         .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[carol.process(), kam.process()], 30)));
     let rec = dir.path().join("alice-heard.wav");
     let rt = runtime();
-    rt.block_on(async {
+    let new_call = rt.block_on(async {
         let mut started = registered_phones(
             &kam,
             &[("alice", "alice-secret"), ("bob", "bob-secret")],
@@ -524,8 +524,17 @@ fn message_and_blind_transfer_to_baresip_through_kamailio() {
         .unwrap_or_else(|| panic!("alice's call to carol did not end\n{}", logs()));
         alice.shutdown().await;
         bob.shutdown().await;
+        new_call
     });
     carol.stop();
+    // The transfer's new call records beside the first call's file (`….call<N>.wav`).
+    let rec = peerline_ua::MediaOptions {
+        source: peerline_ua::AudioSource::Silence,
+        record: Some(rec.clone()),
+    }
+    .replacement(new_call)
+    .record
+    .unwrap();
     let audio = peerline_audio::read_wav(&rec).unwrap();
     let heard = peerline_media::tone_seconds(&audio.samples, audio.sample_rate, 1000.0, 0.5);
     assert!(
