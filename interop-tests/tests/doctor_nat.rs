@@ -148,6 +148,9 @@ fn expect(nat: Nat, mapping: &str, filtering: &str, path: &str) {
     assert_eq!(n["behind_nat"], nat != Nat::None, "{n}");
     assert_eq!(n["mapping"], mapping, "{n}");
     assert_eq!(n["filtering"], filtering, "{n}");
+    // Reachable by a host we never sent to exactly when nothing filters.
+    let open = filtering == "endpoint-independent";
+    assert_eq!(n["reachable_from_outside"], open, "{n}");
     assert_eq!(n["likely_path"], path, "{n}");
     let mapped: std::net::SocketAddr = n["mapped_address"].as_str().unwrap().parse().unwrap();
     assert_eq!(mapped.ip(), host.public_ip, "{n}");
@@ -171,6 +174,14 @@ fn expect(nat: Nat, mapping: &str, filtering: &str, path: &str) {
         "{text}"
     );
     assert!(text.contains("  likely call path: "), "{text}");
+    assert!(
+        text.contains(if open {
+            "  reachable from outside: yes"
+        } else {
+            "  reachable from outside: no"
+        }),
+        "{text}"
+    );
     assert!(
         text.contains(if nat == Nat::None {
             "  NAT: no"

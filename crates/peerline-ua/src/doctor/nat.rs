@@ -33,6 +33,10 @@ pub struct NatCheck {
     pub mapping: Option<String>,
     /// Same values as `mapping`.
     pub filtering: Option<String>,
+    /// Whether a host we never sent to can reach us at `mapped_address`: RFC 5780 §4.4
+    /// test II (the server answers from its other IP and port) came through. `None`: the
+    /// filtering test did not run.
+    pub reachable_from_outside: Option<bool>,
     /// `direct`, `srflx-hole-punching`, `relay-needed` or `unknown`.
     pub likely_path: String,
     /// The likely path in words.
@@ -53,6 +57,7 @@ impl NatCheck {
             behind_nat: None,
             mapping: None,
             filtering: None,
+            reachable_from_outside: None,
             likely_path: "unknown".into(),
             path_detail: "unknown: NAT behaviour not determined".into(),
             result,
@@ -78,6 +83,9 @@ impl NatCheck {
             behind_nat: r.behind_nat,
             mapping: r.mapping.map(|b| b.as_str().to_string()),
             filtering: r.filtering.map(|b| b.as_str().to_string()),
+            reachable_from_outside: r
+                .filtering
+                .map(|b| b == nat_behaviour::Behaviour::EndpointIndependent),
             likely_path: path.kind.as_str().into(),
             path_detail: path.detail,
             result,

@@ -128,5 +128,17 @@ fn nat(s: &mut String, n: &NatCheck) {
         "  filtering: {}",
         n.filtering.clone().unwrap_or_else(unknown)
     );
+    if let Some(reachable) = n.reachable_from_outside {
+        let at = n.mapped_address.as_deref().unwrap_or("our mapped address");
+        let _ = writeln!(
+            s,
+            "  reachable from outside: {}",
+            if reachable {
+                format!("yes (any host can send to {at})")
+            } else {
+                format!("no (only hosts we sent to first can reach {at})")
+            }
+        );
+    }
     let _ = writeln!(s, "  likely call path: {}", n.path_detail);
 }
