@@ -7,6 +7,9 @@
 //! decaying over time), clamped to `[min_delay, max_delay]`; the buffer converges on it
 //! by dropping a frame (delay more than two frames above target) or inserting a
 //! concealed one (more than one frame below), at most one adjustment per 5 frames.
+//! Before any jitter is measured the target is the floor (two frames): a path with
+//! jitter grows it within the first second, a calm one never had a reason to wait
+//! longer (the mouth-to-ear delay, docs/benchmarks.md figure 5).
 //! SSRC changes and timestamp jumps reset the buffer; a silence of more than
 //! `max_delay` (DTX, hold) returns it to buffering, so the next talkspurt re-buffers.
 
@@ -35,9 +38,9 @@ impl JitterConfig {
         Self {
             clock_rate,
             frame_ms: frame_ms.max(1),
-            min_delay_ms: 2 * frame_ms.max(1),
+            min_delay_ms: frame_ms.max(1),
             max_delay_ms: 300,
-            initial_delay_ms: 60,
+            initial_delay_ms: frame_ms.max(1),
             max_packets: 200,
         }
     }
@@ -95,6 +98,9 @@ pub struct JitterStats {
     pub ssrc_resets: u64,
     /// Jumps of the playout point to a new talkspurt.
     pub resyncs: u64,
+    /// Periods concealed with the buffer empty, keeping the playout point (the frame
+    /// was late, or is lost and shows as a gap later).
+    pub underflows: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +128,9 @@ pub struct JitterBuffer {
     smoothed_delay_ms: Option<f64>,
     pops_since_adjust: u32,
     empty_pops: u32,
+    /// Periods concealed by underflow since the last frame played: a gap found later
+    /// (the frames were lost, not late) is skipped by that many without concealing again.
+    owed: i64,
     stats: JitterStats,
 }
 
@@ -144,6 +153,7 @@ impl JitterBuffer {
             smoothed_delay_ms: None,
             pops_since_adjust: 0,
             empty_pops: 0,
+            owed: 0,
             stats: JitterStats::default(),
         }
     }
@@ -220,6 +230,7 @@ impl JitterBuffer {
         self.last_transit_ms = None;
         self.smoothed_delay_ms = None;
         self.empty_pops = 0;
+        self.owed = 0;
         self.pops_since_adjust = 0;
         self.stats.resets += 1;
     }
@@ -335,6 +346,7 @@ impl JitterBuffer {
             Some(s) => s + (delay - s) / 8.0,
         });
         self.stats.played += 1;
+        self.owed = 0;
         self.next_ts = Some(key + self.frame_ticks);
         Some(entry.frame)
     }
@@ -403,7 +415,20 @@ impl JitterBuffer {
                     timestamp: next as u32,
                 };
             }
-            return self.missing(next);
+            // Nothing is here yet: the frame may be late rather than lost (a sender whose
+            // clock runs slow, a burst of jitter). Conceal this period but keep the
+            // playout point, so the frame still plays when it comes (advancing would make
+            // it, and every frame after it, arrive "too late"); a later frame arriving
+            // first shows a loss (the gap case below). The delay grows by one frame,
+            // which the shrink rule takes back once the path is calm.
+            self.stats.missing += 1;
+            self.stats.underflows += 1;
+            // The period this stands for: the first missing frame, then the ones after it.
+            let timestamp = next + self.owed * self.frame_ticks;
+            self.owed += 1;
+            return Playout::Missing {
+                timestamp: timestamp as u32,
+            };
         };
         self.empty_pops = 0;
         let first_marker = first_entry.frame.marker;
@@ -418,6 +443,22 @@ impl JitterBuffer {
                     Some(f) => Playout::Frame(f),
                     None => self.missing(next),
                 };
+            }
+            // The periods already concealed while the buffer was empty stood for these
+            // lost frames: skip them rather than conceal them a second time.
+            let gap = (first - next) / self.frame_ticks;
+            let skip = self.owed.min(gap);
+            self.owed = 0;
+            if skip > 0 {
+                let next = next + skip * self.frame_ticks;
+                self.next_ts = Some(next);
+                if first < next + self.frame_ticks {
+                    return match self.take(first, now) {
+                        Some(f) => Playout::Frame(f),
+                        None => self.missing(next),
+                    };
+                }
+                return self.missing(next);
             }
             return self.missing(next);
         }

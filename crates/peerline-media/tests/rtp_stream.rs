@@ -447,7 +447,11 @@ fn adaptive_delay_shrinks_when_network_calms() {
             popped += 1;
         }
     }
-    assert_eq!(jb.target_delay(), ms(40), "target falls to min_delay");
+    assert_eq!(
+        jb.target_delay(),
+        ms(u64::from(JitterConfig::new(8000, 20).min_delay_ms)),
+        "target falls to min_delay"
+    );
     assert!(
         jb.playout_delay() < ms(90),
         "delay should converge down, is {:?}",
@@ -483,18 +487,38 @@ fn too_late_and_duplicate_packets_are_dropped() {
         jb.pop(t0 + ms(40)),
         Playout::Missing { timestamp: 160 }
     ));
-    // Seq 1 arrives after its slot was concealed.
+    // Seq 1 arrives after its slot was concealed with the buffer empty: it was late, not
+    // lost, so its slot was kept and it plays (the delay grew by one frame).
     assert_eq!(
         jb.push(t0 + ms(45), &packet(1, 1, 160, false)),
-        PushOutcome::TooLate
+        PushOutcome::Accepted
     );
     assert_eq!(
         jb.push(t0 + ms(45), &packet(1, 2, 320, false)),
         PushOutcome::Accepted
     );
-    assert!(matches!(jb.pop(t0 + ms(60)), Playout::Frame(f) if f.seq == 2));
+    assert!(matches!(jb.pop(t0 + ms(60)), Playout::Frame(f) if f.seq == 1));
+    assert!(matches!(jb.pop(t0 + ms(80)), Playout::Frame(f) if f.seq == 2));
+    // Seq 4 is here before seq 3: seq 3's slot is a gap, concealed and passed, so seq 3
+    // arriving after it is too late.
+    assert_eq!(
+        jb.push(t0 + ms(85), &packet(1, 4, 640, false)),
+        PushOutcome::Accepted
+    );
+    assert!(matches!(
+        jb.pop(t0 + ms(100)),
+        Playout::Missing { timestamp: 480 }
+    ));
+    assert_eq!(
+        jb.push(t0 + ms(105), &packet(1, 3, 480, false)),
+        PushOutcome::TooLate
+    );
+    assert!(matches!(jb.pop(t0 + ms(120)), Playout::Frame(f) if f.seq == 4));
     let s = jb.stats();
-    assert_eq!((s.late, s.duplicates, s.missing, s.played), (1, 1, 1, 2));
+    assert_eq!(
+        (s.late, s.duplicates, s.missing, s.played, s.underflows),
+        (1, 1, 2, 4, 1)
+    );
     assert!(jb.target_delay() > ms(20), "late packet bumps the target");
 }
 
@@ -657,4 +681,43 @@ fn clock_drift_keeps_the_delay_bounded() {
             assert!(s.missing > 0, "{name}: {s:?}");
         }
     }
+}
+
+/// A burst of loss while the buffer is empty: each period is concealed once (the
+/// underflows stand for the lost frames), and the frame after the burst plays at once,
+/// so the loss adds no delay.
+#[test]
+fn burst_loss_with_an_empty_buffer_is_concealed_once_and_adds_no_delay() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+    let t0 = Instant::now();
+    let mut kinds = Vec::new();
+    for i in 0..40u64 {
+        // Frames 10..15 are lost; each other arrives 21 ms before its pop (the floor is
+        // one frame, so pop i plays frame i).
+        if !(10..15).contains(&i) {
+            jb.push(
+                t0 + ms(20 * i + 19),
+                &packet(3, i as u16, (i * 160) as u32, i == 0),
+            );
+        }
+        kinds.push(match jb.pop(t0 + ms(20 * i + 40)) {
+            Playout::Frame(f) => format!("F{}", f.seq),
+            Playout::Missing { timestamp } => format!("M{}", timestamp / 160),
+            Playout::Buffering => "B".into(),
+        });
+    }
+    let expect: Vec<String> = (0..39)
+        .map(|i| {
+            if (10..15).contains(&i) {
+                format!("M{i}")
+            } else {
+                format!("F{i}")
+            }
+        })
+        .collect();
+    assert_eq!(kinds[0], "F0", "{kinds:?}");
+    assert_eq!(&kinds[..39], &expect[..], "{kinds:?}");
+    let s = jb.stats();
+    assert_eq!((s.missing, s.underflows, s.late), (5, 5, 0), "{s:?}");
+    assert!(jb.playout_delay() < ms(25), "{:?}", jb.playout_delay());
 }
