@@ -2,7 +2,8 @@
 //! each figure — SIPp → Peerline UAS, SIPp → SIPp, Peerline bot UAC → SIPp, memory per
 //! call — and writes figures that parse. Debug binaries (a release build does not fit the
 //! CI budget), so nothing here is about speed: no rate or memory figure is asserted, only
-//! that calls completed with 0 failures at the smoke rate and that RSS was read.
+//! that calls completed with 0 failures at the smoke rate, that RSS was read, and that
+//! one latency run measured each of figures 5 and 7.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -89,6 +90,30 @@ fn bench_smoke_pass_writes_parsed_figures() {
         "{section}"
     );
     assert!(section.contains("ratio"), "{section}");
+
+    // Figures 5 and 7 (one run): every figure measured, each a plausible number of ms.
+    let text =
+        std::fs::read_to_string(target_dir().join("bench/smoke/latency-results.txt")).unwrap();
+    let f = &lines(&text, "latency")[0];
+    assert_eq!(num(f, "errors"), 0.0, "{text}\n{log}");
+    for key in [
+        "one_way_ms",
+        "dial_to_pair_ms",
+        "dial_to_first_rtp_ms",
+        "start_to_registered_ms",
+    ] {
+        let v = num(f, key);
+        assert!(v > 0.0 && v < 10_000.0, "{key} = {v}\n{text}\n{log}");
+    }
+    // First RTP comes after the pair is selected.
+    assert!(
+        num(f, "dial_to_first_rtp_ms") >= num(f, "dial_to_pair_ms"),
+        "{text}"
+    );
+    let section =
+        std::fs::read_to_string(target_dir().join("bench/smoke/latency-section.md")).unwrap();
+    assert!(section.contains("5. mouth-to-ear, one way"), "{section}");
+    assert!(section.contains("7. CLI start → registered"), "{section}");
 }
 
 /// `cargo xtask bench idle --smoke`: figure 6's harness (SIPp as registrar, a `dumpcap`

@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod g711;
 pub mod g722;
 pub mod jitter;
+pub mod onset;
 pub mod plc;
 pub mod rtcp;
 pub mod rtp_io;

@@ -18,7 +18,7 @@ use super::{Bench, Result};
 
 /// SIPp as a registrar: every REGISTER of the phone's registration (one Call-ID) gets a
 /// 200 with the Contact it sent, for 600 s.
-const REGISTRAR_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+pub(super) const REGISTRAR_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="peerline bench registrar">
   <label id="1"/>
   <recv request="REGISTER"/>

@@ -8,6 +8,9 @@
 //! * Figure 3 — memory per established call (RSS growth / calls held), Peerline PCMU and
 //!   Opus next to `sipp -sn uas`.
 //!
+//! * Figures 5 and 7 — mouth-to-ear latency, post-dial delay with ICE, the CLI's time to
+//!   registered, medians over several runs: `latency.rs`, its own section, also run
+//!   alone by `cargo xtask bench latency`.
 //! * Figure 6 — idle cost of a registered phone: `cargo xtask bench idle` (ten minutes,
 //!   its own section; `idle.rs`).
 //!
@@ -15,6 +18,7 @@
 //! `target/bench/smoke/` only. Every process is stopped by its PID; every wait is bounded.
 
 mod idle;
+mod latency;
 mod machine;
 mod memory;
 mod process;
@@ -125,8 +129,10 @@ pub struct Figures {
 }
 
 pub fn run(args: &[String]) -> Result {
-    if args.first().map(String::as_str) == Some("idle") {
-        return run_idle(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("idle") => return run_idle(&args[1..]),
+        Some("latency") => return run_latency(&args[1..]),
+        _ => {}
     }
     let bench = Bench::from_args(args)?;
     let started = std::time::Instant::now();
@@ -137,7 +143,7 @@ pub fn run(args: &[String]) -> Result {
         }
         super::cargo(&build)?;
     }
-    for bin in ["peerline", "peerline-bench-uas"] {
+    for bin in ["peerline", "peerline-bench-uas", "peerline-bench-latency"] {
         if !bench.binary(bin).is_file() {
             return Err(format!("{} is missing", bench.binary(bin).display()));
         }
@@ -192,6 +198,7 @@ pub fn run(args: &[String]) -> Result {
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
     report::write(&bench, &figures)?;
+    latency_section(&bench)?;
     println!(
         "bench: results in {} and {}",
         bench.out.display(),
@@ -239,6 +246,27 @@ fn run_idle(args: &[String]) -> Result {
         ),
     )
     .map_err(|e| format!("{}: {e}", results.display()))?;
+    let (what, when) = stamp(&bench);
+    let section = format!(
+        "{IDLE_BEGIN}\n{}{IDLE_END}",
+        idle::markdown(&idle, &what, &when)
+    );
+    let out = if bench.smoke {
+        bench.work.join("idle-section.md")
+    } else {
+        bench.out.clone()
+    };
+    report::splice(&out, IDLE_BEGIN, IDLE_END, &section)?;
+    println!(
+        "bench: results in {} and {}",
+        out.display(),
+        results.display()
+    );
+    Ok(())
+}
+
+/// What ran and when, for a section's first line.
+fn stamp(bench: &Bench) -> (String, String) {
     let m = machine::Machine::probe();
     let when = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -252,18 +280,51 @@ fn run_idle(args: &[String]) -> Result {
         m.peerline_rev,
         if bench.release { " release" } else { " debug" }
     );
+    (what, when)
+}
+
+/// Marks the latency figures' own section of docs/benchmarks.md.
+const LATENCY_BEGIN: &str =
+    "<!-- cargo xtask bench latency: begin (generated, do not edit by hand) -->";
+const LATENCY_END: &str = "<!-- cargo xtask bench latency: end -->";
+
+/// `cargo xtask bench latency [--smoke] [--release] [--no-build] [--out FILE]`: figures 5
+/// and 7 only (5 runs; 1 with `--smoke`, written under target/bench/smoke/).
+fn run_latency(args: &[String]) -> Result {
+    let bench = Bench::from_args(args)?;
+    if bench.build {
+        let mut build = vec!["build", "-p", "peerline", "-p", "peerline-bot", "--bins"];
+        if bench.release {
+            build.push("--release");
+        }
+        super::cargo(&build)?;
+    }
+    std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
+    latency_section(&bench)
+}
+
+/// Measures figures 5 and 7 and writes their section and `latency-results.txt`.
+fn latency_section(bench: &Bench) -> Result {
+    let runs = if bench.smoke { 1 } else { 5 };
+    println!("bench: latency, {runs} runs");
+    let l = latency::measure(bench, runs)?;
+    let results = bench.work.join("latency-results.txt");
+    let text = latency::results_text(&l);
+    print!("bench:   {text}");
+    std::fs::write(&results, text).map_err(|e| format!("{}: {e}", results.display()))?;
+    let (what, when) = stamp(bench);
     let section = format!(
-        "{IDLE_BEGIN}\n{}{IDLE_END}",
-        idle::markdown(&idle, &what, &when)
+        "{LATENCY_BEGIN}\n{}{LATENCY_END}",
+        latency::markdown(&l, &what, &when)
     );
     let out = if bench.smoke {
-        bench.work.join("idle-section.md")
+        bench.work.join("latency-section.md")
     } else {
         bench.out.clone()
     };
-    report::splice(&out, IDLE_BEGIN, IDLE_END, &section)?;
+    report::splice(&out, LATENCY_BEGIN, LATENCY_END, &section)?;
     println!(
-        "bench: results in {} and {}",
+        "bench: latency in {} and {}",
         out.display(),
         results.display()
     );
