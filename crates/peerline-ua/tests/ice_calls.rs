@@ -659,3 +659,75 @@ async fn rtcp_component_call(refuser_calls: bool) {
     bob.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ICE restart of a call whose RTCP has its own component restarts both: at the end both
+/// sides have component 2 connected on one pair, and not on the caller's first
+/// component-2 candidates (the re-INVITE goes to Bob's Contact, past the relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_restarts_both_components() {
+    let alice_config = config("alice", true);
+    let mut bob_config = config("bob", true);
+    bob_config.media.rtcp_mux = false;
+    let (alice, mut ae) = Phone::start(alice_config).await.unwrap();
+    let (bob, mut be) = Phone::start(bob_config).await.unwrap();
+    let (relay, sip_log) = recording_relay(bob.sip_addr()).await;
+    let a = alice
+        .call(&format!("sip:bob@{relay}"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, None)).await.unwrap();
+    let media_up = |e: &Event| match e {
+        Event::MediaUp { path, .. } => path.clone(),
+        _ => None,
+    };
+    let first = wait_within(&mut ae, "alice's media up", 10, media_up).await;
+    wait_within(&mut be, "bob's media up", 10, media_up).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice.restart_ice(a).await.unwrap();
+    let second = wait_within(&mut ae, "alice's media up after the restart", 10, media_up).await;
+    assert_ne!(first.local_addr, second.local_addr);
+    // Component 2's checks run beside component 1's; give them a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.hangup(a).await.unwrap();
+    let end = |e: &Event| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    };
+    let b_report = wait_within(&mut be, "bob's end", 10, end).await;
+    let a_report = wait_within(&mut ae, "alice's end", 10, end).await;
+
+    let messages = sip_log.lock().unwrap().clone();
+    let offer = sdp_of(&messages, "INVITE ");
+    let first_rtcp: Vec<SocketAddr> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|c| c.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c[1] == "2")
+        .map(|c| format!("{}:{}", c[4], c[5]).parse().unwrap())
+        .collect();
+    assert!(
+        !first_rtcp.is_empty(),
+        "no component 2 in the offer\n{offer}"
+    );
+    let path = |name: &str, r: &MediaReport| {
+        assert_eq!(r.ice_restarts, 1, "{name}");
+        r.rtcp_path
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: component 2 not connected after the restart"))
+    };
+    let (a_rtcp, b_rtcp) = (path("alice", &a_report), path("bob", &b_report));
+    eprintln!("alice: RTCP {a_rtcp}; bob: RTCP {b_rtcp}; first: {first_rtcp:?}");
+    assert_eq!(a_rtcp.local_addr, b_rtcp.remote_addr);
+    assert_eq!(a_rtcp.remote_addr, b_rtcp.local_addr);
+    assert!(
+        !first_rtcp.contains(&a_rtcp.local_addr),
+        "component 2 still on the first candidates: {a_rtcp}"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
