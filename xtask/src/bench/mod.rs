@@ -14,7 +14,8 @@
 //! * Figure 6 — idle cost of a registered phone: `cargo xtask bench idle` (ten minutes,
 //!   its own section; `idle.rs`).
 //!
-//! `--smoke` runs one tiny step of each (debug binaries unless `--release`) and writes to
+//! `cargo xtask bench` runs every figure (about 45 minutes in release; `--no-idle` skips
+//! figure 6's ten minutes). `--smoke` runs one tiny step of each (debug binaries unless `--release`) and writes to
 //! `target/bench/smoke/` only. Every process is stopped by its PID; every wait is bounded.
 
 mod idle;
@@ -75,7 +76,7 @@ impl Bench {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--smoke" | "--release" | "--debug" | "--no-build" | "--no-pin" => {}
+                "--smoke" | "--release" | "--debug" | "--no-build" | "--no-pin" | "--no-idle" => {}
                 "--out" => out = PathBuf::from(it.next().ok_or("--out needs a path")?),
                 "--runs" => {
                     runs = it
@@ -223,6 +224,10 @@ pub fn run(args: &[String]) -> Result {
     };
     report::write(&bench, &figures)?;
     latency_section(&bench)?;
+    // Figure 6 last: ten minutes of an idle phone (`--no-idle` leaves its section as it is).
+    if !args.iter().any(|a| a == "--no-idle") {
+        idle_section(&bench)?;
+    }
     println!(
         "bench: results in {} and {}",
         bench.out.display(),
@@ -246,10 +251,15 @@ fn run_idle(args: &[String]) -> Result {
         }
         super::cargo(&build)?;
     }
+    idle_section(&bench)
+}
+
+/// Measures figure 6 and writes its section and `idle-results.txt`.
+fn idle_section(bench: &Bench) -> Result {
     let secs = if bench.smoke { 5 } else { 600 };
     std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
     println!("bench: idle cost of a registered phone, {secs} s");
-    let idle = idle::measure(&bench, secs)?;
+    let idle = idle::measure(bench, secs)?;
     println!(
         "bench:   {:.0} B/min ({} sent, {} received), CPU {:.3} %",
         idle.bytes_per_minute(),
@@ -270,7 +280,7 @@ fn run_idle(args: &[String]) -> Result {
         ),
     )
     .map_err(|e| format!("{}: {e}", results.display()))?;
-    let (what, when) = stamp(&bench);
+    let (what, when) = stamp(bench);
     let section = format!(
         "{IDLE_BEGIN}\n{}{IDLE_END}",
         idle::markdown(&idle, &what, &when)
