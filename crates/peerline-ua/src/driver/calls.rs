@@ -49,7 +49,9 @@ impl Driver {
             .and_then(|u| u.user().map(str::to_string))
             .unwrap_or_else(|| self.config.identity.user.clone());
         let local = SocketAddr::new(ip, self.listen_port(transport));
-        let our_contact = located::contact_uri_for(&user, local, transport);
+        // Behind a NAT, through the registrar or outbound proxy: the public address it saw.
+        let contact_at = self.nat_contact_addr(dest, transport).unwrap_or(local);
+        let our_contact = located::contact_uri_for(&user, contact_at, transport);
         let from_uri = aor.unwrap_or_else(|| our_contact.clone());
         let branch = self.branch();
         let sent_by = local.to_string();
@@ -177,7 +179,8 @@ impl Driver {
         ) else {
             return Err(PhoneError::Call(id, "no offer to answer"));
         };
-        let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
+        let toward = call.next_hop;
+        let ip = local_ip_toward(toward, self.sip_addr.ip());
         // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
         let ice = if offers_ice(&offer) {
             let account = self.calls.get(&id).and_then(|c| c.account);
@@ -207,7 +210,7 @@ impl Driver {
                 }
             };
         let transport = call.transport;
-        let contact = self.contact_for(ip, transport);
+        let contact = self.contact_for(toward, ip, transport);
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
         };

@@ -357,7 +357,7 @@ impl Driver {
         let ip = local_ip_toward(source, self.sip_addr.ip());
         ringing
             .headers
-            .push(make_header("Contact", &self.contact_for(ip, transport)));
+            .push(make_header("Contact", &self.contact_for(source, ip, transport)));
         // RFC 3262: when the caller requires 100rel, the 180 goes reliably (Require,
         // RSeq) and is retransmitted until its PRACK.
         let mut prack = None;
