@@ -66,9 +66,7 @@ impl Driver {
                 registrar,
                 registration,
                 register_key: None,
-                keepalive: peerline_sip::nat::KeepAlive::new(Duration::from_secs(
-                    config_keepalive,
-                )),
+                keepalive: peerline_sip::nat::KeepAlive::new(Duration::from_secs(config_keepalive)),
             });
         }
     }

@@ -50,7 +50,8 @@ impl Driver {
             .unwrap_or_else(|| self.config.identity.user.clone());
         let local = SocketAddr::new(ip, self.listen_port(transport));
         // Behind a NAT, through the registrar or outbound proxy: the public address it saw.
-        let contact_at = self.nat_contact_addr(dest, transport).unwrap_or(local);
+        let nat_contact = self.nat_contact_addr(dest, transport);
+        let contact_at = nat_contact.unwrap_or(local);
         let our_contact = located::contact_uri_for(&user, contact_at, transport);
         let from_uri = aor.unwrap_or_else(|| our_contact.clone());
         let branch = self.branch();
@@ -80,10 +81,15 @@ impl Driver {
             .build()
             .map_err(sip_err)?;
         // RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) goes over
-        // TCP instead of UDP; if the connection is refused it is retried over UDP.
+        // TCP instead of UDP; if the connection is refused it is retried over UDP. Not when
+        // the call goes through a registrar or proxy that sees us behind a NAT on our UDP
+        // flow: it could not reach our TCP Contact for the dialog's later requests (a BYE
+        // to us), while the UDP flow's binding is registered and kept alive. A large
+        // INVITE then goes as a fragmented UDP datagram, as other softphones send it.
         let mut transport = transport;
         let mut udp_fallback = false;
         if transport == Transport::Udp
+            && nat_contact.is_none()
             && serialize(&SipMessage::Request(invite.clone())).len() > UDP_REQUEST_LIMIT
         {
             transport = Transport::Tcp;

@@ -302,7 +302,11 @@ impl Driver {
                         .iter()
                         .filter_map(|a| a.registration.as_ref()?.poll_timeout()),
                 )
-                .chain(self.accounts.iter().filter_map(|a| a.keepalive.poll_timeout()))
+                .chain(
+                    self.accounts
+                        .iter()
+                        .filter_map(|a| a.keepalive.poll_timeout()),
+                )
                 .chain(
                     self.prack_calls
                         .iter()
