@@ -1,7 +1,9 @@
 //! SIP through a NAT, sans-IO: the address a server saw us at (RFC 3581 `received` and
 //! `rport` in the top Via of its response), our Contact rewritten to it, and the
-//! keep-alive schedule that holds the NAT binding of a registration's flow open (RFC 5626
-//! §3.5.1 / §4.4.1: a double-CRLF "ping" on the flow).
+//! keep-alive schedule that holds the NAT binding of a registration's flow open: a
+//! double CRLF on the flow, RFC 5626 §4.4.1's ping for connection-oriented transports,
+//! sent over UDP too as pjsip and Linphone do (RFC 5626 §4.4.2's UDP keep-alive is STUN,
+//! which a registrar answers only if it demultiplexes STUN on its SIP port).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use rsip::Response;
 
 use crate::message::MessageExt;
 
-/// What a keep-alive carries over UDP: the RFC 5626 double CRLF (4 bytes). A SIP parser
+/// What a keep-alive carries over UDP: the double CRLF of RFC 5626 §4.4.1 (4 bytes). A SIP parser
 /// skips CRLFs between messages (RFC 3261 §7.5), so any server ignores it; the point is
 /// the outgoing datagram, which refreshes the NAT binding.
 pub const KEEPALIVE_PING: &[u8] = b"\r\n\r\n";

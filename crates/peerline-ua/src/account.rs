@@ -33,7 +33,7 @@ pub struct AccountConfig {
     /// through the registrar or outbound proxy that Contact too. Default on.
     #[serde(default = "yes")]
     pub rewrite_contact: bool,
-    /// Seconds between keep-alives (a 4-byte double CRLF, RFC 5626 §4.4.1) sent to the
+    /// Seconds between keep-alives (a 4-byte double CRLF, as RFC 5626 §4.4.1 pings) to the
     /// registrar over UDP while registered behind a NAT, so the NAT keeps the binding
     /// that incoming requests arrive by; 0 turns them off. Default 25 (under the 30 s
     /// some NATs keep an idle UDP binding).
