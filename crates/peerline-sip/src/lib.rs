@@ -16,6 +16,7 @@ pub mod error;
 pub mod lint;
 pub mod log_redact;
 pub mod message;
+pub mod nat;
 pub mod parse;
 pub mod prack;
 pub mod prescan;

@@ -52,6 +52,11 @@ pub struct RegistrationConfig {
     pub retry_base: Duration,
     /// Maximum failure back-off (default 1800 s).
     pub retry_max: Duration,
+    /// Over UDP: when the 2xx's top Via shows that the registrar saw us at another
+    /// address (RFC 3581 `received`/`rport`: a NAT), register again at once with the
+    /// Contact naming that public address and remove the old binding in the same
+    /// REGISTER ("contact rewrite"). Default off here; the phone turns it on.
+    pub rewrite_contact: bool,
 }
 
 impl RegistrationConfig {
@@ -70,6 +75,7 @@ impl RegistrationConfig {
             reg_id: None,
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(1800),
+            rewrite_contact: false,
         }
     }
 }
@@ -128,6 +134,10 @@ pub struct Registration {
     events: VecDeque<RegistrationEvent>,
     last_request: Option<Request>,
     expires_at: Option<Instant>,
+    /// Where the registrar saw our last REGISTER come from (2xx top Via).
+    public: Option<std::net::SocketAddr>,
+    /// A Contact to remove (`expires=0`) in the next REGISTER: the one before a rewrite.
+    stale_contact: Option<String>,
 }
 
 type Params = Vec<(String, Option<String>)>;
@@ -178,6 +188,31 @@ impl Registration {
             events: VecDeque::new(),
             last_request: None,
             expires_at: None,
+            public: None,
+            stale_contact: None,
+        }
+    }
+
+    /// Our Contact URI as registered (rewritten to the public address after a NAT was
+    /// seen, with [`RegistrationConfig::rewrite_contact`]).
+    pub fn contact(&self) -> &str {
+        &self.config.contact
+    }
+
+    /// Where the registrar saw us, from the top Via of its last 2xx (RFC 3581), when it
+    /// said (`received` or a valued `rport`).
+    pub fn public_address(&self) -> Option<std::net::SocketAddr> {
+        self.public
+    }
+
+    /// Whether we are behind a NAT as far as the registrar can tell: it saw our
+    /// REGISTER come from another address than our Via's sent-by.
+    pub fn behind_nat(&self) -> bool {
+        let sent_by = crate::nat::uri_addr(&format!("sip:{}", self.config.sent_by));
+        match (self.public, sent_by) {
+            (Some(p), Some(s)) => p != s,
+            (Some(_), None) => true,
+            _ => false,
         }
     }
 
@@ -220,6 +255,10 @@ impl Registration {
             if let Some(r) = self.config.reg_id {
                 contact.push_str(&format!(";reg-id={r}"));
             }
+        }
+        if let Some(old) = self.stale_contact.as_ref().filter(|_| !unregister) {
+            // The binding before a contact rewrite goes in the same request.
+            contact.push_str(&format!(", <{old}>;expires=0"));
         }
         let branch = crate::message::new_branch(&mut self.rng);
         let mut b = RequestBuilder::new(Method::Register, self.config.registrar.as_str())
@@ -343,7 +382,12 @@ impl Registration {
                     self.events.push_back(RegistrationEvent::Unregistered);
                     return;
                 }
+                self.stale_contact = None;
                 let granted = self.granted_expires(response);
+                self.public = crate::nat::public_address(response);
+                if granted > 0 && self.rewrite_to_public() {
+                    return;
+                }
                 if granted == 0 {
                     self.state = RegistrationState::Idle;
                     self.expires_at = None;
@@ -396,6 +440,30 @@ impl Registration {
                 self.fail(now, code, reason, retry_after);
             }
         }
+    }
+
+    /// After a 2xx: when contact rewrite is on (UDP) and the registrar saw us at a public
+    /// address other than our Contact's, the Contact becomes that address and a REGISTER
+    /// goes out at once, removing the old binding. `true` when it did (the registration
+    /// is reported once the new binding is accepted).
+    fn rewrite_to_public(&mut self) -> bool {
+        if !self.config.rewrite_contact || self.config.transport != Transport::Udp {
+            return false;
+        }
+        let Some(public) = self.public else {
+            return false;
+        };
+        if crate::nat::uri_addr(&self.config.contact) == Some(public) {
+            return false;
+        }
+        let Some(new) = crate::nat::uri_at(&self.config.contact, public) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut self.config.contact, new);
+        self.stale_contact = Some(old);
+        self.state = RegistrationState::Registering;
+        self.send_now = true;
+        true
     }
 
     fn granted_expires(&self, response: &Response) -> u32 {
@@ -468,6 +536,120 @@ mod tests {
 
     fn events(r: &mut Registration) -> Vec<RegistrationEvent> {
         std::iter::from_fn(|| r.poll_event()).collect()
+    }
+
+    /// A 2xx for `req` as a registrar behind which we sit at `public` would send it
+    /// (RFC 3581: `received` and `rport` filled in), with `Expires: 600`.
+    fn ok_seen_at(req: &Request, public: Option<(&str, u16)>) -> Response {
+        let r = make_response(req, 200, Some("reg"));
+        let mut text = String::from_utf8(crate::serialize(&r.into())).unwrap();
+        let via = match public {
+            Some((ip, port)) => format!(";rport={port};received={ip}\r\n"),
+            None => ";rport=5060\r\n".to_string(),
+        };
+        text = text.replacen(";rport\r\n", &via, 1);
+        text = text.replacen("\r\n\r\n", "\r\nExpires: 600\r\n\r\n", 1);
+        match crate::parse_message(text.as_bytes()).unwrap() {
+            rsip::SipMessage::Response(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn contact_rewritten_to_the_public_address_seen_by_the_registrar() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.credentials = None;
+        c.rewrite_contact = true;
+        let mut reg = Registration::new(c, &mut rng);
+        let first = reg.poll_request(t0).unwrap();
+        assert!(header_value(&first, "Via").unwrap().ends_with(";rport"));
+        reg.handle_response(t0, &ok_seen_at(&first, Some(("203.0.113.9", 40000))));
+        // Not reported yet: a second REGISTER goes at once with the public Contact and
+        // the private binding removed.
+        assert!(events(&mut reg).is_empty());
+        assert_eq!(reg.state(), RegistrationState::Registering);
+        assert_eq!(
+            reg.public_address(),
+            Some("203.0.113.9:40000".parse().unwrap())
+        );
+        assert!(reg.behind_nat());
+        assert_eq!(reg.contact(), "sip:alice@203.0.113.9:40000");
+        let second = reg.poll_request(t0).unwrap();
+        assert_eq!(
+            header_value(&second, "Contact").unwrap(),
+            "<sip:alice@203.0.113.9:40000>;expires=3600, <sip:alice@192.0.2.1:5060>;expires=0"
+        );
+        assert_eq!(second.call_id(), first.call_id());
+        reg.handle_response(t0, &ok_seen_at(&second, Some(("203.0.113.9", 40000))));
+        assert_eq!(
+            events(&mut reg),
+            vec![RegistrationEvent::Registered { expires: 600 }]
+        );
+        assert!(reg.poll_request(t0).is_none());
+        // The refresh names only the public Contact.
+        reg.handle_timeout(t0 + Duration::from_secs(300));
+        let refresh = reg.poll_request(t0 + Duration::from_secs(300)).unwrap();
+        assert_eq!(
+            header_value(&refresh, "Contact").unwrap(),
+            "<sip:alice@203.0.113.9:40000>;expires=3600"
+        );
+        // The NAT gave a new mapping (rebooted): rewritten again.
+        reg.handle_response(t0, &ok_seen_at(&refresh, Some(("203.0.113.9", 40777))));
+        assert!(events(&mut reg).is_empty());
+        let again = reg.poll_request(t0).unwrap();
+        assert_eq!(
+            header_value(&again, "Contact").unwrap(),
+            "<sip:alice@203.0.113.9:40777>;expires=3600, <sip:alice@203.0.113.9:40000>;expires=0"
+        );
+    }
+
+    #[test]
+    fn no_rewrite_without_a_nat_or_when_turned_off() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.credentials = None;
+        c.rewrite_contact = true;
+        let mut reg = Registration::new(c.clone(), &mut rng);
+        let req = reg.poll_request(t0).unwrap();
+        // Seen at our own address: no NAT.
+        reg.handle_response(t0, &ok_seen_at(&req, None));
+        assert_eq!(
+            events(&mut reg),
+            vec![RegistrationEvent::Registered { expires: 600 }]
+        );
+        assert!(!reg.behind_nat());
+        assert_eq!(reg.contact(), "sip:alice@192.0.2.1:5060");
+        // Rewrite off: registered with the private Contact, the NAT still known.
+        c.rewrite_contact = false;
+        let mut reg = Registration::new(c.clone(), &mut rng);
+        let req = reg.poll_request(t0).unwrap();
+        reg.handle_response(t0, &ok_seen_at(&req, Some(("203.0.113.9", 40000))));
+        assert_eq!(
+            events(&mut reg),
+            vec![RegistrationEvent::Registered { expires: 600 }]
+        );
+        assert!(reg.behind_nat());
+        assert_eq!(reg.contact(), "sip:alice@192.0.2.1:5060");
+        // Over TCP the flow is the connection: no rewrite.
+        c.rewrite_contact = true;
+        c.transport = Transport::Tcp;
+        let mut reg = Registration::new(c, &mut rng);
+        let req = reg.poll_request(t0).unwrap();
+        let text = String::from_utf8(crate::serialize(
+            &make_response(&req, 200, Some("r")).into(),
+        ))
+        .unwrap();
+        let text = text.replacen(";rport\r\n", ";rport=40000;received=203.0.113.9\r\n", 1);
+        let rsip::SipMessage::Response(resp) = crate::parse_message(text.as_bytes()).unwrap()
+        else {
+            unreachable!()
+        };
+        reg.handle_response(t0, &resp);
+        assert_eq!(reg.state(), RegistrationState::Registered);
+        assert_eq!(reg.contact(), "sip:alice@192.0.2.1:5060");
     }
 
     #[test]

@@ -27,6 +27,18 @@ pub struct AccountConfig {
     /// Requested registration lifetime in seconds.
     #[serde(default = "default_expires")]
     pub expires: u32,
+    /// Over UDP, when the registrar's answer shows a NAT (RFC 3581 `received`/`rport` in
+    /// its Via differ from our address): register again with the Contact naming the
+    /// public address the registrar saw, removing the private binding, and give calls
+    /// through the registrar or outbound proxy that Contact too. Default on.
+    #[serde(default = "yes")]
+    pub rewrite_contact: bool,
+    /// Seconds between keep-alives (a 4-byte double CRLF, as RFC 5626 §4.4.1 pings) to the
+    /// registrar over UDP while registered behind a NAT, so the NAT keeps the binding
+    /// that incoming requests arrive by; 0 turns them off. Default 25 (under the 30 s
+    /// some NATs keep an idle UDP binding).
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u32,
     /// A sip-profile for this account's calls: the `[media]` and `[ice]` keys it sets
     /// take the place of the phone's for them (see [`crate::Config::parse`]).
     pub profile: Option<String>,
@@ -46,6 +58,10 @@ fn default_expires() -> u32 {
     600
 }
 
+fn default_keepalive() -> u32 {
+    25
+}
+
 impl std::fmt::Debug for AccountConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountConfig")
@@ -61,6 +77,8 @@ impl std::fmt::Debug for AccountConfig {
             .field("outbound_proxy", &self.outbound_proxy)
             .field("register", &self.register)
             .field("expires", &self.expires)
+            .field("rewrite_contact", &self.rewrite_contact)
+            .field("keepalive_secs", &self.keepalive_secs)
             .field("profile", &self.profile)
             .finish()
     }
@@ -181,6 +199,12 @@ mod tests {
         assert_eq!(acc("").auth_user(), "alice");
         assert_eq!(acc("").registrar_uri(), "sip:example.com");
         assert!(acc("").check().is_ok());
+        // NAT handling is on by default; both keys can be set.
+        assert!(acc("").rewrite_contact);
+        assert_eq!(acc("").keepalive_secs, 25);
+        let a = acc("rewrite_contact = false\nkeepalive_secs = 0");
+        assert!(!a.rewrite_contact);
+        assert_eq!(a.keepalive_secs, 0);
     }
 
     #[test]

@@ -216,6 +216,7 @@ pub(crate) fn registration_for(
     rc.transport = hop.transport;
     rc.expires = account.expires;
     rc.credentials = credentials;
+    rc.rewrite_contact = account.rewrite_contact;
     Registration::new(rc, rng)
 }
 

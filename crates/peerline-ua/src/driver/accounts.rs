@@ -58,6 +58,7 @@ impl Driver {
                 (false, _) => None,
             };
             let registrar = registrar.ok();
+            let config_keepalive = u64::from(config.keepalive_secs);
             self.accounts.push(Account {
                 config,
                 credentials,
@@ -65,6 +66,7 @@ impl Driver {
                 registrar,
                 registration,
                 register_key: None,
+                keepalive: peerline_sip::nat::KeepAlive::new(Duration::from_secs(config_keepalive)),
             });
         }
     }
@@ -120,10 +122,33 @@ impl Driver {
             };
             while let Some(req) = r.poll_request(now) {
                 sent = true;
+                // The REGISTER refreshes the NAT binding as a keep-alive would.
+                a.keepalive.on_sent(now);
                 match self.endpoint.send_request_to(now, req, dest) {
                     Ok(key) => a.register_key = Some(key),
                     Err(e) => tracing::warn!("REGISTER not sent: {e}"),
                 }
+            }
+            // Keep-alives while registered behind a NAT over UDP (RFC 5626 §4.4.1).
+            let nat_flow = dest.transport == Transport::Udp
+                && r.behind_nat()
+                && matches!(
+                    r.state(),
+                    peerline_sip::register::RegistrationState::Registered
+                        | peerline_sip::register::RegistrationState::Registering
+                );
+            if nat_flow {
+                if !a.keepalive.running() && !a.keepalive.interval().is_zero() {
+                    tracing::info!(
+                        aor = %a.config.aor,
+                        public = ?r.public_address(),
+                        every = ?a.keepalive.interval(),
+                        "registered behind a NAT: keep-alives to the registrar"
+                    );
+                }
+                a.keepalive.start(now);
+            } else {
+                a.keepalive.stop();
             }
             while let Some(ev) = r.poll_event() {
                 let aor = a.config.aor.clone();
@@ -145,6 +170,66 @@ impl Driver {
             self.emit(e);
         }
         did
+    }
+
+    /// Sends the keep-alives that are due (a double CRLF to the registrar, on the SIP
+    /// socket the REGISTERs use), counted in the ledger as SIP.
+    pub(super) async fn send_keepalives(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for a in &mut self.accounts {
+            let Some(hop) = a.registrar.as_ref().and_then(Located::hop) else {
+                continue;
+            };
+            if let Some(ping) = a.keepalive.poll_transmit(now) {
+                due.push((hop.addr, ping));
+            }
+        }
+        for (dest, ping) in due {
+            let t = Transmit {
+                dest,
+                bytes: ping.to_vec(),
+                transport: Transport::Udp,
+                conn: None,
+            };
+            match self.transports.send(&t).await {
+                Ok(_) => {
+                    tracing::debug!(to = %dest, "keep-alive sent");
+                    self.ledger
+                        .record(dest, TrafficClass::Sip, LedgerDirection::Sent, ping.len());
+                }
+                Err(e) => tracing::warn!(to = %dest, "keep-alive not sent: {e}"),
+            }
+        }
+    }
+
+    /// The public address to put in our Contact for a dialog whose requests go to and
+    /// come from `toward` over `transport`: when an account registered behind a NAT over
+    /// UDP with its Contact rewritten, and `toward` is that account's registrar or
+    /// outbound proxy (the flow whose NAT binding the registrar saw), the registered
+    /// Contact's address. `None` otherwise (our own address is right).
+    pub(super) fn nat_contact_addr(
+        &self,
+        toward: SocketAddr,
+        transport: Transport,
+    ) -> Option<SocketAddr> {
+        if transport != Transport::Udp {
+            return None;
+        }
+        self.accounts.iter().find_map(|a| {
+            let r = a.registration.as_ref()?;
+            if !a.config.rewrite_contact || !r.behind_nat() {
+                return None;
+            }
+            let via_account = [a.registrar.as_ref(), a.proxy.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(Located::hop)
+                .any(|h| h.addr == toward && h.transport == Transport::Udp);
+            if !via_account {
+                return None;
+            }
+            peerline_sip::nat::uri_addr(r.contact()).filter(|c| Some(*c) == r.public_address())
+        })
     }
 
     /// The registrar target of account `i` failed (Timer F, transport, 503): the account

@@ -49,7 +49,10 @@ impl Driver {
             .and_then(|u| u.user().map(str::to_string))
             .unwrap_or_else(|| self.config.identity.user.clone());
         let local = SocketAddr::new(ip, self.listen_port(transport));
-        let our_contact = located::contact_uri_for(&user, local, transport);
+        // Behind a NAT, through the registrar or outbound proxy: the public address it saw.
+        let nat_contact = self.nat_contact_addr(dest, transport);
+        let contact_at = nat_contact.unwrap_or(local);
+        let our_contact = located::contact_uri_for(&user, contact_at, transport);
         let from_uri = aor.unwrap_or_else(|| our_contact.clone());
         let branch = self.branch();
         let sent_by = local.to_string();
@@ -78,10 +81,15 @@ impl Driver {
             .build()
             .map_err(sip_err)?;
         // RFC 3261 §18.1.1: a request larger than 1300 bytes (path MTU unknown) goes over
-        // TCP instead of UDP; if the connection is refused it is retried over UDP.
+        // TCP instead of UDP; if the connection is refused it is retried over UDP. Not when
+        // the call goes through a registrar or proxy that sees us behind a NAT on our UDP
+        // flow: it could not reach our TCP Contact for the dialog's later requests (a BYE
+        // to us), while the UDP flow's binding is registered and kept alive. A large
+        // INVITE then goes as a fragmented UDP datagram, as other softphones send it.
         let mut transport = transport;
         let mut udp_fallback = false;
         if transport == Transport::Udp
+            && nat_contact.is_none()
             && serialize(&SipMessage::Request(invite.clone())).len() > UDP_REQUEST_LIMIT
         {
             transport = Transport::Tcp;
@@ -177,7 +185,8 @@ impl Driver {
         ) else {
             return Err(PhoneError::Call(id, "no offer to answer"));
         };
-        let ip = local_ip_toward(call.next_hop, self.sip_addr.ip());
+        let toward = call.next_hop;
+        let ip = local_ip_toward(toward, self.sip_addr.ip());
         // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
         let ice = if offers_ice(&offer) {
             let account = self.calls.get(&id).and_then(|c| c.account);
@@ -207,7 +216,7 @@ impl Driver {
                 }
             };
         let transport = call.transport;
-        let contact = self.contact_for(ip, transport);
+        let contact = self.contact_for(toward, ip, transport);
         let Some(call) = self.calls.get_mut(&id) else {
             return Err(PhoneError::Call(id, "no such call"));
         };

@@ -355,9 +355,10 @@ impl Driver {
         // The 180 creates an early dialog: it carries our Contact (RFC 3261 §12.1.1).
         let mut ringing = make_response(&request, 180, Some(&local_tag));
         let ip = local_ip_toward(source, self.sip_addr.ip());
-        ringing
-            .headers
-            .push(make_header("Contact", &self.contact_for(ip, transport)));
+        ringing.headers.push(make_header(
+            "Contact",
+            &self.contact_for(source, ip, transport),
+        ));
         // RFC 3262: when the caller requires 100rel, the 180 goes reliably (Require,
         // RSeq) and is retransmitted until its PRACK.
         let mut prack = None;

@@ -190,6 +190,8 @@ struct Account {
     registration: Option<peerline_sip::register::Registration>,
     /// The REGISTER transaction in flight.
     register_key: Option<TransactionKey>,
+    /// Keep-alives to the registrar while registered behind a NAT over UDP.
+    keepalive: peerline_sip::nat::KeepAlive,
 }
 
 pub(crate) struct Driver {
@@ -301,6 +303,11 @@ impl Driver {
                         .filter_map(|a| a.registration.as_ref()?.poll_timeout()),
                 )
                 .chain(
+                    self.accounts
+                        .iter()
+                        .filter_map(|a| a.keepalive.poll_timeout()),
+                )
+                .chain(
                     self.prack_calls
                         .iter()
                         .filter_map(|id| self.calls.get(id)?.prack.as_ref()?.poll_timeout()),
@@ -336,6 +343,7 @@ impl Driver {
                             }
                         }
                     }
+                    self.send_keepalives(now).await;
                     self.prack_timers(now).await;
                     self.session_timers(now).await;
                     self.relocate_stale(now).await;
@@ -467,9 +475,14 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
-    /// Our Contact (a name-addr) for a dialog over `transport`, at `ip`.
-    fn contact_for(&self, ip: IpAddr, transport: Transport) -> String {
-        let local = SocketAddr::new(ip, self.listen_port(transport));
+    /// Our Contact (a name-addr) for a dialog over `transport`, at `ip`, whose requests
+    /// go to and come from `toward`: the public address a registrar behind a NAT saw us
+    /// at when `toward` is that registrar or the account's outbound proxy
+    /// ([`Driver::nat_contact_addr`]).
+    fn contact_for(&self, toward: SocketAddr, ip: IpAddr, transport: Transport) -> String {
+        let local = self
+            .nat_contact_addr(toward, transport)
+            .unwrap_or_else(|| SocketAddr::new(ip, self.listen_port(transport)));
         format!(
             "<{}>",
             located::contact_uri_for(&self.config.identity.user, local, transport)
