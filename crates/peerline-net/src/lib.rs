@@ -12,8 +12,8 @@ pub mod ports;
 
 pub use ice::{
     probe_allocate, rest_credentials, CandidateKind, Connected, IceConfig, IceError, IceSession,
-    PathReport, StunServer, TurnCredential, TurnServer, TurnTransport, DEFAULT_REST_LABEL,
-    DEFAULT_REST_TTL,
+    PathReport, StunServer, TurnBridgeStats, TurnCredential, TurnServer, TurnTlsConfig,
+    TurnTransport, DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_TURNS_PORT,
 };
 pub use ledger::{Direction, Ledger, LedgerEntry, TrafficClass};
 pub use ports::{PortRange, PortRangeError};

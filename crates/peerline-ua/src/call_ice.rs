@@ -33,8 +33,9 @@ pub(crate) async fn prepare(
     port_range: PortRange,
     bound: std::net::IpAddr,
     toward: std::net::IpAddr,
+    tls: &crate::config::TlsConfig,
 ) -> Result<PreparedIce, String> {
-    let config = settings.agent_config(controlling, port_range, bound, toward)?;
+    let config = settings.agent_config(controlling, port_range, bound, toward, tls)?;
     let session = IceSession::gather(config)
         .await
         .map_err(|e| format!("ICE: {e}"))?;

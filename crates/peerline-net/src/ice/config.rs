@@ -301,6 +301,10 @@ impl fmt::Debug for TurnServer {
     }
 }
 
+/// How `turns:` servers are verified: a rustls client configuration (the UA builds the
+/// one SIP over TLS uses).
+pub type TurnTlsConfig = rustls::ClientConfig;
+
 /// Everything an [`IceSession`](super::IceSession) needs. Every server comes from here.
 #[derive(Debug, Clone)]
 pub struct IceConfig {
@@ -323,7 +327,7 @@ pub struct IceConfig {
     pub connect_timeout: Duration,
     /// How `turns:` servers are verified (the same trust anchors and pins as SIP over TLS,
     /// built by the UA). `None`: the system's root certificates.
-    pub turn_tls: Option<Arc<rustls::ClientConfig>>,
+    pub turn_tls: Option<Arc<TurnTlsConfig>>,
 }
 
 impl Default for IceConfig {

@@ -53,8 +53,8 @@ use webrtc_util::Conn;
 
 pub use candidate::{from_sdp_candidate, to_sdp_candidate, CandidateKind, SkipReason};
 pub use config::{
-    rest_credentials, IceConfig, StunServer, TurnCredential, TurnServer, TurnTransport,
-    DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT, DEFAULT_TURNS_PORT,
+    rest_credentials, IceConfig, StunServer, TurnCredential, TurnServer, TurnTlsConfig,
+    TurnTransport, DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT, DEFAULT_TURNS_PORT,
 };
 pub use report::PathReport;
 pub use turn_bridge::TurnBridgeStats;

@@ -143,7 +143,16 @@ impl Driver {
             return None;
         }
         let range = self.rtp_ports;
-        match call_ice::prepare(ice, controlling, range, self.sip_addr.ip(), toward).await {
+        match call_ice::prepare(
+            ice,
+            controlling,
+            range,
+            self.sip_addr.ip(),
+            toward,
+            &self.config.tls,
+        )
+        .await
+        {
             Ok(p) => Some(p),
             Err(e) => {
                 // No usable candidate (or the agent refused): the call goes on with plain
