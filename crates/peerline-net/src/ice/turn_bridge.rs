@@ -312,6 +312,94 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
+
+    fn stun(typ: u16, tid: u8) -> Vec<u8> {
+        let mut m = typ.to_be_bytes().to_vec();
+        m.extend_from_slice(&[0, 4, 0x21, 0x12, 0xA4, 0x42]);
+        m.extend([tid; 12]);
+        m.extend_from_slice(&[0x80, 0x22, 0, 0]); // SOFTWARE, empty
+        m
+    }
+
+    async fn recv(sock: &UdpSocket) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// The bridge against a scripted TCP "server": latching, local Binding refusals,
+    /// foreign sources dropped, padding both ways, and bad framing ending it (counted).
+    #[tokio::test]
+    async fn latches_pads_drops_strangers_and_stops_on_bad_framing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("turn:{}?transport=tcp", listener.local_addr().unwrap());
+        let server = TurnServer::parse(&url, "u", "p").unwrap();
+        let (bridge, accepted) = tokio::join!(
+            TurnBridge::start(&server, None, Duration::from_secs(2)),
+            listener.accept()
+        );
+        let bridge = bridge.unwrap();
+        let (mut tcp, _) = accepted.unwrap();
+        assert!(bridge.local_addr().ip().is_loopback());
+        let srflx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = bridge.local_addr();
+
+        // The agent's srflx socket asks for a mapping: a local 400, nothing to the server.
+        srflx.send_to(&stun(0x0001, 1), to).await.unwrap();
+        let r = recv(&srflx).await;
+        assert_eq!((&r[..2], &r[8..20]), (&[0x01, 0x11][..], &[1u8; 12][..]));
+        // Not an Allocate: no latching, dropped.
+        client.send_to(&[0x40, 0, 0, 1, 9], to).await.unwrap();
+        // The TURN client's Allocate latches it and goes to the server unchanged.
+        let alloc = stun(0x0003, 2);
+        client.send_to(&alloc, to).await.unwrap();
+        let mut got = vec![0u8; alloc.len()];
+        tcp.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, alloc);
+        // Another local socket cannot use the bridge any more, not even with an Allocate.
+        srflx.send_to(&stun(0x0003, 3), to).await.unwrap();
+        // ChannelData from the client is padded for the stream.
+        client.send_to(&[0x40, 0, 0, 5, 1, 2, 3, 4, 5], to).await.unwrap();
+        let mut got = [0u8; 12];
+        tcp.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [0x40, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0]);
+
+        // The server's answer and a padded ChannelData, coalesced in one write.
+        let answer = stun(0x0103, 2);
+        let mut w = answer.clone();
+        w.extend_from_slice(&[0x40, 0, 0, 2, 7, 8, 0, 0]);
+        tcp.write_all(&w).await.unwrap();
+        assert_eq!(recv(&client).await, answer);
+        assert_eq!(recv(&client).await, vec![0x40, 0, 0, 2, 7, 8]);
+
+        // Garbage from the server ends the bridge.
+        tcp.write_all(&[0xC0, 0, 0, 0]).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut rest)).await;
+        for _ in 0..100 {
+            if !bridge.is_running() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!bridge.is_running());
+        assert_eq!(
+            bridge.stats(),
+            TurnBridgeStats {
+                to_server: 2,
+                from_server: 2,
+                dropped: 2,
+                bindings_refused: 1,
+                framing_errors: 1,
+            }
+        );
+    }
 
     #[test]
     fn binding_requests_get_a_well_formed_400() {
