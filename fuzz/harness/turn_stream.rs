@@ -8,10 +8,10 @@
 //! client (`datagram_to_stream`): whatever it accepts, a fresh framer gives back exactly.
 
 use peerline_net::ice::turn_stream_framer::{
-    datagram_to_stream, TurnStreamFramer, MAX_BUFFERED, READ_CHUNK,
+    datagram_to_stream, TurnFrameKind, TurnStreamFramer, MAX_BUFFERED, READ_CHUNK,
 };
 
-type Frames = Vec<(peerline_net::ice::turn_stream_framer::TurnFrameKind, Vec<u8>)>;
+type Frames = Vec<(TurnFrameKind, Vec<u8>)>;
 
 /// Pushes `data` in reads of `chunk` bytes, popping after each; returns the frames and
 /// whether the stream ended in a framing error.

@@ -456,7 +456,11 @@ fn sym_sym_relayed(tls: bool) {
         .filter(|r| r["path"]["local_type"] == "relay")
         .count();
     assert!(relayed >= 1, "a {ra}\nb {rb}");
-    let needle = if tls { "TLS/TCP socket" } else { ": TCP socket" };
+    let needle = if tls {
+        "TLS/TCP socket"
+    } else {
+        ": TCP socket"
+    };
     assert!(
         coturn_log.contains(needle),
         "no {needle} session in coturn's log\n{coturn_log}"

@@ -365,7 +365,10 @@ mod tests {
         // Another local socket cannot use the bridge any more, not even with an Allocate.
         srflx.send_to(&stun(0x0003, 3), to).await.unwrap();
         // ChannelData from the client is padded for the stream.
-        client.send_to(&[0x40, 0, 0, 5, 1, 2, 3, 4, 5], to).await.unwrap();
+        client
+            .send_to(&[0x40, 0, 0, 5, 1, 2, 3, 4, 5], to)
+            .await
+            .unwrap();
         let mut got = [0u8; 12];
         tcp.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [0x40, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0]);
