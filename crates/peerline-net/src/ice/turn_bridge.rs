@@ -231,7 +231,9 @@ where
             let (n, src) = match udp.recv_from(&mut buf).await {
                 Ok(r) => r,
                 Err(e) => {
+                    // Not expected on an unconnected loopback socket; never spin on it.
                     tracing::debug!(error = %e, "TURN bridge: loopback receive");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 }
             };
