@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|bench|install>\n  demo     run `peerline demo`: two phones on loopback call each other\n  test     the whole test suite: fmt, clippy, unit, simulations, fuzz replay, interop\n  bench    Peerline next to SIPp on loopback, written to docs/benchmarks.md (--smoke: one tiny step)\n  install  install the Debian packages the build and the interop tests need"
+                "usage: cargo xtask <demo|test|bench|install>\n  demo     run `peerline demo`: two phones on loopback call each other\n  test     the whole test suite: fmt, clippy, unit, simulations, fuzz replay, interop\n  bench    Peerline next to SIPp on loopback, written to docs/benchmarks.md (--smoke: one tiny step; --runs N; `bench idle`, `bench latency`: their own sections)\n  install  install the Debian packages the build and the interop tests need"
             );
             Err("unknown task".into())
         }

@@ -28,7 +28,7 @@ pub use model::{
     SessionDescription, Timing,
 };
 pub use negotiate::{
-    create_answer, create_offer, hold, ice_restart, next_version, process_answer, resume,
-    CodecPreference, HoldMode, IceParams, LocalCapabilities, Negotiated, NegotiationError,
-    RemoteIce, Security, SrtpPolicy, TelephoneEvent,
+    answer_multiplexes_rtcp, create_answer, create_offer, hold, ice_restart, next_version,
+    process_answer, resume, CodecPreference, HoldMode, IceParams, LocalCapabilities, Negotiated,
+    NegotiationError, RemoteIce, Security, SrtpPolicy, TelephoneEvent,
 };

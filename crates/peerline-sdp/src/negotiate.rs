@@ -8,9 +8,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::attribute::{Attribute, Candidate, Crypto, Direction, Fingerprint, Fmtp, Setup};
+use crate::attribute::{Attribute, Candidate, Crypto, Direction, Fingerprint, Fmtp, Rtcp, Setup};
 use crate::codec::{payload_encoding, Codec};
-use crate::model::{Connection, MediaDescription, MediaKind, Origin, SessionDescription, Timing};
+use crate::model::{
+    AddrType, Connection, MediaDescription, MediaKind, Origin, SessionDescription, Timing,
+};
 
 /// Whether and how SRTP is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +51,31 @@ pub struct IceParams {
     pub end_of_candidates: bool,
     /// We are an ICE-lite agent.
     pub lite: bool,
+    /// The RTCP component's default candidate (`a=rtcp`, RFC 3605 / RFC 8839 §5.1.1),
+    /// when `candidates` has component-2 candidates (for a peer without rtcp-mux).
+    pub rtcp: Option<SocketAddr>,
+}
+
+impl IceParams {
+    /// Whether there are candidates for the RTCP component (component 2).
+    pub fn has_rtcp_component(&self) -> bool {
+        self.candidates.iter().any(|c| c.component == 2)
+    }
+
+    /// The same parameters with only the RTP component (component 1): what an answer that
+    /// accepts rtcp-mux carries (RFC 5761 §5.1.3).
+    pub fn rtp_component_only(&self) -> IceParams {
+        IceParams {
+            candidates: self
+                .candidates
+                .iter()
+                .filter(|c| c.component == 1)
+                .cloned()
+                .collect(),
+            rtcp: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// What we can do, in preference order. Keys, fingerprints and ICE credentials are
@@ -324,7 +351,24 @@ fn push_codec(m: &mut MediaDescription, codec: &Codec, pt: u8) {
     }
 }
 
-fn push_ice(m: &mut MediaDescription, ice: &IceParams) {
+/// Writes our ICE attributes. `separate_rtcp`: RTCP may get its own component (an offer,
+/// or an answer that did not accept rtcp-mux): component-2 candidates and `a=rtcp` for
+/// their default go in too. Otherwise only component 1 (RFC 5761 §5.1.3: an answer that
+/// multiplexes has no RTCP candidate).
+fn push_ice(m: &mut MediaDescription, ice: &IceParams, separate_rtcp: bool) {
+    let rtp_only;
+    let ice = if separate_rtcp {
+        ice
+    } else {
+        rtp_only = ice.rtp_component_only();
+        &rtp_only
+    };
+    if let Some(rtcp) = ice.rtcp.filter(|_| ice.has_rtcp_component()) {
+        m.attributes.push(Attribute::Rtcp(Rtcp {
+            port: rtcp.port(),
+            address: Some((AddrType::of(rtcp.ip()), rtcp.ip().to_string())),
+        }));
+    }
     m.attributes.push(Attribute::IceUfrag(ice.ufrag.clone()));
     m.attributes.push(Attribute::IcePwd(ice.pwd.clone()));
     if !ice.options.is_empty() {
@@ -434,7 +478,7 @@ pub fn create_offer(
         }
     }
     if let Some(ice) = &caps.ice {
-        push_ice(&mut m, ice);
+        push_ice(&mut m, ice, true);
     }
     m.attributes.extend(caps.extra_attributes.iter().cloned());
     sdp.media.push(m);
@@ -674,7 +718,7 @@ fn answer_audio(
     am.attributes.extend(answer_attrs);
     let ice = remote_ice(offer, om);
     if let (Some(_), Some(local_ice)) = (&ice, &caps.ice) {
-        push_ice(&mut am, local_ice);
+        push_ice(&mut am, local_ice, !rtcp_mux);
     }
     am.attributes.extend(caps.extra_attributes.iter().cloned());
 
@@ -699,6 +743,19 @@ fn answer_audio(
         remote_ice: ice,
     };
     Ok((am, negotiated))
+}
+
+/// Whether our answer to `offer` will multiplex RTP and RTCP (RFC 5761 §5.1.1): we accept
+/// rtcp-mux (`we_mux`) and the offer's first acceptable audio stream has `a=rtcp-mux`. When
+/// not, an ICE answer needs a second component for RTCP, so this is known before the
+/// answer's candidates are gathered.
+pub fn answer_multiplexes_rtcp(offer: &SessionDescription, we_mux: bool) -> bool {
+    we_mux
+        && offer
+            .media
+            .iter()
+            .find(|m| m.kind == MediaKind::Audio && m.port != 0 && m.is_rtp())
+            .is_some_and(MediaDescription::rtcp_mux)
 }
 
 /// Answer `offer` (RFC 3264 §6): the first acceptable audio stream is taken, every other
@@ -934,8 +991,9 @@ pub fn ice_restart(
         if !m.connections.is_empty() || previous.connection.is_none() {
             m.connections = vec![Connection::new(addr.ip())];
         }
-        m.attributes.retain(|a| !is_ice_attribute(a));
-        push_ice(m, ice);
+        m.attributes
+            .retain(|a| !is_ice_attribute(a) && !matches!(a, Attribute::Rtcp(_)));
+        push_ice(m, ice, true);
     }
     sdp
 }

@@ -379,6 +379,7 @@ fn ice_attributes_flow_both_ways() {
             candidates: vec![c],
             end_of_candidates: true,
             lite: false,
+            rtcp: None,
         }),
         ..LocalCapabilities::default()
     };
@@ -426,6 +427,7 @@ fn ice_restart_reoffer_has_new_credentials_candidates_and_address() {
         candidates: vec![c],
         end_of_candidates: true,
         lite: false,
+        rtcp: None,
     };
     let a = LocalCapabilities {
         srtp: SrtpPolicy::Off,
@@ -541,4 +543,123 @@ fn ice_offer_with_placeholder_address_is_not_hold() {
         0,
         "unknown offer attributes are not echoed"
     );
+}
+
+/// RFC 5761 §5.1.3 / RFC 8839 §5.1.1: an ICE offer carries `a=rtcp-mux`, candidates for
+/// both components and `a=rtcp` naming the RTCP default candidate; an answer that accepts
+/// rtcp-mux carries component 1 only; an answer to an offer without `a=rtcp-mux` carries
+/// both components and `a=rtcp`, and each side's remote ICE keeps the peer's component-2
+/// candidates for its second agent.
+#[test]
+fn second_ice_component_for_rtcp_without_mux() {
+    let cand = |component: u32, addr: &str, port: u16| Candidate {
+        foundation: "1".into(),
+        component,
+        transport: "UDP".into(),
+        priority: 2130706432 - component,
+        address: addr.into(),
+        port,
+        typ: CandidateType::Host,
+        raddr: None,
+        rport: None,
+        extensions: vec![],
+    };
+    let caps = |ufrag: &str, ip: &str, port: u16, mux: bool| LocalCapabilities {
+        srtp: SrtpPolicy::Off,
+        rtcp_mux: mux,
+        ice: Some(IceParams {
+            ufrag: ufrag.into(),
+            pwd: format!("{ufrag}-password-0123456789"),
+            candidates: vec![cand(1, ip, port), cand(2, ip, port + 7)],
+            end_of_candidates: true,
+            rtcp: Some(addr(&format!("{ip}:{}", port + 7))),
+            ..IceParams::default()
+        }),
+        ..LocalCapabilities::default()
+    };
+    let components = |m: &peerline_sdp::MediaDescription| -> Vec<u32> {
+        m.candidates().map(|c| c.component).collect()
+    };
+
+    // Our offer (we mux): both components, a=rtcp and a=rtcp-mux.
+    let a = caps("aaaa", "10.0.0.1", 4000, true);
+    let offer = parse(&create_offer(&a, addr("10.0.0.1:4000"), 1, 1).to_string());
+    let om = &offer.media[0];
+    assert!(om.rtcp_mux());
+    assert_eq!(components(om), vec![1, 2]);
+    let rtcp = om.rtcp().expect("a=rtcp in the offer");
+    assert_eq!((rtcp.port, rtcp.ip()), (4007, "10.0.0.1".parse().ok()));
+    assert!(offer
+        .to_string()
+        .contains("a=rtcp:4007 IN IP4 10.0.0.1\r\n"));
+
+    // A muxing answerer: component 1 only, no a=rtcp, rtcp-mux agreed on both sides.
+    let b = caps("bbbb", "10.0.0.2", 5000, true);
+    assert!(answer_multiplexes_rtcp(&offer, true));
+    let (answer, nb) = create_answer(&offer, &b, addr("10.0.0.2:5000"), 1, 1).unwrap();
+    let answer = parse(&answer.to_string());
+    assert!(nb.rtcp_mux);
+    assert_eq!(components(&answer.media[0]), vec![1]);
+    assert!(answer.media[0].rtcp().is_none());
+    assert!(process_answer(&offer, &answer).unwrap().rtcp_mux);
+
+    // An answerer that refuses rtcp-mux: both components and a=rtcp; no mux anywhere.
+    let c = caps("cccc", "10.0.0.3", 6000, false);
+    assert!(!answer_multiplexes_rtcp(&offer, false));
+    let (answer, nc) = create_answer(&offer, &c, addr("10.0.0.3:6000"), 1, 1).unwrap();
+    let answer = parse(&answer.to_string());
+    assert!(!nc.rtcp_mux && !answer.media[0].rtcp_mux());
+    assert_eq!(components(&answer.media[0]), vec![1, 2]);
+    assert_eq!(answer.media[0].rtcp().map(|r| r.port), Some(6007));
+    let na = process_answer(&offer, &answer).unwrap();
+    assert!(!na.rtcp_mux);
+    assert_eq!(na.remote_rtcp, Some(addr("10.0.0.3:6007")));
+    let remote = na.remote_ice.unwrap();
+    assert_eq!(
+        remote
+            .candidates
+            .iter()
+            .map(|c| c.component)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(nc.remote_ice.unwrap().candidates.len(), 2);
+
+    // An offer without a=rtcp-mux (a peer that never muxes): our answer has both.
+    let d = caps("dddd", "10.0.0.4", 7000, false);
+    let no_mux_offer = parse(&create_offer(&d, addr("10.0.0.4:7000"), 1, 1).to_string());
+    assert!(!no_mux_offer.media[0].rtcp_mux());
+    assert!(!answer_multiplexes_rtcp(&no_mux_offer, true));
+    let (answer, n) = create_answer(&no_mux_offer, &b, addr("10.0.0.2:5000"), 1, 1).unwrap();
+    assert!(!n.rtcp_mux);
+    assert_eq!(components(&answer.media[0]), vec![1, 2]);
+    assert_eq!(answer.media[0].rtcp().map(|r| r.port), Some(5007));
+
+    // Parameters without a component-2 candidate never write a=rtcp.
+    let one = IceParams {
+        rtcp: Some(addr("10.0.0.1:4007")),
+        ..a.ice.clone().unwrap().rtp_component_only()
+    };
+    assert!(!one.has_rtcp_component());
+    let lone = LocalCapabilities {
+        ice: Some(one),
+        ..a.clone()
+    };
+    let offer = create_offer(&lone, addr("10.0.0.1:4000"), 1, 1);
+    assert!(offer.media[0].rtcp().is_none());
+
+    // An ICE restart re-offer replaces a=rtcp with the new RTCP default.
+    let mut fresh = a.ice.clone().unwrap();
+    fresh.ufrag = "eeee".into();
+    fresh.candidates = vec![cand(1, "10.0.9.9", 4100), cand(2, "10.0.9.9", 4200)];
+    fresh.rtcp = Some(addr("10.0.9.9:4200"));
+    let prev = create_offer(&a, addr("10.0.0.1:4000"), 1, 1);
+    let restart = parse(&ice_restart(&prev, &fresh, addr("10.0.9.9:4100")).to_string());
+    let rtcps: Vec<_> = restart.media[0]
+        .attributes
+        .iter()
+        .filter(|a| matches!(a, peerline_sdp::Attribute::Rtcp(_)))
+        .collect();
+    assert_eq!(rtcps.len(), 1);
+    assert_eq!(restart.media[0].rtcp().map(|r| r.port), Some(4200));
 }

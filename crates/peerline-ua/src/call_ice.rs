@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peerline_net::{IceSession, PortRange};
+use peerline_net::{with_rtcp_component, IceSession, PortRange, RTCP_COMPONENT, RTP_COMPONENT};
 use peerline_sdp::{CandidateType, IceParams};
 
 use crate::ice_settings::IceSettings;
@@ -17,7 +17,10 @@ use crate::media::MediaSockets;
 pub(crate) struct PreparedIce {
     /// The agent (moved into the media task once the peer's SDP is in).
     pub session: IceSession,
-    /// Our ufrag, pwd and candidates for the SDP (kept for answers to re-INVITEs).
+    /// The agent for component 2 (RTCP), when the peer may not multiplex RTCP.
+    pub rtcp: Option<IceSession>,
+    /// Our ufrag, pwd and candidates (of both components) for the SDP (kept for answers
+    /// to re-INVITEs).
     pub local: IceParams,
     /// The default candidate: the `c=`/`m=` address.
     pub advertised: SocketAddr,
@@ -25,25 +28,61 @@ pub(crate) struct PreparedIce {
     pub base: SocketAddr,
 }
 
+impl PreparedIce {
+    /// Closes both agents (a restart that is not used, a call that ends first).
+    pub async fn close(self) {
+        if let Some(rtcp) = self.rtcp {
+            rtcp.close().await;
+        }
+        self.session.close().await;
+    }
+
+    /// The component-2 agent when RTCP gets its own component (`rtcp_mux` was not
+    /// agreed); with rtcp-mux it is not needed and is closed in the background.
+    pub fn take_rtcp(&mut self, rtcp_mux: bool) -> Option<IceSession> {
+        let rtcp = self.rtcp.take()?;
+        if rtcp_mux {
+            tokio::spawn(async move { rtcp.close().await });
+            return None;
+        }
+        Some(rtcp)
+    }
+}
+
 /// Gathers this call's candidates (host; srflx and relay only from the configured
-/// servers). `controlling` is true for the offerer (RFC 8445 §6.1.1).
+/// servers). `controlling` is true for the offerer (RFC 8445 §6.1.1). With
+/// `rtcp_component`, a second agent gathers component 2 (RTCP) with the same credentials
+/// (RFC 5761 §5.1.3: an offer carries both components so that an answerer without
+/// rtcp-mux can use them; an answer without rtcp-mux needs them).
 pub(crate) async fn prepare(
     settings: &IceSettings,
     controlling: bool,
     port_range: PortRange,
     bound: std::net::IpAddr,
     toward: std::net::IpAddr,
+    rtcp_component: bool,
     tls: &crate::config::TlsConfig,
 ) -> Result<PreparedIce, String> {
     let config = settings.agent_config(controlling, port_range, bound, toward, tls)?;
-    let session = IceSession::gather(config)
+    let (session, rtcp) = peerline_net::gather_components(config, rtcp_component)
         .await
         .map_err(|e| format!("ICE: {e}"))?;
-    let local = session.local_params().clone();
-    let (advertised, base) = default_candidate(&local)
+    let (advertised, base) = default_candidate(session.local_params(), RTP_COMPONENT)
         .ok_or_else(|| "ICE: no host or srflx candidate for c=/m=".to_string())?;
+    let local = match &rtcp {
+        Some(r) => {
+            let rtcp_default = default_candidate(r.local_params(), RTCP_COMPONENT);
+            with_rtcp_component(
+                session.local_params(),
+                r.local_params(),
+                rtcp_default.map(|(advertised, _)| advertised),
+            )
+        }
+        None => session.local_params().clone(),
+    };
     Ok(PreparedIce {
         session,
+        rtcp,
         local,
         advertised,
         base,
@@ -54,13 +93,17 @@ pub(crate) async fn prepare(
 /// still reaches us. A server-reflexive candidate if there is one (it works through a NAT
 /// with endpoint-independent mapping), else the highest-priority host candidate. Never a
 /// relay: falling back to plain RTP from a TURN allocation is not implemented.
+/// For `component` 1 it goes in `c=`/`m=`, for 2 in `a=rtcp`.
 /// Returns (the address to advertise, the local socket address behind it).
-pub(crate) fn default_candidate(params: &IceParams) -> Option<(SocketAddr, SocketAddr)> {
+pub(crate) fn default_candidate(
+    params: &IceParams,
+    component: u16,
+) -> Option<(SocketAddr, SocketAddr)> {
     let best = |typ: CandidateType| {
         params
             .candidates
             .iter()
-            .filter(|c| c.component == 1 && c.typ == typ)
+            .filter(|c| c.component == u32::from(component) && c.typ == typ)
             .max_by_key(|c| c.priority)
     };
     let c = best(CandidateType::Srflx).or_else(|| best(CandidateType::Host))?;
@@ -141,9 +184,10 @@ mod tests {
             ],
             end_of_candidates: true,
             lite: false,
+            rtcp: None,
         };
         let host: SocketAddr = "10.0.1.2:40002".parse().unwrap();
-        assert_eq!(default_candidate(&p), Some((host, host)));
+        assert_eq!(default_candidate(&p, RTP_COMPONENT), Some((host, host)));
         p.candidates.push(cand(
             CandidateType::Srflx,
             "198.51.100.2",
@@ -152,13 +196,13 @@ mod tests {
             Some(("0.0.0.0", 40006)),
         ));
         assert_eq!(
-            default_candidate(&p),
+            default_candidate(&p, RTP_COMPONENT),
             Some((
                 "198.51.100.2:61000".parse().unwrap(),
                 "0.0.0.0:40006".parse().unwrap()
             ))
         );
         p.candidates.clear();
-        assert_eq!(default_candidate(&p), None);
+        assert_eq!(default_candidate(&p, RTP_COMPONENT), None);
     }
 }

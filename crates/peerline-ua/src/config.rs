@@ -143,6 +143,11 @@ pub struct MediaConfig {
     /// when the call's signaling is TLS. `true` allows them over UDP/TCP too (a warning
     /// is logged for each such call): anyone who sees the SIP can decrypt the media.
     pub allow_sdes_without_tls: bool,
+    /// Offer and accept `a=rtcp-mux` (RFC 5761): RTP and RTCP on one port (with ICE, one
+    /// component). `false` makes the phone behave like a peer that does not multiplex:
+    /// RTCP on its own port, with ICE on component 2 (for tests, and for a network that
+    /// needs RTCP apart). Default `true`.
+    pub rtcp_mux: bool,
 }
 
 impl Default for MediaConfig {
@@ -155,6 +160,7 @@ impl Default for MediaConfig {
             srtp: SrtpMode::Mandatory,
             srtp_keying: SrtpKeying::Dtls,
             allow_sdes_without_tls: false,
+            rtcp_mux: true,
         }
     }
 }

@@ -33,6 +33,7 @@ mod messaging;
 mod phone;
 pub mod profiles;
 mod request_edit;
+mod rtcp_component;
 mod transfer;
 
 pub use account::AccountConfig;

@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media_socket::MediaSocket;
+use crate::rtcp_component::{rtcp_checked, RtcpComponent};
 
 /// What a call plays to the remote party.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +116,11 @@ pub struct MediaReport {
     pub rtt_ms: Option<f64>,
     /// RTCP compound packets received.
     pub rtcp_received: u64,
+    /// Of those, the ones that came on RTCP's own port rather than multiplexed with RTP:
+    /// the separate RTCP socket, or with ICE the selected pair of component 2.
+    pub rtcp_received_apart: u64,
+    /// With ICE and without rtcp-mux: component 2's selected pair (RTCP), if it connected.
+    pub rtcp_path: Option<PathReport>,
     /// RTCP compound packets sent (reports and the final BYE).
     pub rtcp_sent: u64,
     /// The jitter buffer's playout delay at the end of the call.
@@ -234,6 +240,8 @@ pub(crate) enum MediaCommand {
     IceRestart {
         session: Box<IceSession>,
         remote: RemoteIce,
+        /// Component 2's fresh agent, when RTCP has its own component.
+        rtcp: Option<Box<IceSession>>,
     },
 }
 
@@ -487,10 +495,11 @@ pub(crate) enum MediaPath {
     /// Plain UDP to the SDP's `c=`/`m=` address, with symmetric latching.
     Plain(MediaSockets),
     /// ICE: run the connectivity checks against the peer's candidates, then use the
-    /// selected pair.
+    /// selected pair. `rtcp`: component 2's agent when rtcp-mux was not agreed.
     Ice {
         session: Box<IceSession>,
         remote: RemoteIce,
+        rtcp: Option<Box<IceSession>>,
     },
 }
 
@@ -585,15 +594,25 @@ async fn run(
         codec: Some(params.codec.name()),
         ..MediaReport::default()
     };
-    let (mut socket, rtcp_socket, mut ice) = match path {
+    // Component 2 (RTCP without rtcp-mux): its checks run beside component 1's.
+    let mut rtcp_ice: Option<RtcpComponent> = None;
+    let (mut socket, mut rtcp_socket, mut ice) = match path {
         MediaPath::Plain(MediaSockets { rtp, rtcp }) => {
             (MediaSocket::Udp(rtp), rtcp.map(MediaSocket::Udp), None)
         }
-        MediaPath::Ice { session, remote } => {
+        MediaPath::Ice {
+            session,
+            remote,
+            rtcp,
+        } => {
+            rtcp_ice = rtcp.map(|s| RtcpComponent::start(s, remote.clone()));
             let connected = tokio::select! {
                 r = session.connect(&remote) => r,
                 _ = &mut stop => {
                     session.close().await;
+                    if let Some(c) = rtcp_ice.take() {
+                        c.close().await;
+                    }
                     return report;
                 }
             };
@@ -612,6 +631,9 @@ async fn run(
                 }
                 Err(e) => {
                     session.close().await;
+                    if let Some(c) = rtcp_ice.take() {
+                        c.close().await;
+                    }
                     report.error = Some(format!("ICE: {e}"));
                     let _ = notices.send((call, Notice::Failed(format!("ICE: {e}"))));
                     return report;
@@ -746,6 +768,8 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     // An ICE restart's checks, run beside the media on the old pair.
     let mut restarting: Option<IceRestarting> = None;
+    // The restart's component 2, taking over when component 1's restart succeeds.
+    let mut restarting_rtcp: Option<RtcpComponent> = None;
     let clocked = options.source != AudioSource::NoRtp;
 
     loop {
@@ -766,15 +790,33 @@ async fn run(
                         if let Some(old) = ice.replace(session) {
                             tokio::spawn(async move { old.close().await });
                         }
+                        // RTCP: over the new component 1 until the new component 2 connects.
+                        if rtcp_socket.as_ref().is_some_and(MediaSocket::is_ice) {
+                            rtcp_socket = None;
+                        }
+                        if let Some(old) = std::mem::replace(&mut rtcp_ice, restarting_rtcp.take()) {
+                            tokio::spawn(old.close());
+                        }
                     }
                     Err(e) => {
                         // The old pair stays; if it is dead the RTP timeout ends the call.
                         tracing::warn!(call, "ICE restart failed: {e}");
                         report.error = Some(format!("ICE restart: {e}"));
                         tokio::spawn(async move { session.close().await });
+                        if let Some(c) = restarting_rtcp.take() {
+                            tokio::spawn(c.close());
+                        }
                     }
                 }
             }
+            r = rtcp_checked(&mut rtcp_ice) => match r {
+                Ok(c) => {
+                    tracing::info!(call, path = %c.path, "ICE component 2 connected: RTCP moves to it");
+                    report.rtcp_path = Some(c.path.clone());
+                    rtcp_socket = Some(MediaSocket::Ice(c));
+                }
+                Err(e) => tracing::info!(call, "ICE component 2 (RTCP): {e}; RTCP stays on component 1"),
+            },
             Some(cmd) = commands.recv() => match cmd {
                 MediaCommand::Dtmf(keys) => digits.extend(keys.chars()),
                 MediaCommand::Mute(m) => muted = m,
@@ -798,10 +840,14 @@ async fn run(
                         muted,
                     });
                 }
-                MediaCommand::IceRestart { session, remote: r } => {
+                MediaCommand::IceRestart { session, remote: r, rtcp } => {
                     if let Some(previous) = restarting.take() {
                         drop(previous); // superseded: its agent closes when dropped
                     }
+                    if let Some(previous) = restarting_rtcp.take() {
+                        tokio::spawn(previous.close());
+                    }
+                    restarting_rtcp = rtcp.map(|s| RtcpComponent::start(s, r.clone()));
                     restarting = Some(Box::pin(async move {
                         let result = session.connect(&r).await;
                         (session, result)
@@ -931,8 +977,21 @@ async fn run(
                 }
             }
             r = recv_opt(rtcp_socket.as_ref(), &mut rtcp_buf) => {
-                let Ok((n, from)) = r else { continue };
-                if from.ip() != remote.ip() {
+                let (n, from) = match r {
+                    Ok(r) => r,
+                    // Component 2's agent is gone: RTCP falls back to component 1.
+                    Err(e) if rtcp_socket.as_ref().is_some_and(MediaSocket::is_ice)
+                        && e.kind() != std::io::ErrorKind::InvalidData =>
+                    {
+                        tracing::info!(call, "ICE component 2 lost ({e}); RTCP over component 1");
+                        rtcp_socket = None;
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                // ICE: the agent only delivers datagrams from component 2's validated pairs.
+                let ice_rtcp = rtcp_socket.as_ref().is_some_and(MediaSocket::is_ice);
+                if !ice_rtcp && from.ip() != remote.ip() {
                     report.foreign_source_drops += 1;
                     report.ledger.record(from, TrafficClass::Dropped, LedgerDirection::Received, n);
                     continue;
@@ -942,6 +1001,7 @@ async fn run(
                 if let Some(plain) = crypto.unprotect(&rtcp_buf[..n], true) {
                     if rtcp.handle(Instant::now(), ntp, params.ssrc, &plain).is_ok() {
                         report.rtcp_received += 1;
+                        report.rtcp_received_apart += 1;
                     } else {
                         rtcp_malformed += 1;
                     }
@@ -1047,6 +1107,15 @@ async fn run(
         };
         session.close().await;
     }
+    if let Some(c) = rtcp_ice {
+        if let Some(p) = c.path_report() {
+            report.rtcp_path = Some(p);
+        }
+        c.close().await;
+    }
+    if let Some(c) = restarting_rtcp {
+        c.close().await;
+    }
     report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
     if let Some(pair) = &crypto.pair {
         let st = pair.stats();
@@ -1093,8 +1162,12 @@ fn rtcp_route<'a>(
     remote_rtp: SocketAddr,
 ) -> (&'a MediaSocket, SocketAddr) {
     if rtp.is_ice() {
-        // One component: RTCP goes over the selected pair whatever the SDP said.
-        return (rtp, remote_rtp);
+        // Component 2's pair once it has one; else (rtcp-mux, or component 2 not
+        // connected) component 1's, whatever the SDP said.
+        return match rtcp {
+            Some(sock @ MediaSocket::Ice(c)) => (sock, c.path.remote_addr),
+            _ => (rtp, remote_rtp),
+        };
     }
     match (remote_rtcp, rtcp) {
         (Some(dest), Some(sock)) => (sock, dest),

@@ -3,6 +3,7 @@
 //! `a=ice-ufrag`, `a=ice-pwd` and host candidates with `c=`/`m=` on one of them; the
 //! connectivity checks select a host pair that both phones report; DTLS-SRTP and the
 //! tones cross it both ways. A phone with ICE calling one without keeps today's plain RTP.
+//! A phone that refuses rtcp-mux gets RTCP on ICE component 2, in both directions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -67,10 +68,11 @@ fn sdp_of(messages: &[String], start: &str) -> String {
         .unwrap()
 }
 
-/// Checks the ICE attributes of an SDP: credentials, host candidates (component 1 only:
-/// rtcp-mux), no srflx or relay (no STUN/TURN configured), and `c=`/`m=` naming one of
-/// the candidates (the default candidate).
-fn assert_ice_sdp(sdp: &str, who: &str) {
+/// Checks the ICE attributes of an SDP: credentials, `a=rtcp-mux`, host candidates, no
+/// srflx or relay (no STUN/TURN configured), and `c=`/`m=` naming one of the candidates
+/// (the default candidate). `components`: the offer carries both (RFC 5761 §5.1.3, for an
+/// answerer without rtcp-mux), an answer that muxes only component 1.
+fn assert_ice_sdp(sdp: &str, who: &str, components: &[&str]) {
     let lines: Vec<&str> = sdp.lines().collect();
     let value = |prefix: &str| {
         lines
@@ -89,8 +91,10 @@ fn assert_ice_sdp(sdp: &str, who: &str) {
         .map(|c| c.split_whitespace().collect())
         .collect();
     assert!(!candidates.is_empty(), "{who}: no a=candidate in\n{sdp}");
+    let mut seen: Vec<&str> = candidates.iter().map(|c| c[1]).collect();
+    seen.dedup();
+    assert_eq!(seen, components, "{who}: components in\n{sdp}");
     for c in &candidates {
-        assert_eq!(c[1], "1", "{who}: component {c:?}");
         assert_eq!(
             c[7], "host",
             "{who}: only host candidates without STUN/TURN: {c:?}"
@@ -180,8 +184,9 @@ async fn two_phones_with_ice_connect_a_host_pair_and_hear_each_other() {
     assert_eq!(a_path.remote_addr, b_path.local_addr);
 
     let messages = sip_log.lock().unwrap().clone();
-    assert_ice_sdp(&sdp_of(&messages, "INVITE "), "offer");
-    assert_ice_sdp(&sdp_of(&messages, "SIP/2.0 200"), "answer");
+    assert_ice_sdp(&sdp_of(&messages, "INVITE "), "offer", &["1", "2"]);
+    assert_ice_sdp(&sdp_of(&messages, "SIP/2.0 200"), "answer", &["1"]);
+    assert!(!sdp_of(&messages, "SIP/2.0 200").contains("a=rtcp:"));
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice.hangup(a).await.unwrap();
@@ -282,7 +287,7 @@ async fn a_peer_without_ice_gets_plain_rtp_to_the_default_candidate() {
         "no ICE path with a peer without ICE: {path:?}"
     );
     let messages = sip_log.lock().unwrap().clone();
-    assert_ice_sdp(&sdp_of(&messages, "INVITE "), "offer");
+    assert_ice_sdp(&sdp_of(&messages, "INVITE "), "offer", &["1", "2"]);
     let answer = sdp_of(&messages, "SIP/2.0 200");
     assert!(
         !answer.contains("a=ice-ufrag"),
@@ -498,4 +503,231 @@ async fn an_offer_without_ice_is_answered_without_ice() {
     alice.shutdown().await;
     bob.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One side refuses rtcp-mux (`[media] rtcp_mux = false`), as baresip does by default:
+/// RTCP gets ICE component 2 (RFC 8839 §5.1.1). The offer carries both components and
+/// `a=rtcp` whoever offers; the answer without `a=rtcp-mux` carries both components too.
+/// Both sides connect component 1 (RTP) and component 2 (RTCP), RTCP arrives over
+/// component 2's pair (counted apart in the report, and in the ledger against that pair's
+/// remote address), and the tones cross both ways. Run with the muxing phone calling and
+/// with the non-muxing phone calling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_on_a_second_ice_component_when_one_side_refuses_rtcp_mux() {
+    for refuser_calls in [false, true] {
+        rtcp_component_call(refuser_calls).await;
+    }
+}
+
+async fn rtcp_component_call(refuser_calls: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "peerline-ice-rtcp-{}-{refuser_calls}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alice_rec, bob_rec) = (dir.join("alice.wav"), dir.join("bob.wav"));
+    let mut alice_config = config("alice", true);
+    let mut bob_config = config("bob", true);
+    if refuser_calls {
+        alice_config.media.rtcp_mux = false;
+    } else {
+        bob_config.media.rtcp_mux = false;
+    }
+    let (alice, mut ae) = Phone::start(alice_config).await.unwrap();
+    let (bob, mut be) = Phone::start(bob_config).await.unwrap();
+    let (relay, sip_log) = recording_relay(bob.sip_addr()).await;
+    let who = if refuser_calls {
+        "alice (no rtcp-mux) calls"
+    } else {
+        "alice calls bob (no rtcp-mux)"
+    };
+
+    let a = alice
+        .call(
+            &format!("sip:bob@{relay}"),
+            tone(440.0, Some(alice_rec.clone())),
+        )
+        .await
+        .unwrap();
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, Some(bob_rec.clone())))
+        .await
+        .unwrap();
+    let media_up = |e: &Event| match e {
+        Event::MediaUp { path, .. } => Some(path.clone()),
+        _ => None,
+    };
+    let a_path = wait_within(&mut ae, "alice's media up", 10, media_up).await;
+    let b_path = wait_within(&mut be, "bob's media up", 10, media_up).await;
+    assert!(a_path.is_some() && b_path.is_some(), "{who}: no ICE path");
+
+    let messages = sip_log.lock().unwrap().clone();
+    let offer = sdp_of(&messages, "INVITE ");
+    let answer = sdp_of(&messages, "SIP/2.0 200");
+    let components = |sdp: &str| -> Vec<String> {
+        let mut v: Vec<String> = sdp
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=candidate:"))
+            .filter_map(|c| c.split_whitespace().nth(1).map(str::to_owned))
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(components(&offer), ["1", "2"], "{who}: offer\n{offer}");
+    assert_eq!(components(&answer), ["1", "2"], "{who}: answer\n{answer}");
+    assert_eq!(
+        offer.contains("a=rtcp-mux"),
+        !refuser_calls,
+        "{who}:\n{offer}"
+    );
+    assert!(!answer.contains("a=rtcp-mux"), "{who}:\n{answer}");
+    for (name, sdp) in [("offer", &offer), ("answer", &answer)] {
+        // a=rtcp names the RTCP default: one of the component-2 candidates.
+        let rtcp = sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=rtcp:"))
+            .unwrap_or_else(|| panic!("{who}: no a=rtcp in the {name}\n{sdp}"));
+        let f: Vec<&str> = rtcp.split_whitespace().collect();
+        let (port, ip) = (f[0], f[3]);
+        assert!(
+            sdp.lines()
+                .filter_map(|l| l.strip_prefix("a=candidate:"))
+                .map(|c| c.split_whitespace().collect::<Vec<_>>())
+                .any(|c| c[1] == "2" && c[4] == ip && c[5] == port),
+            "{who}: a=rtcp:{rtcp} is no component-2 candidate\n{sdp}"
+        );
+    }
+
+    // Long enough for each side's first RTCP reports (the first after 1.25–3.75 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    alice.hangup(a).await.unwrap();
+    let b_report = wait_within(&mut be, "bob's end", 10, |e| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    })
+    .await;
+    let a_report = wait_within(&mut ae, "alice's end", 10, |e| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    })
+    .await;
+    for (name, r) in [("alice", &a_report), ("bob", &b_report)] {
+        assert!(r.error.is_none(), "{who}: {name}: {:?}", r.error);
+        let rtp = r.path.as_ref().expect("component 1's pair");
+        let rtcp = r
+            .rtcp_path
+            .as_ref()
+            .unwrap_or_else(|| panic!("{who}: {name}: component 2 did not connect"));
+        eprintln!(
+            "{who}: {name}: RTP {rtp}, RTCP {rtcp}; RTCP received {} ({} on component 2), sent {}",
+            r.rtcp_received, r.rtcp_received_apart, r.rtcp_sent
+        );
+        assert_eq!(
+            rtcp.local_type,
+            CandidateKind::Host,
+            "{who}: {name}: {rtcp}"
+        );
+        assert_ne!(
+            rtcp.local_addr, rtp.local_addr,
+            "{who}: {name}: own sockets"
+        );
+        assert_ne!(rtcp.remote_addr, rtp.remote_addr, "{who}: {name}");
+        assert!(
+            r.rtcp_received_apart > 0 && r.rtcp_received_apart == r.rtcp_received,
+            "{who}: {name}: RTCP received {} of which on component 2 {}",
+            r.rtcp_received,
+            r.rtcp_received_apart
+        );
+        // The ledger has RTCP both ways against component 2's remote address.
+        let (sent, received, _) = media_with(r, rtcp.remote_addr);
+        assert!(sent > 0 && received > 0, "{who}: {name}: {:?}", r.ledger);
+    }
+    let (bob_heard, alice_heard) = (heard(&bob_rec, 440.0), heard(&alice_rec, 1000.0));
+    eprintln!(
+        "{who}: bob heard 440 Hz for {bob_heard:.1} s, alice heard 1000 Hz for {alice_heard:.1} s"
+    );
+    assert!(bob_heard >= 4.0, "{who}: bob heard {bob_heard} s of 5 s");
+    assert!(
+        alice_heard >= 4.0,
+        "{who}: alice heard {alice_heard} s of 5 s"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// ICE restart of a call whose RTCP has its own component restarts both: at the end both
+/// sides have component 2 connected on one pair, and not on the caller's first
+/// component-2 candidates (the re-INVITE goes to Bob's Contact, past the relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_restarts_both_components() {
+    let alice_config = config("alice", true);
+    let mut bob_config = config("bob", true);
+    bob_config.media.rtcp_mux = false;
+    let (alice, mut ae) = Phone::start(alice_config).await.unwrap();
+    let (bob, mut be) = Phone::start(bob_config).await.unwrap();
+    let (relay, sip_log) = recording_relay(bob.sip_addr()).await;
+    let a = alice
+        .call(&format!("sip:bob@{relay}"), tone(440.0, None))
+        .await
+        .unwrap();
+    let b = wait_within(&mut be, "incoming", 10, |e| match e {
+        Event::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    bob.answer(b, tone(1000.0, None)).await.unwrap();
+    let media_up = |e: &Event| match e {
+        Event::MediaUp { path, .. } => path.clone(),
+        _ => None,
+    };
+    let first = wait_within(&mut ae, "alice's media up", 10, media_up).await;
+    wait_within(&mut be, "bob's media up", 10, media_up).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice.restart_ice(a).await.unwrap();
+    let second = wait_within(&mut ae, "alice's media up after the restart", 10, media_up).await;
+    assert_ne!(first.local_addr, second.local_addr);
+    // Component 2's checks run beside component 1's; give them a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.hangup(a).await.unwrap();
+    let end = |e: &Event| match e {
+        Event::Ended { media, .. } => Some((**media).clone()),
+        _ => None,
+    };
+    let b_report = wait_within(&mut be, "bob's end", 10, end).await;
+    let a_report = wait_within(&mut ae, "alice's end", 10, end).await;
+
+    let messages = sip_log.lock().unwrap().clone();
+    let offer = sdp_of(&messages, "INVITE ");
+    let first_rtcp: Vec<SocketAddr> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|c| c.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c[1] == "2")
+        .map(|c| format!("{}:{}", c[4], c[5]).parse().unwrap())
+        .collect();
+    assert!(
+        !first_rtcp.is_empty(),
+        "no component 2 in the offer\n{offer}"
+    );
+    let path = |name: &str, r: &MediaReport| {
+        assert_eq!(r.ice_restarts, 1, "{name}");
+        r.rtcp_path
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: component 2 not connected after the restart"))
+    };
+    let (a_rtcp, b_rtcp) = (path("alice", &a_report), path("bob", &b_report));
+    eprintln!("alice: RTCP {a_rtcp}; bob: RTCP {b_rtcp}; first: {first_rtcp:?}");
+    assert_eq!(a_rtcp.local_addr, b_rtcp.remote_addr);
+    assert_eq!(a_rtcp.remote_addr, b_rtcp.local_addr);
+    assert!(
+        !first_rtcp.contains(&a_rtcp.local_addr),
+        "component 2 still on the first candidates: {a_rtcp}"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
 }

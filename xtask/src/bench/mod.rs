@@ -14,7 +14,8 @@
 //! * Figure 6 — idle cost of a registered phone: `cargo xtask bench idle` (ten minutes,
 //!   its own section; `idle.rs`).
 //!
-//! `--smoke` runs one tiny step of each (debug binaries unless `--release`) and writes to
+//! `cargo xtask bench` runs every figure (about 45 minutes in release; `--no-idle` skips
+//! figure 6's ten minutes). `--smoke` runs one tiny step of each (debug binaries unless `--release`) and writes to
 //! `target/bench/smoke/` only. Every process is stopped by its PID; every wait is bounded.
 
 mod idle;
@@ -38,6 +39,8 @@ pub struct Bench {
     /// Requested calls per second, in order.
     pub rates: Vec<u64>,
     pub step_secs: u64,
+    /// Times the signaling ladders are run; figures 1 and 2 are the medians.
+    pub runs: u32,
     pub memory_calls: u64,
     pub opus_calls: u64,
     /// Logs and per-step files.
@@ -69,11 +72,19 @@ impl Bench {
         } else {
             root.join("docs/benchmarks.md")
         };
+        let mut runs = if smoke { 1 } else { 3 };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--smoke" | "--release" | "--debug" | "--no-build" | "--no-pin" => {}
+                "--smoke" | "--release" | "--debug" | "--no-build" | "--no-pin" | "--no-idle" => {}
                 "--out" => out = PathBuf::from(it.next().ok_or("--out needs a path")?),
+                "--runs" => {
+                    runs = it
+                        .next()
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .filter(|&n| n >= 1)
+                        .ok_or("--runs needs a number ≥ 1")?
+                }
                 other => return Err(format!("bench: unknown option {other}")),
             }
         }
@@ -92,6 +103,7 @@ impl Bench {
                 ]
             },
             step_secs: if smoke { 2 } else { 6 },
+            runs,
             memory_calls: if smoke { 20 } else { 1000 },
             opus_calls: if smoke { 10 } else { 200 },
             results: work.join("results.txt"),
@@ -122,7 +134,10 @@ pub struct Figures {
     pub machine: machine::Machine,
     pub load_before: String,
     pub load_after: String,
+    /// The last run's ladders (their steps are the tables).
     pub ladders: Vec<signaling::Ladder>,
+    /// Each run's best passing rate per pair (figures 1 and 2 are their medians).
+    pub run_bests: Vec<Vec<(Pair, Option<f64>)>>,
     pub memory: Vec<memory::Memory>,
     pub memory_errors: Vec<String>,
     pub minutes: f64,
@@ -153,14 +168,23 @@ pub fn run(args: &[String]) -> Result {
     let load_before = machine::load_average();
     // Versions and the git revision as they are when the run starts.
     let machine = machine::Machine::probe();
-    let ladders = signaling::ladders(
-        &bench,
-        &[
-            Pair::SippToPeerline,
-            Pair::SippToSipp,
-            Pair::PeerlineBotToSipp,
-        ],
-    );
+    let pairs = [
+        Pair::SippToPeerline,
+        Pair::SippToSipp,
+        Pair::PeerlineBotToSipp,
+    ];
+    let mut ladders = Vec::new();
+    let mut run_bests = Vec::new();
+    for run in 1..=bench.runs {
+        println!("bench: signaling ladders, run {run} of {}", bench.runs);
+        ladders = signaling::ladders(&bench, &pairs);
+        run_bests.push(
+            ladders
+                .iter()
+                .map(|l| (l.pair, l.best().map(|s| s.achieved)))
+                .collect(),
+        );
+    }
     let mut memory = Vec::new();
     let mut memory_errors = Vec::new();
     let runs: [(&str, u64); 3] = [
@@ -193,12 +217,17 @@ pub fn run(args: &[String]) -> Result {
         load_before,
         load_after: machine::load_average(),
         ladders,
+        run_bests,
         memory,
         memory_errors,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
     report::write(&bench, &figures)?;
     latency_section(&bench)?;
+    // Figure 6 last: ten minutes of an idle phone (`--no-idle` leaves its section as it is).
+    if !args.iter().any(|a| a == "--no-idle") {
+        idle_section(&bench)?;
+    }
     println!(
         "bench: results in {} and {}",
         bench.out.display(),
@@ -222,10 +251,15 @@ fn run_idle(args: &[String]) -> Result {
         }
         super::cargo(&build)?;
     }
+    idle_section(&bench)
+}
+
+/// Measures figure 6 and writes its section and `idle-results.txt`.
+fn idle_section(bench: &Bench) -> Result {
     let secs = if bench.smoke { 5 } else { 600 };
     std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
     println!("bench: idle cost of a registered phone, {secs} s");
-    let idle = idle::measure(&bench, secs)?;
+    let idle = idle::measure(bench, secs)?;
     println!(
         "bench:   {:.0} B/min ({} sent, {} received), CPU {:.3} %",
         idle.bytes_per_minute(),
@@ -246,7 +280,7 @@ fn run_idle(args: &[String]) -> Result {
         ),
     )
     .map_err(|e| format!("{}: {e}", results.display()))?;
-    let (what, when) = stamp(&bench);
+    let (what, when) = stamp(bench);
     let section = format!(
         "{IDLE_BEGIN}\n{}{IDLE_END}",
         idle::markdown(&idle, &what, &when)

@@ -47,6 +47,20 @@ fn results_text(f: &Figures) -> String {
         f.load_before.replace(' ', "/"),
         f.load_after.replace(' ', "/")
     );
+    for pair in [
+        Pair::SippToPeerline,
+        Pair::SippToSipp,
+        Pair::PeerlineBotToSipp,
+    ] {
+        if let Some(m) = best(f, pair) {
+            let _ = writeln!(
+                s,
+                "median pair={} runs={} achieved={m:.1}",
+                pair.key(),
+                f.run_bests.len()
+            );
+        }
+    }
     for l in &f.ladders {
         for st in &l.steps {
             let _ = writeln!(
@@ -86,12 +100,44 @@ fn results_text(f: &Figures) -> String {
     s
 }
 
+/// The median over the runs of the pair's best passing rate (runs where no step passed
+/// count as 0).
 fn best(f: &Figures, pair: Pair) -> Option<f64> {
-    f.ladders
+    let bests: Vec<f64> = f
+        .run_bests
         .iter()
-        .find(|l| l.pair == pair)
-        .and_then(Ladder::best)
-        .map(|s| s.achieved)
+        .filter_map(|run| run.iter().find(|(p, _)| *p == pair))
+        .map(|(_, b)| b.unwrap_or(0.0))
+        .collect();
+    super::latency::median(&bests).filter(|&m| m > 0.0)
+}
+
+/// One row per run: each pair's best passing rate.
+fn runs_table(s: &mut String, f: &Figures) {
+    let pairs = [
+        Pair::SippToPeerline,
+        Pair::SippToSipp,
+        Pair::PeerlineBotToSipp,
+    ];
+    let head: Vec<&str> = pairs.iter().map(|p| p.label()).collect();
+    let _ = writeln!(
+        s,
+        "\nEach run's best passing rate (calls/s; the figures above are the medians):\n\n| run | {} |\n|---|{}",
+        head.join(" | "),
+        "---|".repeat(pairs.len())
+    );
+    for (i, run) in f.run_bests.iter().enumerate() {
+        let cells: Vec<String> = pairs
+            .iter()
+            .map(|p| {
+                run.iter()
+                    .find(|(q, _)| q == p)
+                    .and_then(|(_, b)| *b)
+                    .map_or("none".into(), |b| format!("{b:.0}"))
+            })
+            .collect();
+        let _ = writeln!(s, "| {} | {} |", i + 1, cells.join(" | "));
+    }
 }
 
 fn ratio_line(f: &Figures, ours: Pair, theirs: Pair, last_rate: u64) -> String {
@@ -207,6 +253,8 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
         "- Machine: `nproc` = {}, {}; load average {} before the run, {} after \
          (the machine is shared with other engineers' builds and tests).\n\
          - Versions: {}; {}; Peerline git {} ({} build); {}.\n\
+         - Figures 1 and 2 are medians over {} runs of the whole ladder (each run's figures \
+         are in the table after figure 1; the step tables are the last run's).\n\
          - Each rate step: a fresh caller and answerer, {} s of calls at the requested rate \
          (SIPp's default uac flow: INVITE, 100, 180, 200, ACK, pause 0 ms, BYE, 200), SRTP \
          off, PCMU. {} The pairs climb side by side (at each rate each pair runs its step in \
@@ -224,6 +272,7 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
         m.peerline_rev,
         if bench.release { "release" } else { "debug" },
         m.rustc,
+        f.run_bests.len(),
         bench.step_secs,
         match (bench.caller_cpu, bench.answerer_cpu) {
             (Some(c), Some(a)) => format!(
@@ -247,6 +296,7 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
     {
         ladder_table(&mut s, l);
     }
+    runs_table(&mut s, f);
     let _ = writeln!(
         s,
         "\n### 2. Signaling, Peerline as UAC\n\n`peerline bot run` in load mode (one leg: \
@@ -275,9 +325,9 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
         "\n### 4. Not measured by the harness yet\n\n\
          - Concurrent media calls per core (SRTP, PCMU and Opus, one pinned core) next to \
          baresip.\n\
-         - Added mouth-to-ear latency and post-dial delay (the idle cost of a registered phone is\n\
-           `cargo xtask bench idle`, its own section below).\n\
-         - Medians over several runs: each figure is one run."
+         - Mouth-to-ear latency, post-dial delay and the CLI's time to registered are \
+         `cargo xtask bench latency`, and the idle cost of a registered phone \
+         `cargo xtask bench idle`: their own sections below."
     );
     let _ = writeln!(s, "{END}");
     s

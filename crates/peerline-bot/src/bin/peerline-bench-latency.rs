@@ -119,22 +119,28 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Alice, and Bob answering every call with `bob_media` (the task ends with his call).
+async fn two_phones(
+    ice: bool,
+    bob_media: MediaOptions,
+) -> Result<(Phone, Events, Phone, tokio::task::JoinHandle<()>), String> {
+    let (alice, ae) = Phone::start(config("alice", ice)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (bob, be) = Phone::start(config("bob", ice)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answering = answer_all(bob.clone(), be, bob_media);
+    Ok((alice, ae, bob, answering))
+}
+
 /// One post-dial-delay measurement: (dial → pair, dial → first RTP received).
 async fn post_dial_delay() -> Result<(f64, f64), String> {
-    let (alice, mut ae) = Phone::start(config("alice", true)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (bob, be) = Phone::start(config("bob", true)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let answering = answer_all(
-        bob.clone(),
-        be,
-        MediaOptions {
-            source: AudioSource::Tone(1000.0),
-            record: None,
-        },
-    );
+    let bob_media = MediaOptions {
+        source: AudioSource::Tone(1000.0),
+        record: None,
+    };
+    let (alice, mut ae, bob, answering) = two_phones(true, bob_media).await?;
     let dialled = Instant::now();
     let result = async {
         let call = alice
@@ -222,20 +228,11 @@ async fn mouth_to_ear(
         dir.join(format!("a{run}.wav")),
         dir.join(format!("b{run}.wav")),
     );
-    let (alice, mut ae) = Phone::start(config("alice", false)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (bob, be) = Phone::start(config("bob", false)?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let answering = answer_all(
-        bob.clone(),
-        be,
-        MediaOptions {
-            source: AudioSource::Wav(train.clone()),
-            record: Some(rec_b.clone()),
-        },
-    );
+    let bob_media = MediaOptions {
+        source: AudioSource::Wav(train.clone()),
+        record: Some(rec_b.clone()),
+    };
+    let (alice, mut ae, bob, answering) = two_phones(false, bob_media).await?;
     let result = async {
         let call = alice
             .call(

@@ -72,9 +72,29 @@ impl std::fmt::Display for CandidateKind {
     }
 }
 
+/// The RTP component (RFC 8445 §2; with rtcp-mux, the only one).
+pub const RTP_COMPONENT: u16 = 1;
+/// The RTCP component, for a peer that does not multiplex RTP and RTCP (RFC 8839 §5.1.1).
+pub const RTCP_COMPONENT: u16 = 2;
+
+/// A candidate priority for `component` (RFC 8445 §5.1.2.1: `2^24 × type preference +
+/// 2^8 × local preference + (256 − component ID)`): the type and local-preference terms of
+/// `priority` with the component term of `component`. webrtc-ice 0.17 computes every
+/// priority for component 1; its candidates gathered for component 2 get theirs from this.
+pub fn component_priority(priority: u32, component: u16) -> u32 {
+    let term = 256u32.saturating_sub(u32::from(component)) & 0xFF;
+    (priority & !0xFF) | term
+}
+
 /// A webrtc-ice candidate as an `a=candidate` value. `None` for candidates SDP cannot carry
 /// (unspecified type).
 pub fn to_sdp_candidate(c: &dyn IceCandidate) -> Option<SdpCandidate> {
+    to_sdp_candidate_for(c, RTP_COMPONENT)
+}
+
+/// A webrtc-ice candidate (which knows only component 1) as an `a=candidate` value of
+/// `component`, with its priority recomputed for that component.
+pub fn to_sdp_candidate_for(c: &dyn IceCandidate, component: u16) -> Option<SdpCandidate> {
     let kind = CandidateKind::from_ice(c.candidate_type())?;
     let (raddr, rport) = match c.related_address() {
         Some(r) => (Some(r.address), Some(r.port)),
@@ -82,10 +102,10 @@ pub fn to_sdp_candidate(c: &dyn IceCandidate) -> Option<SdpCandidate> {
     };
     Some(SdpCandidate {
         foundation: c.foundation(),
-        // webrtc-ice numbers the RTP component 1, as SDP does; rtcp-mux keeps one component.
-        component: u32::from(c.component()),
+        // webrtc-ice numbers every candidate component 1; one agent serves one component.
+        component: u32::from(component),
         transport: c.network_type().network_short().to_uppercase(),
-        priority: c.priority(),
+        priority: component_priority(c.priority(), component),
         address: c.address(),
         port: c.port(),
         typ: kind.to_sdp(),
@@ -98,7 +118,7 @@ pub fn to_sdp_candidate(c: &dyn IceCandidate) -> Option<SdpCandidate> {
 /// Why a remote `a=candidate` was not handed to the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
-    /// Component other than 1 (we use rtcp-mux: one component).
+    /// Another component than the agent's (each agent serves one component).
     Component(u32),
     /// Not UDP (ICE-TCP is not supported).
     Transport(String),
@@ -110,11 +130,22 @@ pub enum SkipReason {
     Rejected(String),
 }
 
-/// An `a=candidate` value as a webrtc-ice candidate for `add_remote_candidate`.
+/// An `a=candidate` value of component 1 as a webrtc-ice candidate for `add_remote_candidate`.
 pub fn from_sdp_candidate(
     c: &SdpCandidate,
 ) -> Result<Arc<dyn IceCandidate + Send + Sync>, SkipReason> {
-    if c.component != 1 {
+    from_sdp_candidate_for(c, RTP_COMPONENT)
+}
+
+/// An `a=candidate` value of `component` as a webrtc-ice candidate for the agent serving
+/// that component. The agent knows only component 1 (the number never goes on the wire:
+/// checks carry USERNAME, PRIORITY and the role, not the component), so the candidate is
+/// handed over as component 1 with the peer's priority unchanged.
+pub fn from_sdp_candidate_for(
+    c: &SdpCandidate,
+    component: u16,
+) -> Result<Arc<dyn IceCandidate + Send + Sync>, SkipReason> {
+    if c.component != u32::from(component) {
         return Err(SkipReason::Component(c.component));
     }
     if !c.transport.eq_ignore_ascii_case("udp") {
@@ -181,6 +212,38 @@ mod tests {
             // And the SDP text parses again to the same candidate.
             assert_eq!(sdp(&back.to_string()), back);
         }
+    }
+
+    #[test]
+    fn component_priorities_follow_rfc_8445() {
+        // Host, local preference 65535: 2^24 × 126 + 2^8 × 65535 + (256 − component).
+        let host1 = (1 << 24) * 126 + (1 << 8) * 65535 + 255;
+        assert_eq!(host1, 2130706431);
+        assert_eq!(component_priority(host1, 1), host1);
+        assert_eq!(component_priority(host1, 2), 2130706430);
+        // srflx (type preference 100), local preference 65535.
+        let srflx1 = (1 << 24) * 100 + (1 << 8) * 65535 + 255;
+        assert_eq!(component_priority(srflx1, 2), srflx1 - 1);
+        // Relay (type preference 0) keeps its local preference.
+        assert_eq!(component_priority(16777215, 2), 16777214);
+        assert_eq!(component_priority(0, 256), 0);
+    }
+
+    #[test]
+    fn a_component_2_candidate_goes_to_the_rtcp_agent_only() {
+        let c = sdp("7 2 UDP 2130706430 192.0.2.10 16385 typ host");
+        assert_eq!(from_sdp_candidate(&c).err(), Some(SkipReason::Component(2)));
+        let ic = from_sdp_candidate_for(&c, RTCP_COMPONENT).unwrap();
+        assert_eq!(ic.addr(), "192.0.2.10:16385".parse().unwrap());
+        assert_eq!(ic.priority(), 2130706430, "the peer's priority is kept");
+        // And our own candidate of the RTCP agent goes out as component 2.
+        let back = to_sdp_candidate_for(ic.as_ref(), RTCP_COMPONENT).unwrap();
+        assert_eq!((back.component, back.priority), (2, 2130706430));
+        let c1 = sdp("7 1 UDP 2130706431 192.0.2.10 16384 typ host");
+        assert_eq!(
+            from_sdp_candidate_for(&c1, RTCP_COMPONENT).err(),
+            Some(SkipReason::Component(1))
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! ICE (RFC 8445) for one media stream, on `webrtc-ice` 0.17, with the relay policy built in.
 //!
-//! One [`IceSession`] per call (rtcp-mux: one component):
+//! One [`IceSession`] per component of a call's media stream: component 1 (RTP, and RTCP
+//! with rtcp-mux) always; component 2 (RTCP) too when the peer does not multiplex
+//! ([`gather_components`]: a second agent with the same ufrag/pwd, on its own sockets).
 //!
 //! 1. [`IceSession::gather`] with an [`IceConfig`] binds host sockets inside the RTP port
 //!    range, asks the configured STUN servers for srflx candidates and allocates relay
@@ -25,6 +27,7 @@
 //! configured servers.
 
 mod candidate;
+mod components;
 mod config;
 mod media_conn;
 mod report;
@@ -51,7 +54,11 @@ use webrtc_ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc_ice::url::{ProtoType, SchemeType, Url};
 use webrtc_util::Conn;
 
-pub use candidate::{from_sdp_candidate, to_sdp_candidate, CandidateKind, SkipReason};
+pub use candidate::{
+    component_priority, from_sdp_candidate, from_sdp_candidate_for, to_sdp_candidate,
+    to_sdp_candidate_for, CandidateKind, SkipReason, RTCP_COMPONENT, RTP_COMPONENT,
+};
+pub use components::{gather_components, with_rtcp_component};
 pub use config::{
     rest_credentials, IceConfig, StunServer, TurnCredential, TurnServer, TurnTlsConfig,
     TurnTransport, DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT, DEFAULT_TURNS_PORT,
@@ -62,9 +69,10 @@ pub use turn_probe::probe_allocate;
 
 /// RFC 8445 §14.2 pacing (Ta = 50 ms): how often the agent sends a round of checks.
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
-/// Checks per pair before it is failed: 50 × 50 ms = 2.5 s, so a peer that starts its
-/// checks a little later (NAT hole punching needs both sides) still meets ours.
-const MAX_BINDING_REQUESTS: u16 = 50;
+/// Checks per pair before it is failed: 100 × 50 ms = 5 s, so a peer that starts its
+/// checks later (NAT hole punching needs both sides; baresip 1.0 paces its checks and
+/// took 2.3-2.8 s to open its side of an EIM↔EIM path in the NAT lab) still meets ours.
+const MAX_BINDING_REQUESTS: u16 = 100;
 /// How long [`IceSession::close`] waits for the agent before leaving it to finish alone.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -161,6 +169,8 @@ impl std::fmt::Debug for Connected {
 /// One ICE agent for one call's media stream. See the module docs for the order of calls.
 pub struct IceSession {
     agent: Arc<Agent>,
+    /// The component this agent serves ([`RTP_COMPONENT`] or [`RTCP_COMPONENT`]).
+    component: u16,
     config: IceConfig,
     local: IceParams,
     gather_complete: bool,
@@ -176,6 +186,7 @@ pub struct IceSession {
 impl std::fmt::Debug for IceSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IceSession")
+            .field("component", &self.component)
             .field("config", &self.config)
             .field("local", &self.local)
             .finish_non_exhaustive()
@@ -272,10 +283,23 @@ pub fn allowed_candidate_types(config: &IceConfig) -> Vec<CandidateKind> {
 
 impl IceSession {
     /// Creates the agent and gathers candidates (bounded by `config.gather_timeout`; what
-    /// was gathered by then is used). Needs a tokio runtime.
+    /// was gathered by then is used) for component 1, with fresh credentials. Needs a
+    /// tokio runtime.
     pub async fn gather(config: IceConfig) -> Result<Self, IceError> {
+        Self::gather_component(config, RTP_COMPONENT, None).await
+    }
+
+    /// [`IceSession::gather`] for `component`, with the given local `(ufrag, pwd)` (all
+    /// components of a stream share them, RFC 8445 §5.3) or fresh ones. The candidates in
+    /// [`IceSession::local_params`] carry `component` and priorities computed for it.
+    pub async fn gather_component(
+        config: IceConfig,
+        component: u16,
+        credentials: Option<(String, String)>,
+    ) -> Result<Self, IceError> {
         config.validate()?;
         let deadline = tokio::time::Instant::now() + config.gather_timeout;
+        let (local_ufrag, local_pwd) = credentials.unwrap_or_default();
         let candidate_types: Vec<IceType> = allowed_candidate_types(&config)
             .into_iter()
             .map(|k| match k {
@@ -315,6 +339,8 @@ impl IceSession {
             is_controlling: config.controlling,
             ip_filter: Arc::new(Some(ip_filter)),
             include_loopback: config.include_loopback,
+            local_ufrag,
+            local_pwd,
             ..AgentConfig::default()
         };
         let agent = Arc::new(
@@ -359,7 +385,7 @@ impl IceSession {
             {
                 tracing::warn!(candidate = %c.marshal(), range = %config.port_range, "ICE socket outside the RTP port range");
             }
-            if let Some(sc) = to_sdp_candidate(c.as_ref()) {
+            if let Some(sc) = to_sdp_candidate_for(c.as_ref(), component) {
                 candidates.push(sc);
             }
         }
@@ -375,14 +401,17 @@ impl IceSession {
             candidates,
             end_of_candidates: gather_complete,
             lite: false,
+            rtcp: None,
         };
         tracing::debug!(
+            component,
             candidates = local.candidates.len(),
             gather_complete,
             "ICE gathered"
         );
         Ok(Self {
             agent,
+            component,
             config,
             local,
             gather_complete,
@@ -410,6 +439,11 @@ impl IceSession {
     /// Our ufrag, pwd and candidates for the SDP (offer or answer).
     pub fn local_params(&self) -> &IceParams {
         &self.local
+    }
+
+    /// The component this agent serves (1: RTP, 2: RTCP).
+    pub fn component(&self) -> u16 {
+        self.component
     }
 
     /// Whether gathering finished before the timeout (else some server did not answer).
@@ -445,7 +479,7 @@ impl IceSession {
         let mut remote_kinds = Vec::new();
         let mut to_add = Vec::new();
         for c in &remote.candidates {
-            match from_sdp_candidate(c) {
+            match from_sdp_candidate_for(c, self.component) {
                 Ok(ic) => {
                     if let Some(k) = CandidateKind::from_sdp(&c.typ) {
                         remote_kinds.push(k);
@@ -544,7 +578,7 @@ impl IceSession {
         let path = self
             .selected_path(connect_time)
             .ok_or_else(|| IceError::Agent("connected without a selected pair".into()))?;
-        tracing::info!(%path, "ICE connected");
+        tracing::info!(component = self.component, %path, "ICE connected");
         if let Ok(mut g) = self.path.lock() {
             *g = Some(path.clone());
         }

@@ -37,7 +37,8 @@ impl Driver {
             ));
         }
         let mut caps = self.capabilities_over(false, transport, account);
-        let ice = self.prepare_ice(true, ip, account).await;
+        // Component 2 too, so that an answerer without rtcp-mux can use it (RFC 5761 §5.1.3).
+        let ice = self.prepare_ice(true, ip, account, true).await;
         let (rtp, rtp_addr) = self.media_address(ice.as_ref(), &mut caps, ip).await?;
         let offer = peerline_sdp::create_offer(&caps, rtp_addr, self.session_id, 1);
         let call_id = peerline_sip::message::new_call_id(&mut self.rng, &ip.to_string());
@@ -180,7 +181,8 @@ impl Driver {
         // ICE only when the offer has it: a peer without ICE gets plain RTP as before.
         let ice = if offers_ice(&offer) {
             let account = self.calls.get(&id).and_then(|c| c.account);
-            self.prepare_ice(false, ip, account).await
+            let rtcp_component = !peerline_sdp::answer_multiplexes_rtcp(&offer, caps.rtcp_mux);
+            self.prepare_ice(false, ip, account, rtcp_component).await
         } else {
             None
         };

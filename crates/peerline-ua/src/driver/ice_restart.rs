@@ -3,7 +3,8 @@
 //! gathers new candidates and a re-INVITE offers them with new credentials; a peer's
 //! re-offer with new credentials is answered the same way. Media keeps flowing on the old
 //! pair until the new one is selected, then moves to it (keys and DTLS association stay).
-//! Both sides keep their roles: the caller stays controlling.
+//! Both sides keep their roles: the caller stays controlling. A call whose RTCP has its
+//! own component (no rtcp-mux) restarts both components' agents.
 
 use super::*;
 
@@ -29,7 +30,15 @@ impl Driver {
             ));
         }
         let (controlling, toward, account) = (call.outgoing, call.next_hop.ip(), call.account);
-        let Some(prepared) = self.prepare_ice(controlling, toward, account).await else {
+        // RTCP keeps its own component if it has one now (rtcp-mux was not agreed).
+        let rtcp_component = call
+            .ice_local
+            .as_ref()
+            .is_some_and(peerline_sdp::IceParams::has_rtcp_component);
+        let Some(prepared) = self
+            .prepare_ice(controlling, toward, account, rtcp_component)
+            .await
+        else {
             return Err(PhoneError::Call(id, "ICE restart: no candidates gathered"));
         };
         // The call may have changed while the agent gathered.
@@ -45,7 +54,7 @@ impl Driver {
         let sent = self.send_reoffer(id, offer, hold);
         if sent.is_err() {
             if let Some(p) = self.calls.get_mut(&id).and_then(|c| c.pending_ice.take()) {
-                tokio::spawn(async move { p.session.close().await });
+                tokio::spawn(p.close());
             }
         }
         sent
@@ -85,22 +94,29 @@ impl Driver {
 /// answer without them leaves the old pair in place).
 pub(super) fn start_ice_restart(
     call: &mut Call,
-    prepared: PreparedIce,
+    mut prepared: PreparedIce,
     remote: Option<peerline_sdp::RemoteIce>,
+    rtcp_mux: bool,
 ) {
     match (remote, call.media.as_ref()) {
         (Some(remote), Some(m)) => {
+            let rtcp = prepared.take_rtcp(rtcp_mux).map(Box::new);
             call.rtp_addr = Some(prepared.advertised);
-            call.ice_local = Some(prepared.local);
+            call.ice_local = Some(if rtcp_mux {
+                prepared.local.rtp_component_only()
+            } else {
+                prepared.local
+            });
             call.ice_remote = Some(remote.clone());
             m.command(media::MediaCommand::IceRestart {
                 session: Box::new(prepared.session),
                 remote,
+                rtcp,
             });
         }
         _ => {
             tracing::info!("ICE restart: no ICE in the peer's SDP; pair unchanged");
-            tokio::spawn(async move { prepared.session.close().await });
+            tokio::spawn(prepared.close());
         }
     }
 }

@@ -125,34 +125,29 @@ impl Driver {
                 .collect(),
             dtmf: media.dtmf,
             ptime: Some(media.ptime),
-            rtcp_mux: true,
+            rtcp_mux: media.rtcp_mux,
             username: self.config.identity.user.clone(),
             ..LocalCapabilities::default()
         }
     }
 
-    /// With `[ice] enabled`: gathers a call's candidates before its offer or answer.
+    /// With `[ice] enabled`: gathers a call's candidates before its offer or answer;
+    /// with `rtcp_component`, for component 2 (RTCP without rtcp-mux) too.
     pub(super) async fn prepare_ice(
         &self,
         controlling: bool,
         toward: IpAddr,
         account: Option<usize>,
+        rtcp_component: bool,
     ) -> Option<PreparedIce> {
         let ice = self.ice_config(account);
         if !ice.enabled {
             return None;
         }
         let range = self.rtp_ports;
-        match call_ice::prepare(
-            ice,
-            controlling,
-            range,
-            self.sip_addr.ip(),
-            toward,
-            &self.config.tls,
-        )
-        .await
-        {
+        let bound = self.sip_addr.ip();
+        let tls = &self.config.tls;
+        match call_ice::prepare(ice, controlling, range, bound, toward, rtcp_component, tls).await {
             Ok(p) => Some(p),
             Err(e) => {
                 // No usable candidate (or the agent refused): the call goes on with plain
@@ -169,6 +164,9 @@ impl Driver {
             return;
         };
         let base = prepared.base;
+        if let Some(rtcp) = prepared.rtcp {
+            rtcp.close().await;
+        }
         let result = call_ice::fall_back_to_plain(prepared.session, base).await;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -231,11 +229,17 @@ impl Driver {
             return;
         };
         let path = match (call.ice.take(), &negotiated.remote_ice) {
-            (Some(p), Some(remote)) => {
+            (Some(mut p), Some(remote)) => {
                 call.ice_remote = Some(remote.clone());
+                // Component 2 only serves RTCP when rtcp-mux was not agreed.
+                let rtcp = p.take_rtcp(negotiated.rtcp_mux).map(Box::new);
+                if negotiated.rtcp_mux {
+                    call.ice_local = call.ice_local.as_ref().map(|l| l.rtp_component_only());
+                }
                 media::MediaPath::Ice {
                     session: Box::new(p.session),
                     remote: remote.clone(),
+                    rtcp,
                 }
             }
             (Some(_), None) => {

@@ -135,10 +135,10 @@ impl Driver {
                     }
                     rekey_if_changed(call, &n.security);
                     if let Some(p) = restart {
-                        start_ice_restart(call, p, n.remote_ice.clone());
+                        start_ice_restart(call, p, n.remote_ice.clone(), n.rtcp_mux);
                     }
                 } else if let Some(p) = restart {
-                    tokio::spawn(async move { p.session.close().await });
+                    tokio::spawn(p.close());
                 }
                 if let Some(ack) = ack {
                     self.send_raw(&ack, hop, transport).await;
@@ -162,7 +162,7 @@ impl Driver {
                 // A refused or crossed ICE restart: the old pair stays; the address
                 // check tries again later if an address is still gone.
                 if let Some(p) = restart {
-                    tokio::spawn(async move { p.session.close().await });
+                    tokio::spawn(p.close());
                 }
                 tracing::info!(
                     call = id,
@@ -244,7 +244,11 @@ impl Driver {
         let restart = call.media.is_some() && ice_restart::offer_restarts_ice(call, &offer);
         let (controlling, toward, account) = (call.outgoing, call.next_hop.ip(), call.account);
         let prepared = if restart {
-            match self.prepare_ice(controlling, toward, account).await {
+            let rtcp_component = !peerline_sdp::answer_multiplexes_rtcp(&offer, caps.rtcp_mux);
+            match self
+                .prepare_ice(controlling, toward, account, rtcp_component)
+                .await
+            {
                 Some(p) => Some(p),
                 None => {
                     respond(&mut self.endpoint, 488, "ICE Restart Failed");
@@ -295,7 +299,7 @@ impl Driver {
         }
         call.local_sdp = Some(answer);
         if let Some(p) = prepared {
-            start_ice_restart(call, p, negotiated.remote_ice.clone());
+            start_ice_restart(call, p, negotiated.remote_ice.clone(), negotiated.rtcp_mux);
         }
         if let Some(m) = &call.media {
             m.command(media::MediaCommand::Update {
