@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpora of the rtcp, dtmf, srtp_unprotect, stun_ice,
+"""Writes the hand-made seed corpora of the rtcp, dtmf, srtp_unprotect, stun_ice, turn_stream,
 nat_behaviour and config fuzz targets into fuzz/corpus/<target>/ (run from fuzz/). Seeds are valid
 messages plus one of each malformation class; libFuzzer grows the corpus from them."""
 import hashlib
@@ -226,3 +226,30 @@ password = "a"
 password_env = "B"
 expires = 0
 """)
+
+# ---- TURN over TCP/TLS streams (RFC 8656 §12.5): STUN and padded ChannelData back to back ----
+d = "corpus/turn_stream"
+alloc_req = msg(0x0003, [attr(0x0019, bytes([17, 0, 0, 0]))], fingerprint=True)
+e401 = msg(0x0113, [attr(0x0009, struct.pack("!HBB", 0, 4, 1) + b"Unauthorized"), attr(0x0014, b"peerline.test"), attr(0x0015, b"nonce123")])
+xrel = struct.pack("!BBH", 0, 1, 50000 ^ (MAGIC >> 16)) + bytes(a ^ b for a, b in zip(bytes([203, 0, 113, 1]), struct.pack("!I", MAGIC)))
+alloc_ok = msg(0x0103, [attr(0x0016, xrel), attr(0x0020, xrel), attr(0x000D, struct.pack("!I", 600))], integrity_key=b"k" * 16, fingerprint=True)
+
+
+def chan(n, data, padded=True):
+    m = struct.pack("!HH", n, len(data)) + data
+    return pad4(m) if padded else m
+
+
+w(d, "allocate_request", alloc_req)
+w(d, "error_401_then_success", e401 + alloc_ok)
+w(d, "channel_data_padded", chan(0x4000, b"\x80\x00" + b"rtp!!"))
+w(d, "channel_data_unpadded", chan(0x4001, b"abcde", padded=False))
+w(d, "channel_data_empty", chan(0x7FFF, b""))
+w(d, "coalesced_mix", alloc_ok + chan(0x4000, b"x" * 7) + chan(0x4002, b"y" * 160) + e401)
+w(d, "data_indication", msg(0x0017, [attr(0x0012, xrel), attr(0x0013, b"ping 1")]))
+w(d, "split_header", alloc_ok[:3])
+w(d, "garbage_first_bits_10", b"\x80\x60\x00\x00" + b"\0" * 8)
+w(d, "stun_without_cookie", alloc_req[:4] + b"\0\0\0\0" + alloc_req[8:])
+w(d, "stun_odd_length", alloc_req[:2] + b"\x00\x03" + alloc_req[4:])
+w(d, "channel_length_past_end", struct.pack("!HH", 0x4000, 65535) + b"z" * 20)
+w(d, "tls_record_by_mistake", b"\x16\x03\x01\x00\x2a" + b"\x01" * 42)

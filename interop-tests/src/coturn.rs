@@ -23,6 +23,9 @@ pub struct CoturnOptions {
     rest_secret: Option<String>,
     allow_loopback_peers: bool,
     netns: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    tls_port: Option<u16>,
+    no_udp: bool,
     extra: Vec<String>,
 }
 
@@ -47,8 +50,28 @@ impl CoturnOptions {
             rest_secret: None,
             allow_loopback_peers: true,
             netns: None,
+            tls: None,
+            tls_port: None,
+            no_udp: false,
             extra: Vec::new(),
         }
+    }
+    /// TURN over TLS (`turns:`) with this certificate chain and key (PEM), on
+    /// [`CoturnOptions::tls_port`] (default: the listening port plus one). Without it
+    /// coturn runs with `--no-tls`. TCP is always on, on the listening port.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+    pub fn tls_port(mut self, port: u16) -> Self {
+        self.tls_port = Some(port);
+        self
+    }
+    /// `--no-udp`: no UDP listener, so clients can only reach it over TCP or TLS (STUN
+    /// over UDP does not answer either).
+    pub fn no_udp(mut self) -> Self {
+        self.no_udp = true;
+        self
     }
     pub fn listen_ip(mut self, ip: &str) -> Self {
         self.listen_ip = ip.into();
@@ -110,8 +133,10 @@ pub struct Coturn {
     process: Process,
     work_dir: PathBuf,
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     realm: String,
     in_netns: bool,
+    no_udp: bool,
 }
 
 impl Coturn {
@@ -137,15 +162,9 @@ impl Coturn {
             .relay_ip
             .clone()
             .unwrap_or_else(|| opts.listen_ip.clone());
+        let tls_port = opts.tls_port.unwrap_or(port + 1);
         let mut po = ProcessOptions::new("coturn", "turnserver")
-            .args([
-                "-n",
-                "-v",
-                "--no-tls",
-                "--no-dtls",
-                "--no-cli",
-                "--simple-log",
-            ])
+            .args(["-n", "-v", "--no-dtls", "--no-cli", "--simple-log"])
             .arg("--log-file=stdout")
             .arg(format!("--listening-ip={}", opts.listen_ip))
             .arg(format!("--listening-port={port}"))
@@ -162,6 +181,18 @@ impl Coturn {
             .netns(opts.netns.as_deref());
         if let Some(second) = &opts.second_listen_ip {
             po = po.arg(format!("--listening-ip={second}"));
+        }
+        match &opts.tls {
+            Some((cert, key)) => {
+                po = po
+                    .arg(format!("--cert={}", cert.display()))
+                    .arg(format!("--pkey={}", key.display()))
+                    .arg(format!("--tls-listening-port={tls_port}"));
+            }
+            None => po = po.arg("--no-tls"),
+        }
+        if opts.no_udp {
+            po = po.arg("--no-udp");
         }
         match &opts.rest_secret {
             Some(secret) => {
@@ -185,13 +216,19 @@ impl Coturn {
             process,
             work_dir,
             addr: SocketAddr::new(ip, port),
+            tls_addr: opts.tls.as_ref().map(|_| SocketAddr::new(ip, tls_port)),
             realm: opts.realm,
             in_netns: opts.netns.is_some(),
+            no_udp: opts.no_udp,
         })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.addr
+    }
+    /// The TLS listener, when started with [`CoturnOptions::tls`].
+    pub fn tls_address(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
     pub fn realm(&self) -> &str {
         &self.realm
@@ -210,6 +247,16 @@ impl Coturn {
             return self
                 .process
                 .wait_for_log("Relay ports initialization done", timeout);
+        }
+        if self.no_udp {
+            // No STUN over UDP to probe with: wait until the TCP listener accepts.
+            let addr = self.addr;
+            return wait_for(
+                "coturn to accept TCP",
+                timeout,
+                Duration::from_millis(100),
+                || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+            );
         }
         let addr = self.addr;
         let mut exited = false;

@@ -61,8 +61,9 @@ pub(crate) async fn prepare(
     bound: std::net::IpAddr,
     toward: std::net::IpAddr,
     rtcp_component: bool,
+    tls: &crate::config::TlsConfig,
 ) -> Result<PreparedIce, String> {
-    let config = settings.agent_config(controlling, port_range, bound, toward)?;
+    let config = settings.agent_config(controlling, port_range, bound, toward, tls)?;
     let (session, rtcp) = peerline_net::gather_components(config, rtcp_component)
         .await
         .map_err(|e| format!("ICE: {e}"))?;

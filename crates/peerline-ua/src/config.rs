@@ -241,6 +241,34 @@ impl TlsConfig {
             _ => Err("client_cert_file and client_key_file go together".into()),
         }
     }
+
+    /// The TLS client configuration SIP over TLS uses (CA file or system roots, pins,
+    /// client certificate): `turns:` TURN servers are verified the same way.
+    pub fn client_tls(&self) -> Result<peerline_transport::tls::ClientTls, String> {
+        peerline_transport::tls::client_config(&peerline_transport::TlsClientConfig {
+            ca_file: self.ca_file.clone(),
+            pins: self.parsed_pins()?,
+            client_cert: self.client_cert()?,
+        })
+    }
+
+    /// [`IceConfig::turn_tls`](peerline_net::IceConfig::turn_tls) for `turn_servers`:
+    /// built only when one of them is a `turns:` server.
+    pub fn turn_tls(
+        &self,
+        turn_servers: &[peerline_net::TurnServer],
+    ) -> Result<Option<peerline_transport::tls::ClientTls>, String> {
+        if turn_servers
+            .iter()
+            .any(|t| t.transport == peerline_net::TurnTransport::Tls)
+        {
+            self.client_tls()
+                .map(Some)
+                .map_err(|e| format!("TLS for turns: servers: {e}"))
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// `[auth]`: when `users` is not empty, incoming INVITEs and MESSAGEs must authenticate

@@ -43,7 +43,7 @@ pub struct IceSettings {
 /// `ttl_secs`). `Debug` hides the credential and the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnEntry {
-    /// `turn:HOST[:PORT][?transport=udp]`.
+    /// `turn:HOST[:PORT][?transport=udp|tcp]` or `turns:HOST[:PORT]`.
     pub url: String,
     /// How the phone authenticates to it.
     pub credential: TurnCredential,
@@ -180,14 +180,17 @@ impl IceSettings {
     /// The agent config for one call. Host candidates come from `bound` when the phone is
     /// bound to one address, else from every interface (loopback only when the call's
     /// peer is reached over loopback).
+    /// `turns:` servers are verified as `tls` says (the phone's `[tls]`, as for SIP).
     pub(crate) fn agent_config(
         &self,
         controlling: bool,
         port_range: PortRange,
         bound: IpAddr,
         toward: IpAddr,
+        tls: &crate::config::TlsConfig,
     ) -> Result<IceConfig, String> {
         let (stun_servers, turn_servers) = self.servers().map_err(|(_, e)| e)?;
+        let turn_tls = tls.turn_tls(&turn_servers)?.map(|t| t.config);
         let (host_ips, include_loopback) = if bound.is_unspecified() {
             (Vec::new(), toward.is_loopback())
         } else {
@@ -202,6 +205,7 @@ impl IceSettings {
             include_loopback,
             gather_timeout: GATHER_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
+            turn_tls,
         })
     }
 }
@@ -227,6 +231,7 @@ mod tests {
                 PortRange::DEFAULT,
                 "127.0.0.1".parse().unwrap(),
                 "127.0.0.1".parse().unwrap(),
+                &crate::config::TlsConfig::default(),
             )
             .unwrap();
         assert_eq!(c.stun_servers.len(), 1);
@@ -236,11 +241,25 @@ mod tests {
         let bad = parse("stun = [\"stun:\"]\n");
         assert!(bad.check().unwrap_err().1.contains("stun:"));
         let tcp = parse("[[turn]]\nurl = \"turn:192.0.2.2?transport=tcp\"\nusername = \"u\"\ncredential = \"p\"\n");
-        assert!(
-            tcp.check().unwrap_err().1.contains("TCP"),
-            "{:?}",
-            tcp.check()
-        );
+        assert_eq!(tcp.check(), Ok(()));
+        let tls = parse("[[turn]]\nurl = \"turns:192.0.2.2\"\nsecret = \"s\"\n");
+        let (_, turn) = tls.servers().unwrap();
+        assert_eq!(turn[0].to_string(), "turns:192.0.2.2:5349");
+        // A `[tls] ca_file` that cannot be read is an error for turns: as for SIP.
+        let bad_ca = crate::config::TlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let e = tls
+            .agent_config(
+                true,
+                PortRange::DEFAULT,
+                "127.0.0.1".parse().unwrap(),
+                "127.0.0.1".parse().unwrap(),
+                &bad_ca,
+            )
+            .unwrap_err();
+        assert!(e.contains("turns:"), "{e}");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! ice-peer --name a --peer b --dir DIR --role controlling|controlled
-//!          [--stun IP:PORT] [--turn IP:PORT (--turn-user U --turn-pass P
-//!                                             | --turn-secret S [--turn-user LABEL])]
+//!          [--stun IP:PORT] [--turn IP:PORT|turn:…?transport=tcp|turns:…
+//!                              (--turn-user U --turn-pass P
+//!                               | --turn-secret S [--turn-user LABEL]) [--turn-ca PEM]]
 //!          [--port-range 20000-20099] [--timeout-ms 20000] [--pings 5]
 //! ```
 //!
@@ -35,6 +36,8 @@ struct Args {
     controlling: bool,
     stun: Option<String>,
     turn: Option<(String, TurnCredential)>,
+    /// Trust anchors for a `turns:` server (PEM), else the system roots.
+    turn_ca: Option<PathBuf>,
     port_range: PortRange,
     timeout: Duration,
     pings: u32,
@@ -85,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         },
         stun: get("stun"),
         turn,
+        turn_ca: get("turn-ca").map(PathBuf::from),
         port_range: PortRange::parse(&get("port-range").unwrap_or_else(|| "20000-20099".into()))
             .map_err(|e| e.to_string())?,
         timeout: Duration::from_millis(
@@ -98,6 +102,26 @@ fn parse_args() -> Result<Args, String> {
             .parse()
             .map_err(|_| "bad --pings".to_string())?,
     })
+}
+
+/// A rustls client configuration trusting only the CAs in `ca` (PEM).
+fn turn_tls(ca: &Path) -> Result<std::sync::Arc<peerline_net::TurnTlsConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+    {
+        roots
+            .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 fn write_atomic(path: &Path, v: &Value) -> Result<(), String> {
@@ -150,10 +174,18 @@ async fn run(a: &Args) -> Result<Value, (u8, Value)> {
             .push(StunServer::parse(s).map_err(|e| fail(1, e.to_string()))?);
     }
     if let Some((url, credential)) = &a.turn {
+        // A bare IP:PORT is `turn:IP:PORT` (UDP); a full turn:/turns: URL is taken as is.
+        let url = if url.starts_with("turn:") || url.starts_with("turns:") {
+            url.clone()
+        } else {
+            format!("turn:{url}")
+        };
         cfg.turn_servers.push(
-            TurnServer::parse_with(&format!("turn:{url}"), credential.clone())
-                .map_err(|e| fail(1, e.to_string()))?,
+            TurnServer::parse_with(&url, credential.clone()).map_err(|e| fail(1, e.to_string()))?,
         );
+    }
+    if let Some(ca) = &a.turn_ca {
+        cfg.turn_tls = Some(turn_tls(ca).map_err(|e| fail(1, e))?);
     }
     let session = IceSession::gather(cfg)
         .await
@@ -227,6 +259,16 @@ async fn run(a: &Args) -> Result<Value, (u8, Value)> {
     if let Some(min) = rtts.iter().min() {
         path = path.with_rtt(*min);
     }
+    // What the loopback bridges to TCP/TLS TURN servers carried (before close ends them).
+    let bridges: Vec<Value> = session
+        .turn_bridge_stats()
+        .into_iter()
+        .map(|(server, st, running)| {
+            json!({"server": server, "to_server": st.to_server, "from_server": st.from_server,
+                   "dropped": st.dropped, "bindings_refused": st.bindings_refused,
+                   "framing_errors": st.framing_errors, "running": running})
+        })
+        .collect();
     session.close().await;
     let path_json: Value = serde_json::from_str(&path.to_json()).unwrap_or(Value::Null);
     let ok = if a.controlling {
@@ -240,6 +282,7 @@ async fn run(a: &Args) -> Result<Value, (u8, Value)> {
         "pongs_received": rtts.len(),
         "pings_answered": answered,
         "local_kinds": local_kinds,
+        "turn_bridges": bridges,
     });
     if ok {
         Ok(v)

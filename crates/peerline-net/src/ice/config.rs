@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::ports::PortRange;
@@ -27,10 +28,11 @@ impl StunServer {
     pub fn parse(s: &str) -> Result<Self, IceError> {
         let rest = s.trim();
         let rest = rest.strip_prefix("stun:").unwrap_or(rest);
-        let (host, port) = split_host_port(rest).ok_or_else(|| IceError::BadServer {
-            server: s.to_owned(),
-            reason: "expected stun:HOST[:PORT]".into(),
-        })?;
+        let (host, port) =
+            split_host_port(rest, DEFAULT_STUN_PORT).ok_or_else(|| IceError::BadServer {
+                server: s.to_owned(),
+                reason: "expected stun:HOST[:PORT]".into(),
+            })?;
         Ok(Self { host, port })
     }
 }
@@ -55,19 +57,31 @@ impl fmt::Display for StunServer {
 pub enum TurnTransport {
     /// `turn:host:port?transport=udp` (the default).
     Udp,
-    /// `turn:host:port?transport=tcp`.
+    /// `turn:host:port?transport=tcp`: TURN over TCP, through Peerline's loopback
+    /// bridge (see `turn_bridge`).
     Tcp,
+    /// `turns:host:port`: TURN over TLS over TCP (default port 5349), through the bridge.
+    Tls,
 }
 
 impl TurnTransport {
-    /// `udp` / `tcp`.
+    /// `udp` / `tcp` / `tls`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Tls => "tls",
         }
     }
+
+    /// Over a byte stream (TCP or TLS): the agent reaches it through the loopback bridge.
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Self::Udp)
+    }
 }
+
+/// The default port of TURN over TLS (RFC 8656 §17).
+pub const DEFAULT_TURNS_PORT: u16 = 5349;
 
 /// The default lifetime of TURN REST credentials (one day, as coturn's docs suggest).
 pub const DEFAULT_REST_TTL: Duration = Duration::from_secs(86_400);
@@ -197,7 +211,8 @@ impl TurnServer {
         }
     }
 
-    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` with static long-term credentials.
+    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` or `turns:HOST[:PORT][?transport=tcp]`
+    /// with static long-term credentials.
     pub fn parse(url: &str, username: &str, credential: &str) -> Result<Self, IceError> {
         Self::parse_with(
             url,
@@ -208,25 +223,46 @@ impl TurnServer {
         )
     }
 
-    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` with the given credentials.
+    /// Parses `turn:HOST[:PORT][?transport=udp|tcp]` (port 3478) or
+    /// `turns:HOST[:PORT][?transport=tcp]` (TLS, port 5349) with the given credentials.
     pub fn parse_with(url: &str, credential: TurnCredential) -> Result<Self, IceError> {
         let bad = |reason: &str| IceError::BadServer {
             server: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = url.trim().strip_prefix("turn:").ok_or_else(|| {
-            bad("expected turn:HOST[:PORT][?transport=udp|tcp] (turns: is not supported)")
-        })?;
+        let trimmed = url.trim();
+        let (tls, rest) = match (
+            trimmed.strip_prefix("turn:"),
+            trimmed.strip_prefix("turns:"),
+        ) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => {
+                return Err(bad(
+                    "expected turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]",
+                ))
+            }
+        };
         let (hp, query) = match rest.split_once('?') {
             Some((hp, q)) => (hp, Some(q)),
             None => (rest, None),
         };
-        let transport = match query {
-            None | Some("transport=udp") => TurnTransport::Udp,
-            Some("transport=tcp") => TurnTransport::Tcp,
-            Some(_) => return Err(bad("transport must be udp or tcp")),
+        let transport = match (tls, query) {
+            (false, None | Some("transport=udp")) => TurnTransport::Udp,
+            (false, Some("transport=tcp")) => TurnTransport::Tcp,
+            (false, Some(_)) => return Err(bad("transport must be udp or tcp")),
+            (true, None | Some("transport=tcp")) => TurnTransport::Tls,
+            (true, Some(_)) => {
+                return Err(bad("turns: runs over TLS over TCP (transport=tcp or none)"))
+            }
         };
-        let (host, port) = split_host_port(hp).ok_or_else(|| bad("bad HOST[:PORT]"))?;
+        let default_port = if tls {
+            DEFAULT_TURNS_PORT
+        } else {
+            DEFAULT_STUN_PORT
+        };
+        let (host, port) =
+            split_host_port(hp, default_port).ok_or_else(|| bad("bad HOST[:PORT]"))?;
         if !credential.is_complete() {
             return Err(bad(MISSING_CREDENTIAL));
         }
@@ -249,12 +285,10 @@ const MISSING_CREDENTIAL: &str =
 
 impl fmt::Display for TurnServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "turn:{}?transport={}",
-            self.host_port(),
-            self.transport.as_str()
-        )
+        match self.transport {
+            TurnTransport::Tls => write!(f, "turns:{}", self.host_port()),
+            t => write!(f, "turn:{}?transport={}", self.host_port(), t.as_str()),
+        }
     }
 }
 
@@ -266,6 +300,10 @@ impl fmt::Debug for TurnServer {
             .finish()
     }
 }
+
+/// How `turns:` servers are verified: a rustls client configuration (the UA builds the
+/// one SIP over TLS uses).
+pub type TurnTlsConfig = rustls::ClientConfig;
 
 /// Everything an [`IceSession`](super::IceSession) needs. Every server comes from here.
 #[derive(Debug, Clone)]
@@ -287,6 +325,9 @@ pub struct IceConfig {
     pub gather_timeout: Duration,
     /// Upper bound for connectivity checks until a pair is selected.
     pub connect_timeout: Duration,
+    /// How `turns:` servers are verified (the same trust anchors and pins as SIP over TLS,
+    /// built by the UA). `None`: the system's root certificates.
+    pub turn_tls: Option<Arc<TurnTlsConfig>>,
 }
 
 impl Default for IceConfig {
@@ -300,24 +341,15 @@ impl Default for IceConfig {
             include_loopback: false,
             gather_timeout: Duration::from_secs(6),
             connect_timeout: Duration::from_secs(10),
+            turn_tls: None,
         }
     }
 }
 
 impl IceConfig {
-    /// Checks what webrtc-ice cannot do, before any socket is opened.
+    /// Checks the servers before any socket is opened.
     pub fn validate(&self) -> Result<(), IceError> {
         for t in &self.turn_servers {
-            if t.transport != TurnTransport::Udp {
-                // webrtc-ice 0.17 only allocates over UDP; refusing is clearer than a
-                // silently missing relay candidate.
-                return Err(IceError::BadServer {
-                    server: t.to_string(),
-                    reason:
-                        "TURN over TCP is not supported by the ICE agent yet; use transport=udp"
-                            .into(),
-                });
-            }
             if !t.credential.is_complete() {
                 return Err(IceError::BadServer {
                     server: t.to_string(),
@@ -337,8 +369,8 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 literal.
-fn split_host_port(s: &str) -> Option<(String, u16)> {
+/// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 literal (no port: `default`).
+fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
     if s.is_empty() {
         return None;
     }
@@ -346,18 +378,18 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
         let (h, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().ok()?,
-            None if after.is_empty() => DEFAULT_STUN_PORT,
+            None if after.is_empty() => default,
             None => return None,
         };
         return Some((h.to_owned(), port));
     }
     if s.parse::<IpAddr>().is_ok() {
-        return Some((s.to_owned(), DEFAULT_STUN_PORT));
+        return Some((s.to_owned(), default));
     }
     match s.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && !h.contains(':') => Some((h.to_owned(), p.parse().ok()?)),
         Some(_) => None,
-        None => Some((s.to_owned(), DEFAULT_STUN_PORT)),
+        None => Some((s.to_owned(), default)),
     }
 }
 
@@ -381,8 +413,9 @@ mod tests {
         assert_eq!(t.to_string(), "turn:turn.example.org:3478?transport=tcp");
         let t = TurnServer::parse("turn:198.51.100.7", "u", "p").unwrap();
         assert_eq!(t.host_port(), "198.51.100.7:3478");
-        assert!(TurnServer::parse("turns:x", "u", "p").is_err());
+        assert!(TurnServer::parse("turnx:x", "u", "p").is_err());
         assert!(TurnServer::parse("turn:x?transport=sctp", "u", "p").is_err());
+        assert!(TurnServer::parse("turns:x?transport=udp", "u", "p").is_err());
         assert!(TurnServer::parse("turn:x", "", "p").is_err());
     }
 
@@ -448,12 +481,38 @@ mod tests {
     }
 
     #[test]
-    fn tcp_turn_is_refused_up_front() {
+    fn tcp_and_tls_turn_are_accepted() {
+        let t = TurnServer::parse("turn:192.0.2.7?transport=tcp", "u", "p").unwrap();
+        assert_eq!(
+            (t.transport, t.port, t.transport.is_stream()),
+            (TurnTransport::Tcp, 3478, true)
+        );
+        assert_eq!(t.to_string(), "turn:192.0.2.7:3478?transport=tcp");
+        let t = TurnServer::parse("turns:turn.example.org", "u", "p").unwrap();
+        assert_eq!(
+            (t.transport, t.port),
+            (TurnTransport::Tls, DEFAULT_TURNS_PORT)
+        );
+        assert_eq!(t.to_string(), "turns:turn.example.org:5349");
+        let t = TurnServer::parse("turns:[2001:db8::9]:443?transport=tcp", "u", "p").unwrap();
+        assert_eq!(t.to_string(), "turns:[2001:db8::9]:443");
+        let rest = TurnServer::parse_with(
+            "turns:192.0.2.7:5350",
+            TurnCredential::SharedSecret {
+                secret: "s".into(),
+                label: "l".into(),
+                ttl: DEFAULT_REST_TTL,
+            },
+        )
+        .unwrap();
         let cfg = IceConfig {
-            turn_servers: vec![TurnServer::parse("turn:x:3478?transport=tcp", "u", "p").unwrap()],
+            turn_servers: vec![
+                TurnServer::parse("turn:x:3478?transport=tcp", "u", "p").unwrap(),
+                rest,
+            ],
             ..IceConfig::default()
         };
-        let e = cfg.validate().unwrap_err();
-        assert!(e.to_string().contains("TCP is not supported"), "{e}");
+        assert_eq!(cfg.validate(), Ok(()));
+        assert!(!TurnTransport::Udp.is_stream());
     }
 }

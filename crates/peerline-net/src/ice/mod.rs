@@ -31,7 +31,9 @@ mod components;
 mod config;
 mod media_conn;
 mod report;
+mod turn_bridge;
 mod turn_probe;
+pub mod turn_stream_framer;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,10 +60,11 @@ pub use candidate::{
 };
 pub use components::{gather_components, with_rtcp_component};
 pub use config::{
-    rest_credentials, IceConfig, StunServer, TurnCredential, TurnServer, TurnTransport,
-    DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT,
+    rest_credentials, IceConfig, StunServer, TurnCredential, TurnServer, TurnTlsConfig,
+    TurnTransport, DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT, DEFAULT_TURNS_PORT,
 };
 pub use report::PathReport;
+pub use turn_bridge::TurnBridgeStats;
 pub use turn_probe::probe_allocate;
 
 /// RFC 8445 §14.2 pacing (Ta = 50 ms): how often the agent sends a round of checks.
@@ -176,6 +179,8 @@ pub struct IceSession {
     connecting: AtomicBool,
     path: Mutex<Option<PathReport>>,
     closed: AtomicBool,
+    /// (configured server url, bridge) for each TCP/TLS TURN server that connected.
+    bridges: Mutex<Vec<(String, turn_bridge::TurnBridge)>>,
 }
 
 impl std::fmt::Debug for IceSession {
@@ -189,8 +194,10 @@ impl std::fmt::Debug for IceSession {
 }
 
 /// The agent's server list. TURN credentials are resolved at `now`: shared-secret servers
-/// get fresh REST credentials for every gathering.
-fn urls(config: &IceConfig, now: SystemTime) -> Vec<Url> {
+/// get fresh REST credentials for every gathering. A TCP/TLS server (index `i` in
+/// `config.turn_servers`) is given as `turn:<bridge>?transport=udp`, its loopback bridge
+/// from `bridges`; one without a bridge (it did not connect) is left out.
+fn urls(config: &IceConfig, now: SystemTime, bridges: &[(usize, SocketAddr)]) -> Vec<Url> {
     let mut v: Vec<Url> = config
         .stun_servers
         .iter()
@@ -203,21 +210,62 @@ fn urls(config: &IceConfig, now: SystemTime) -> Vec<Url> {
             proto: ProtoType::Udp,
         })
         .collect();
-    v.extend(config.turn_servers.iter().map(|t| {
+    v.extend(config.turn_servers.iter().enumerate().filter_map(|(i, t)| {
+        let (host, port) = if t.transport.is_stream() {
+            let (_, bridge) = bridges.iter().find(|(j, _)| *j == i)?;
+            (bridge.ip().to_string(), bridge.port())
+        } else {
+            (t.host.clone(), t.port)
+        };
         let (username, password) = t.credential.resolve(now);
-        Url {
+        Some(Url {
             scheme: SchemeType::Turn,
-            host: t.host.clone(),
-            port: t.port,
+            host,
+            port,
             username,
             password,
-            proto: match t.transport {
-                TurnTransport::Udp => ProtoType::Udp,
-                TurnTransport::Tcp => ProtoType::Tcp,
-            },
-        }
+            proto: ProtoType::Udp,
+        })
     }));
     v
+}
+
+/// Starts a loopback bridge for each TCP/TLS TURN server, concurrently, bounded by the
+/// gathering timeout. A server that does not connect gives no relay candidate (logged),
+/// like a UDP server that does not answer.
+async fn start_bridges(config: &IceConfig) -> Vec<(usize, String, turn_bridge::TurnBridge)> {
+    let starting: Vec<_> = config
+        .turn_servers
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.transport.is_stream())
+        .map(|(i, t)| {
+            let t = t.clone();
+            let tls = config.turn_tls.clone();
+            let timeout = config.gather_timeout;
+            tokio::spawn(async move {
+                (
+                    i,
+                    t.to_string(),
+                    turn_bridge::TurnBridge::start(&t, tls.as_ref(), timeout).await,
+                )
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for s in starting {
+        match s.await {
+            Ok((i, url, Ok(b))) => {
+                tracing::debug!(server = %url, bridge = %b.local_addr(), "TURN bridge up");
+                out.push((i, url, b));
+            }
+            Ok((_, url, Err(e))) => {
+                tracing::warn!(server = %url, error = %e, "TURN server unreachable")
+            }
+            Err(e) => tracing::warn!(error = %e, "TURN bridge task"),
+        }
+    }
+    out
 }
 
 /// The relay policy as candidate types: host always; srflx only with a configured
@@ -250,6 +298,7 @@ impl IceSession {
         credentials: Option<(String, String)>,
     ) -> Result<Self, IceError> {
         config.validate()?;
+        let deadline = tokio::time::Instant::now() + config.gather_timeout;
         let (local_ufrag, local_pwd) = credentials.unwrap_or_default();
         let candidate_types: Vec<IceType> = allowed_candidate_types(&config)
             .into_iter()
@@ -265,8 +314,15 @@ impl IceSession {
         let host_ips = config.host_ips.clone();
         let ip_filter: webrtc_ice::agent::agent_config::IpFilterFn =
             Box::new(move |ip: IpAddr| host_ips.is_empty() || host_ips.contains(&ip));
+        let bridges = start_bridges(&config).await;
+        let bridge_addrs: Vec<(usize, SocketAddr)> = bridges
+            .iter()
+            .map(|(i, _, b)| (*i, b.local_addr()))
+            .collect();
+        let bridges: Vec<(String, turn_bridge::TurnBridge)> =
+            bridges.into_iter().map(|(_, url, b)| (url, b)).collect();
         let agent_config = AgentConfig {
-            urls: urls(&config, SystemTime::now()),
+            urls: urls(&config, SystemTime::now(), &bridge_addrs),
             udp_network: UDPNetwork::Ephemeral(udp),
             // No multicast DNS: it would send to 224.0.0.251 from every agent, traffic that
             // belongs to no call.
@@ -304,7 +360,6 @@ impl IceSession {
         }
 
         let turn_ips = resolve_turn(&config).await;
-        let deadline = tokio::time::Instant::now() + config.gather_timeout;
         let mut gathered: Vec<Arc<dyn IceCandidate + Send + Sync>> = Vec::new();
         let mut gather_complete = false;
         loop {
@@ -364,7 +419,21 @@ impl IceSession {
             connecting: AtomicBool::new(false),
             path: Mutex::new(None),
             closed: AtomicBool::new(false),
+            bridges: Mutex::new(bridges),
         })
+    }
+
+    /// What each loopback bridge to a TCP/TLS TURN server did: (server url, counters,
+    /// still connected).
+    pub fn turn_bridge_stats(&self) -> Vec<(String, TurnBridgeStats, bool)> {
+        self.bridges
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .map(|(u, b)| (u.clone(), b.stats(), b.is_running()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Our ufrag, pwd and candidates for the SDP (offer or answer).
@@ -590,6 +659,11 @@ impl IceSession {
                 "ICE agent still closing after {CLOSE_WAIT:?}; finishing in the background"
             );
         }
+        // The bridges end with the session (closing the TCP/TLS connection also ends the
+        // allocation on the server, RFC 8656 §3.1).
+        if let Ok(mut g) = self.bridges.lock() {
+            g.clear();
+        }
     }
 }
 
@@ -661,9 +735,22 @@ mod tests {
                 CandidateKind::Relay
             ]
         );
-        let u = urls(&c, SystemTime::now());
+        let u = urls(&c, SystemTime::now(), &[]);
         assert_eq!(u.len(), 2);
         assert_eq!(u[1].scheme, SchemeType::Turn);
+        // A TCP server is given to the agent as its loopback bridge over UDP, and left
+        // out when it has no bridge (it did not connect).
+        c.turn_servers
+            .push(TurnServer::parse("turns:turn.example.org", "u", "p").unwrap());
+        assert_eq!(urls(&c, SystemTime::now(), &[]).len(), 2);
+        let bridge: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let u = urls(&c, SystemTime::now(), &[(1, bridge)]);
+        assert_eq!(u.len(), 3);
+        assert_eq!(
+            (u[2].host.as_str(), u[2].port, u[2].proto),
+            ("127.0.0.1", 40000, ProtoType::Udp)
+        );
+        assert_eq!(u[2].username, "u");
     }
 
     #[test]

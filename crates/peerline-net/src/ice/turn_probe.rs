@@ -9,19 +9,29 @@ use std::time::{Duration, SystemTime};
 use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
-use super::{TurnServer, TurnTransport};
+use super::turn_bridge::TurnBridge;
+use super::TurnServer;
 
 /// Allocates once on `server` with its credentials resolved at `now` and releases the
 /// allocation; `Ok` is the relayed address, `Err` the reason (never a credential).
-/// Bounded by `timeout`. Needs a tokio runtime.
+/// A TCP/TLS server is reached through a loopback bridge, as the ICE agent reaches it
+/// (`turns:` verified with `tls`, else the system roots). Bounded by `timeout`. Needs a
+/// tokio runtime.
 pub async fn probe_allocate(
     server: &TurnServer,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     now: SystemTime,
     timeout: Duration,
 ) -> Result<SocketAddr, String> {
-    if server.transport != TurnTransport::Udp {
-        return Err("only TURN over UDP can be probed".into());
-    }
+    let started = tokio::time::Instant::now();
+    let (bridge, turn_serv_addr) = if server.transport.is_stream() {
+        let b = TurnBridge::start(server, tls, timeout).await?;
+        let addr = b.local_addr().to_string();
+        (Some(b), addr)
+    } else {
+        (None, server.host_port())
+    };
+    let timeout = timeout.saturating_sub(started.elapsed());
     let (username, password) = server.credential.resolve(now);
     let socket = tokio::net::UdpSocket::bind("0.0.0.0:0")
         .await
@@ -29,7 +39,7 @@ pub async fn probe_allocate(
     let conn: Arc<dyn Conn + Send + Sync> = Arc::new(socket);
     let client = Client::new(ClientConfig {
         stun_serv_addr: String::new(),
-        turn_serv_addr: server.host_port(),
+        turn_serv_addr,
         username,
         password,
         realm: String::new(),
@@ -55,5 +65,6 @@ pub async fn probe_allocate(
         ))
     });
     let _ = client.close().await;
+    drop(bridge);
     result
 }

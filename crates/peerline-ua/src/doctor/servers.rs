@@ -89,10 +89,25 @@ pub(super) async fn check_turn(
 ) -> Vec<ServerCheck> {
     let mut out = Vec::new();
     for t in servers {
+        // turns: servers are verified as SIP over TLS is (`[tls]`).
+        let tls = match config.tls.turn_tls(std::slice::from_ref(t)) {
+            Ok(tls) => tls.map(|t| t.config),
+            Err(e) => {
+                out.push(ServerCheck {
+                    server: t.to_string(),
+                    ok: false,
+                    address: None,
+                    result: format!("error: {e}"),
+                });
+                continue;
+            }
+        };
         let ice = IceConfig {
             turn_servers: vec![t.clone()],
+            turn_tls: tls,
             ..ice_config(config, options, &t.host)
         };
+        let turn_tls = ice.turn_tls.clone();
         out.push(match gather(ice, CandidateType::Relay).await {
             Ok(found) if !found.is_empty() => ServerCheck {
                 server: t.to_string(),
@@ -104,7 +119,7 @@ pub(super) async fn check_turn(
                 server: t.to_string(),
                 ok: false,
                 address: None,
-                result: why_no_allocation(t, options).await,
+                result: why_no_allocation(t, turn_tls.as_ref(), options).await,
             },
             Err(e) => ServerCheck {
                 server: t.to_string(),
@@ -119,9 +134,13 @@ pub(super) async fn check_turn(
 
 /// The gathering gave no relay candidate: one bare Allocate says why (the server's error,
 /// e.g. `401 Unauthorized` for refused credentials, or no answer).
-async fn why_no_allocation(t: &TurnServer, options: &DoctorOptions) -> String {
+async fn why_no_allocation(
+    t: &TurnServer,
+    tls: Option<&std::sync::Arc<peerline_net::TurnTlsConfig>>,
+    options: &DoctorOptions,
+) -> String {
     let within = options.server_timeout.as_millis();
-    match probe_allocate(t, SystemTime::now(), options.server_timeout).await {
+    match probe_allocate(t, tls, SystemTime::now(), options.server_timeout).await {
         Err(e) if e.contains("401") => {
             format!("allocation refused: {e}: the server rejected the credentials")
         }

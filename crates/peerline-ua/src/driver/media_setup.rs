@@ -146,7 +146,8 @@ impl Driver {
         }
         let range = self.rtp_ports;
         let bound = self.sip_addr.ip();
-        match call_ice::prepare(ice, controlling, range, bound, toward, rtcp_component).await {
+        let tls = &self.config.tls;
+        match call_ice::prepare(ice, controlling, range, bound, toward, rtcp_component, tls).await {
             Ok(p) => Some(p),
             Err(e) => {
                 // No usable candidate (or the agent refused): the call goes on with plain
