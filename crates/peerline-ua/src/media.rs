@@ -111,6 +111,9 @@ pub struct MediaReport {
     pub jitter_ms: f64,
     /// Frames played by concealment.
     pub concealed_frames: u64,
+    /// The jitter buffer's counters at the end of the call (frames that arrived too late
+    /// to play, frames missing at their playout time, …).
+    pub jitter: peerline_media::JitterStats,
     /// Round-trip time from RTCP (RFC 3550 LSR/DLSR), when the peer sent reports.
     pub rtt_ms: Option<f64>,
     /// RTCP compound packets received.
@@ -1048,6 +1051,7 @@ async fn run(
         session.close().await;
     }
     report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
+    report.jitter = receiver.jitter_buffer().stats();
     if let Some(pair) = &crypto.pair {
         let st = pair.stats();
         let old = crypto

@@ -6,13 +6,23 @@
 //! counters incoming=N answered=N established=N ended=N answer_errors=N
 //! ```
 //!
-//! (`established` = `Event::Answered` seen, i.e. the ACK arrived). It runs until it is
-//! stopped by its PID or `--max-secs` pass.
+//! (`established` = `Event::Answered` seen, i.e. the ACK arrived), followed by the media
+//! counters of the calls that have ended, summed (`cargo xtask bench media` judges the
+//! caller's streams by them):
+//!
+//! ```text
+//!   media_calls=N srtp_calls=N rx_packets=N rx_lost=N late=N missing=N concealed=N tx_packets=N auth_failures=N
+//! ```
+//!
+//! (`rx_lost` from sequence numbers, `late` = frames that arrived after their playout
+//! time, `missing` = frames absent at their playout time, `concealed` = frames played by
+//! concealment). It runs until it is stopped by its PID or `--max-secs` pass.
 //!
 //! Options: `--listen IP:PORT` (SIP, default 127.0.0.1:5060), `--rtp-ports LOW-HIGH`,
 //! `--codec PCMU|opus|…` (repeatable), `--srtp off|optional|mandatory` (default off, as
 //! SIPp offers plain RTP), `--rtp-timeout SECS` (default 600, so held calls without media
-//! from the caller stay up), `--max-secs SECS` (default 900).
+//! from the caller stay up), `--max-secs SECS` (default 900), `--allow-sdes-without-tls
+//! yes|no` (default no: SDES keys in SDP over UDP, for the media benchmark).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerline_ua::{AudioSource, Config, Event, MediaOptions, Phone};
+use peerline_ua::{AudioSource, Config, Event, MediaOptions, MediaReport, Phone};
 
 #[derive(Debug)]
 struct Options {
@@ -30,6 +40,7 @@ struct Options {
     srtp: String,
     rtp_timeout_secs: u64,
     max_secs: u64,
+    allow_sdes_without_tls: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -40,6 +51,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         srtp: "off".into(),
         rtp_timeout_secs: 600,
         max_secs: 900,
+        allow_sdes_without_tls: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -58,6 +70,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--srtp" => o.srtp = value,
             "--rtp-timeout" => o.rtp_timeout_secs = number(&value)?,
             "--max-secs" => o.max_secs = number(&value)?,
+            "--allow-sdes-without-tls" => {
+                o.allow_sdes_without_tls = match value.as_str() {
+                    "yes" | "true" => true,
+                    "no" | "false" => false,
+                    _ => return Err(format!("{flag}: yes or no")),
+                }
+            }
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -75,12 +94,13 @@ fn config(o: &Options) -> Result<Config, String> {
         "[identity]\nuser = \"bench\"\n\
          [network]\nsip_listen = {:?}\nrtp_ports = {:?}\n\
          sip_rate_limit = 1000000.0\nsip_rate_burst = 1000000\n\
-         [media]\ncodecs = [{}]\nsrtp = {:?}\nrtp_timeout_secs = {}\n",
+         [media]\ncodecs = [{}]\nsrtp = {:?}\nrtp_timeout_secs = {}\nallow_sdes_without_tls = {}\n",
         o.listen,
         o.rtp_ports,
         codecs.join(", "),
         o.srtp,
-        o.rtp_timeout_secs
+        o.rtp_timeout_secs,
+        o.allow_sdes_without_tls
     );
     Config::parse(&text, Path::new("<peerline-bench-uas>")).map_err(|e| e.to_string())
 }
@@ -92,18 +112,57 @@ struct Counters {
     established: AtomicU64,
     ended: AtomicU64,
     answer_errors: AtomicU64,
+    media_calls: AtomicU64,
+    srtp_calls: AtomicU64,
+    rx_packets: AtomicU64,
+    rx_lost: AtomicU64,
+    late: AtomicU64,
+    missing: AtomicU64,
+    concealed: AtomicU64,
+    tx_packets: AtomicU64,
+    auth_failures: AtomicU64,
 }
 
 impl Counters {
     fn line(&self) -> String {
         format!(
-            "counters incoming={} answered={} established={} ended={} answer_errors={}",
+            "counters incoming={} answered={} established={} ended={} answer_errors={} \
+             media_calls={} srtp_calls={} rx_packets={} rx_lost={} late={} missing={} \
+             concealed={} tx_packets={} auth_failures={}",
             self.incoming.load(Ordering::Relaxed),
             self.answered.load(Ordering::Relaxed),
             self.established.load(Ordering::Relaxed),
             self.ended.load(Ordering::Relaxed),
             self.answer_errors.load(Ordering::Relaxed),
+            self.media_calls.load(Ordering::Relaxed),
+            self.srtp_calls.load(Ordering::Relaxed),
+            self.rx_packets.load(Ordering::Relaxed),
+            self.rx_lost.load(Ordering::Relaxed),
+            self.late.load(Ordering::Relaxed),
+            self.missing.load(Ordering::Relaxed),
+            self.concealed.load(Ordering::Relaxed),
+            self.tx_packets.load(Ordering::Relaxed),
+            self.auth_failures.load(Ordering::Relaxed),
         )
+    }
+
+    /// Adds an ended call's media counters.
+    fn add_media(&self, m: &MediaReport) {
+        if m.codec.is_none() || (m.sent.packets_sent == 0 && m.received.packets_received == 0) {
+            return;
+        }
+        let add = |c: &AtomicU64, v: u64| {
+            c.fetch_add(v, Ordering::Relaxed);
+        };
+        add(&self.media_calls, 1);
+        add(&self.srtp_calls, u64::from(m.srtp.is_some()));
+        add(&self.rx_packets, m.received.packets_received);
+        add(&self.rx_lost, m.received.packets_lost);
+        add(&self.late, m.jitter.late);
+        add(&self.missing, m.jitter.missing);
+        add(&self.concealed, m.concealed_frames);
+        add(&self.tx_packets, m.sent.packets_sent);
+        add(&self.auth_failures, m.srtp_auth_failures);
     }
 }
 
@@ -142,8 +201,9 @@ async fn serve(o: Options) -> Result<(), String> {
                 Event::Answered { .. } => {
                     counters.established.fetch_add(1, Ordering::Relaxed);
                 }
-                Event::Ended { .. } => {
+                Event::Ended { media, .. } => {
                     counters.ended.fetch_add(1, Ordering::Relaxed);
+                    counters.add_media(&media);
                 }
                 _ => {}
             }
