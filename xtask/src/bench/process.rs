@@ -127,6 +127,14 @@ impl Proc {
             .ok_or_else(|| format!("no VmRSS in {path}"))
     }
 
+    /// CPU time it has used so far (utime + stime of /proc/PID/stat), in seconds.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.pid());
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let ticks = stat_cpu_ticks(&text).ok_or_else(|| format!("no utime/stime in {path}"))?;
+        Ok(ticks as f64 / clock_ticks_per_sec())
+    }
+
     /// SIGTERM to its PID, then SIGKILL if it is still there after 3 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if self.try_status().is_none() {
@@ -148,10 +156,48 @@ impl Drop for Proc {
     }
 }
 
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line; the command name (field 2)
+/// may hold spaces and parentheses, so fields are counted after its last `)`.
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `getconf CLK_TCK` (USER_HZ), 100 if it cannot be read.
+fn clock_ticks_per_sec() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&hz: &f64| hz > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
 /// A UDP port on 127.0.0.1 that was free a moment ago (the kernel's choice).
 pub fn free_udp_port() -> Result<u16> {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free UDP port: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_from_a_stat_line() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 120 35 0 0 20 0 9 0 100 1000 50";
+        assert_eq!(stat_cpu_ticks(line), Some(155));
+        assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+    }
 }

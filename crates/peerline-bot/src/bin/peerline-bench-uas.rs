@@ -11,12 +11,12 @@
 //! caller's streams by them):
 //!
 //! ```text
-//!   media_calls=N srtp_calls=N rx_packets=N rx_lost=N late=N missing=N concealed=N tx_packets=N auth_failures=N
+//!   media_calls=N srtp_calls=N rx_packets=N rx_lost=N late=N missing=N concealed=N tx_packets=N auth_failures=N media_ms=N
 //! ```
 //!
 //! (`rx_lost` from sequence numbers, `late` = frames that arrived after their playout
 //! time, `missing` = frames absent at their playout time, `concealed` = frames played by
-//! concealment). It runs until it is stopped by its PID or `--max-secs` pass.
+//! concealment, `media_ms` = ACK to end, summed). It runs until it is stopped by its PID or `--max-secs` pass.
 //!
 //! Options: `--listen IP:PORT` (SIP, default 127.0.0.1:5060), `--rtp-ports LOW-HIGH`,
 //! `--codec PCMU|opus|…` (repeatable), `--srtp off|optional|mandatory` (default off, as
@@ -24,13 +24,14 @@
 //! from the caller stay up), `--max-secs SECS` (default 900), `--allow-sdes-without-tls
 //! yes|no` (default no: SDES keys in SDP over UDP, for the media benchmark).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use peerline_ua::{AudioSource, Config, Event, MediaOptions, MediaReport, Phone};
+use peerline_ua::{AudioSource, CallId, Config, Event, MediaOptions, MediaReport, Phone};
 
 #[derive(Debug)]
 struct Options {
@@ -121,6 +122,8 @@ struct Counters {
     concealed: AtomicU64,
     tx_packets: AtomicU64,
     auth_failures: AtomicU64,
+    /// Milliseconds from the ACK to the end, summed over the calls with media.
+    media_ms: AtomicU64,
 }
 
 impl Counters {
@@ -128,7 +131,7 @@ impl Counters {
         format!(
             "counters incoming={} answered={} established={} ended={} answer_errors={} \
              media_calls={} srtp_calls={} rx_packets={} rx_lost={} late={} missing={} \
-             concealed={} tx_packets={} auth_failures={}",
+             concealed={} tx_packets={} auth_failures={} media_ms={}",
             self.incoming.load(Ordering::Relaxed),
             self.answered.load(Ordering::Relaxed),
             self.established.load(Ordering::Relaxed),
@@ -143,11 +146,12 @@ impl Counters {
             self.concealed.load(Ordering::Relaxed),
             self.tx_packets.load(Ordering::Relaxed),
             self.auth_failures.load(Ordering::Relaxed),
+            self.media_ms.load(Ordering::Relaxed),
         )
     }
 
     /// Adds an ended call's media counters.
-    fn add_media(&self, m: &MediaReport) {
+    fn add_media(&self, m: &MediaReport, held: Option<Duration>) {
         if m.codec.is_none() || (m.sent.packets_sent == 0 && m.received.packets_received == 0) {
             return;
         }
@@ -163,6 +167,10 @@ impl Counters {
         add(&self.concealed, m.concealed_frames);
         add(&self.tx_packets, m.sent.packets_sent);
         add(&self.auth_failures, m.srtp_auth_failures);
+        add(
+            &self.media_ms,
+            held.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        );
     }
 }
 
@@ -180,6 +188,8 @@ async fn serve(o: Options) -> Result<(), String> {
             }
         })
     };
+    // When each call was established, for `media_ms`.
+    let mut since: HashMap<CallId, Instant> = HashMap::new();
     let answering = async {
         while let Some(ev) = events.recv().await {
             match ev {
@@ -198,12 +208,14 @@ async fn serve(o: Options) -> Result<(), String> {
                         counter.fetch_add(1, Ordering::Relaxed);
                     });
                 }
-                Event::Answered { .. } => {
+                Event::Answered { call } => {
                     counters.established.fetch_add(1, Ordering::Relaxed);
+                    since.insert(call, Instant::now());
                 }
-                Event::Ended { media, .. } => {
+                Event::Ended { call, media, .. } => {
                     counters.ended.fetch_add(1, Ordering::Relaxed);
-                    counters.add_media(&media);
+                    let held = since.remove(&call).map(|t| t.elapsed());
+                    counters.add_media(&media, held);
                 }
                 _ => {}
             }
