@@ -120,8 +120,7 @@ fn bench_smoke_pass_writes_parsed_figures() {
     // Concurrent media calls per core (one 5-call step per subject and codec): every call
     // up with SDES-SRTP, the counters read on each side, CPU read; no verdict asserted
     // (debug binaries on a shared machine).
-    let text =
-        std::fs::read_to_string(target_dir().join("bench/smoke/media-results.txt")).unwrap();
+    let text = std::fs::read_to_string(target_dir().join("bench/smoke/media-results.txt")).unwrap();
     let steps = lines(&text, "media");
     for subject in ["peerline", "baresip"] {
         for codec in ["PCMU", "opus"] {
@@ -130,19 +129,32 @@ fn bench_smoke_pass_writes_parsed_figures() {
                 .find(|f| f.get("subject") == Some(&subject) && f.get("codec") == Some(&codec))
                 .unwrap_or_else(|| panic!("no media step {subject} {codec}\n{text}\n{log}"));
             assert_eq!(num(f, "calls"), 5.0, "{text}");
-            assert_eq!(num(f, "up"), 5.0, "{subject} {codec}: calls up\n{text}\n{log}");
+            assert_eq!(
+                num(f, "up"),
+                5.0,
+                "{subject} {codec}: calls up\n{text}\n{log}"
+            );
             assert_eq!(num(f, "srtp_calls"), 5.0, "{subject} {codec}: SRTP\n{text}");
             let cpu = num(f, "cpu_percent");
-            assert!((0.0..=400.0).contains(&cpu), "{subject} {codec}: cpu {cpu}\n{text}");
+            assert!(
+                (0.0..=400.0).contains(&cpu),
+                "{subject} {codec}: cpu {cpu}\n{text}"
+            );
             let bad = num(f, "ref_bad_percent");
             assert!((0.0..=100.0).contains(&bad), "{text}");
-            assert!(num(f, "ref_pps") > 10.0, "{subject} {codec}: media flowed\n{text}");
+            assert!(
+                num(f, "ref_pps") > 10.0,
+                "{subject} {codec}: media flowed\n{text}"
+            );
         }
     }
     assert_eq!(lines(&text, "media_best").len(), 4, "{text}");
     let section =
         std::fs::read_to_string(target_dir().join("bench/smoke/media-section.md")).unwrap();
-    assert!(section.contains("Concurrent media calls per core"), "{section}");
+    assert!(
+        section.contains("Concurrent media calls per core"),
+        "{section}"
+    );
 }
 
 /// `cargo xtask bench idle --smoke`: figure 6's harness (SIPp as registrar, a `dumpcap`
