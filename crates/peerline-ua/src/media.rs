@@ -180,6 +180,8 @@ pub struct LiveStats {
     /// Packets lost, and as a percentage of those expected.
     pub packets_lost: u64,
     pub loss_percent: f32,
+    /// Frames that arrived after their playout time (the jitter buffer's `late`).
+    pub late_frames: u64,
     /// RFC 3550 interarrival jitter in milliseconds.
     pub jitter_ms: f64,
     /// Round-trip time from RTCP, once the peer sent a report.
@@ -794,6 +796,7 @@ async fn run(
                         packets_received: received.packets_received,
                         packets_lost: received.packets_lost,
                         loss_percent,
+                        late_frames: receiver.jitter_buffer().stats().late,
                         jitter_ms: received.jitter_ms(rate),
                         rtt_ms,
                         mos,

@@ -15,9 +15,11 @@
 //!
 //! Late or lost frames are counted where the subject's streams are received, by the
 //! answerer (sequence gaps + frames that came after their playout time, of the packets
-//! expected), and for Peerline also where the answerer's streams are received, by the
-//! subject (the bot's per-call `packets_lost` and `late_frames`). A step passes with all N
-//! calls up with SRTP, < 0.5 % late+lost, and ≥ 90 % of 50 packets/s delivered per call.
+//! expected, over the hold only: the answerer sums every call's live counters when the
+//! hold starts and ends, `--mark-file`), and for Peerline also where the answerer's
+//! streams are received, by the subject (the bot's per-call `packets_lost` and
+//! `late_frames`, over whole calls). A step passes with all N calls up with SRTP,
+//! < 0.5 % late+lost, and ≥ 90 % of 50 packets/s delivered per call during the hold.
 //! CPU is the subject's utime+stime (/proc/PID/stat) over the hold, in % of one core.
 //! A subject stops climbing at its first failing step.
 
@@ -116,8 +118,10 @@ pub struct Step {
     pub cpu_percent: Option<f64>,
     /// The answerer's CPU over the hold (the reference must not be the limit).
     pub ref_cpu_percent: Option<f64>,
-    /// The subject's streams, as the answerer received them.
+    /// The subject's streams, as the answerer received them during the hold.
     pub at_reference: Quality,
+    /// The same over the whole of every call (fill, hold and hang-up).
+    pub reference_total: Quality,
     /// The answerer's streams, as the subject received them (Peerline only).
     pub at_subject: Option<Quality>,
     pub note: String,
@@ -171,6 +175,8 @@ pub fn measure(bench: &Bench) -> Result<Media> {
     let started = Instant::now();
     let hold_secs = if bench.smoke { 3 } else { 10 };
     let dir = bench.work.join("media");
+    // Fresh: a step's files (its mark file above all) must not survive from a last run.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let clip = clip_path();
     let mut ladders = Vec::new();
@@ -284,6 +290,10 @@ fn reference_quality(line: &str) -> Quality {
 
 /// `peerline-bench-uas` with the codec, SDES-SRTP mandatory, pinned to the answerer core.
 fn start_answerer(ctx: &StepCtx, rtp_ports: &str) -> Result<(Proc, String)> {
+    std::fs::create_dir_all(ctx.dir).map_err(|e| format!("{}: {e}", ctx.dir.display()))?;
+    // A mark left by an earlier run would be read as this run's first.
+    let _ = std::fs::remove_file(ctx.dir.join("mark"));
+    let mark_file = ctx.dir.join("mark").display().to_string();
     let args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",
@@ -300,6 +310,8 @@ fn start_answerer(ctx: &StepCtx, rtp_ports: &str) -> Result<(Proc, String)> {
         "5",
         "--max-secs",
         "900",
+        "--mark-file",
+        &mark_file,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -330,15 +342,87 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// CPU of the subject and the answerer over the hold; returns (subject %, answerer %).
-fn hold(ctx: &StepCtx, subject: &Proc, answerer: &Proc) -> (Option<f64>, Option<f64>, f64) {
+/// What the hold measured: CPU of the subject and the answerer (% of one core), the
+/// hold's length, and what the answerer received from the subject's streams during it.
+struct Held {
+    cpu: Option<f64>,
+    ref_cpu: Option<f64>,
+    secs: f64,
+    window: Result<Quality>,
+}
+
+/// One `live mark=…` line of the answerer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Live {
+    at_ms: u64,
+    calls: u64,
+    received: u64,
+    lost: u64,
+    late: u64,
+    errors: u64,
+}
+
+fn live_line(text: &str, mark: u32) -> Option<Live> {
+    let prefix = format!("live mark={mark} ");
+    let line = text.lines().rev().find_map(|l| l.strip_prefix(&prefix))?;
+    Some(Live {
+        at_ms: counter(line, "at_ms"),
+        calls: counter(line, "calls"),
+        received: counter(line, "rx_packets"),
+        lost: counter(line, "rx_lost"),
+        late: counter(line, "late"),
+        errors: counter(line, "errors"),
+    })
+}
+
+/// The difference of two marks: the subject's streams over the window between them.
+fn window(a: Live, b: Live) -> Result<Quality> {
+    if b.errors > 0 || a.errors > 0 {
+        return Err(format!(
+            "the answerer could not read {} calls' live counters",
+            a.errors.max(b.errors)
+        ));
+    }
+    let secs = b.at_ms.saturating_sub(a.at_ms) as f64 / 1000.0;
+    Ok(Quality {
+        calls: a.calls.min(b.calls),
+        received: b.received.saturating_sub(a.received),
+        lost: b.lost.saturating_sub(a.lost),
+        late: b.late.saturating_sub(a.late),
+        media_secs: secs * a.calls.min(b.calls) as f64,
+    })
+}
+
+/// Writes mark `mark` and waits (bounded) for the answerer's `live` line for it.
+fn mark(ctx: &StepCtx, answerer: &Proc, mark: u32) -> Result<Live> {
+    let path = ctx.dir.join("mark");
+    std::fs::write(&path, format!("{mark}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    let limit = Duration::from_secs(10 + ctx.calls / 100);
+    let mut found = None;
+    wait_until(limit, || {
+        found = live_line(&answerer.stdout_text(), mark);
+        found.is_some()
+    });
+    found.ok_or_else(|| {
+        format!("the answerer printed no live counters for mark {mark} within {limit:?}")
+    })
+}
+
+fn hold(ctx: &StepCtx, subject: &Proc, answerer: &Proc) -> Held {
+    let first = mark(ctx, answerer, 1);
     let t0 = Instant::now();
     let (s0, a0) = (subject.cpu_secs().ok(), answerer.cpu_secs().ok());
     sleep(Duration::from_secs(ctx.hold_secs));
     let (s1, a1) = (subject.cpu_secs().ok(), answerer.cpu_secs().ok());
     let secs = t0.elapsed().as_secs_f64();
+    let second = mark(ctx, answerer, 2);
     let pct = |a: Option<f64>, b: Option<f64>| Some(100.0 * (b? - a?) / secs);
-    (pct(s0, s1), pct(a0, a1), secs)
+    Held {
+        cpu: pct(s0, s1),
+        ref_cpu: pct(a0, a1),
+        secs,
+        window: first.and_then(|a| window(a, second?)),
+    }
 }
 
 /// RTP port ranges: two ports per call and some room.
@@ -445,7 +529,7 @@ fn peerline_step(ctx: &StepCtx) -> Result<Step> {
         counter(&last_counters(&uas), "established") >= ctx.calls
     });
     let up = counter(&last_counters(&uas), "established");
-    let (cpu, ref_cpu, hold_secs) = hold(ctx, &bot, &uas);
+    let held = hold(ctx, &bot, &uas);
     let mut note = String::new();
     if !all_up {
         let _ = write!(note, "only {up} of {} calls up; ", ctx.calls);
@@ -479,14 +563,19 @@ fn peerline_step(ctx: &StepCtx) -> Result<Step> {
             Some(Quality::default())
         }
     };
+    let at_reference = held.window.unwrap_or_else(|e| {
+        let _ = write!(note, "{e}; ");
+        Quality::default()
+    });
     Ok(Step {
         calls: ctx.calls,
         up,
         srtp_calls: counter(&line, "srtp_calls"),
-        hold_secs,
-        cpu_percent: cpu,
-        ref_cpu_percent: ref_cpu,
-        at_reference: reference_quality(&line),
+        hold_secs: held.secs,
+        cpu_percent: held.cpu,
+        ref_cpu_percent: held.ref_cpu,
+        at_reference,
+        reference_total: reference_quality(&line),
         at_subject,
         note: note.trim_end_matches("; ").to_string(),
     })
@@ -680,7 +769,7 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
         counter(&last_counters(&uas), "established") >= ctx.calls
     });
     let up = counter(&last_counters(&uas), "established");
-    let (cpu, ref_cpu, hold_secs) = hold(ctx, &baresip, &uas);
+    let held = hold(ctx, &baresip, &uas);
     let mut note = String::new();
     if !all_up {
         let _ = write!(note, "only {up} of {} calls up; ", ctx.calls);
@@ -714,6 +803,10 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
     sleep(Duration::from_millis(300));
     let line = last_counters(&uas);
     uas.stop();
+    let at_reference = held.window.unwrap_or_else(|e| {
+        let _ = write!(note, "{e}; ");
+        Quality::default()
+    });
     let _ = write!(
         note,
         "baresip's ctrl_tcp: {} CALL_ESTABLISHED, {} CALL_CLOSED",
@@ -724,10 +817,11 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
         calls: ctx.calls,
         up,
         srtp_calls: counter(&line, "srtp_calls"),
-        hold_secs,
-        cpu_percent: cpu,
-        ref_cpu_percent: ref_cpu,
-        at_reference: reference_quality(&line),
+        hold_secs: held.secs,
+        cpu_percent: held.cpu,
+        ref_cpu_percent: held.ref_cpu,
+        at_reference,
+        reference_total: reference_quality(&line),
         at_subject: None,
         note,
     })
@@ -800,7 +894,7 @@ pub fn results_text(m: &Media) -> String {
         for st in &l.steps {
             let _ = writeln!(
                 s,
-                "media subject={} codec={} calls={} up={} srtp_calls={} hold_secs={:.1} cpu_percent={} ref_cpu_percent={} ref_bad_percent={:.3} ref_pps={:.1} subject_bad_percent={} passed={}",
+                "media subject={} codec={} calls={} up={} srtp_calls={} hold_secs={:.1} cpu_percent={} ref_cpu_percent={} ref_bad_percent={:.3} ref_pps={:.1} ref_total_bad_percent={:.3} subject_bad_percent={} passed={}",
                 l.subject.key(),
                 l.codec,
                 st.calls,
@@ -811,6 +905,7 @@ pub fn results_text(m: &Media) -> String {
                 opt(st.ref_cpu_percent),
                 st.at_reference.bad_percent(),
                 st.at_reference.rate(),
+                st.reference_total.bad_percent(),
                 st.at_subject
                     .map_or("none".to_string(), |q| format!("{:.3}", q.bad_percent())),
                 u8::from(st.passed())
@@ -903,11 +998,13 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
          the call, as it does not loop) at 50 packets/s with SRTP (SDES keys in the SDP, \
          `AES_CM_128_HMAC_SHA1_80`), then holding all N for {} s. CPU = the subject's \
          utime+stime over the hold, in % of one core. Late+lost = sequence gaps + frames \
-         that arrived after their playout time, in % of the packets expected, counted over \
-         each whole call (fill and hold) by the answerer for the subject's streams, and by \
-         the Peerline bot for the answerer's streams (baresip's own receive counters are not \
-         read). A step passes with all N calls up with SRTP, < {MAX_BAD_PERCENT} % late+lost \
-         on each side measured and ≥ {:.1} packets/s delivered per call; a subject stops at \
+         that arrived after their playout time, in % of the packets expected. The subject's \
+         streams are judged by the answerer over the hold only (its live counters of every \
+         call summed at the hold's start and end: `peerline-bench-uas --mark-file`); the \
+         answerer's streams by the Peerline bot over each whole call (its JSON per call; \
+         baresip's own receive counters are not read). A step passes with all N calls up \
+         with SRTP, < {MAX_BAD_PERCENT} % late+lost on each side measured and ≥ {:.1} \
+         packets/s per call delivered to the answerer during the hold; a subject stops at \
          its first failing step.\n",
         m.hold_secs,
         PPS * MIN_RATE_SHARE
@@ -917,7 +1014,7 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
     }
     let _ = writeln!(
         s,
-        "| subject | codec | calls | up (SRTP) | subject CPU | answerer CPU | late+lost at answerer | packets/s per call | late+lost at subject | verdict | notes |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| subject | codec | calls | up (SRTP) | subject CPU | answerer CPU | late+lost at answerer, hold | packets/s per call, hold | late+lost at answerer, whole calls | late+lost at subject, whole calls | verdict | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0} %"));
     for l in &m.ladders {
@@ -925,7 +1022,7 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
             let q = &st.at_reference;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} ({}) | {} | {} | {:.3} % ({} lost, {} late of {}) | {:.1} | {} | {} | {} |",
+                "| {} | {} | {} | {} ({}) | {} | {} | {:.3} % ({} lost, {} late of {}) | {:.1} | {:.3} % | {} | {} | {} |",
                 l.subject.label(),
                 l.codec,
                 st.calls,
@@ -938,6 +1035,7 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
                 q.late,
                 q.received + q.lost,
                 q.rate(),
+                st.reference_total.bad_percent(),
                 st.at_subject.map_or("not read".to_string(), |q| format!(
                     "{:.3} % ({} lost, {} late)",
                     q.bad_percent(),
@@ -971,6 +1069,20 @@ mod tests {
         assert!((q.rate() - 50.0).abs() < 1e-9);
         assert!(q.ok());
         assert_eq!(Quality::default().bad_percent(), 100.0);
+    }
+
+    #[test]
+    fn a_window_is_the_difference_of_two_live_marks() {
+        let out = "counters incoming=2\nlive mark=1 at_ms=1000 calls=2 rx_packets=100 rx_lost=1 late=0 errors=0\n\
+                   live mark=2 at_ms=11000 calls=2 rx_packets=1098 rx_lost=3 late=2 errors=0\n";
+        let a = live_line(out, 1).unwrap();
+        let b = live_line(out, 2).unwrap();
+        assert_eq!(live_line(out, 3), None);
+        let q = window(a, b).unwrap();
+        assert_eq!((q.calls, q.received, q.lost, q.late), (2, 998, 2, 2));
+        assert!((q.rate() - 50.0).abs() < 1e-9);
+        assert!((q.bad_percent() - 0.4).abs() < 1e-9);
+        assert!(window(a, Live { errors: 1, ..b }).is_err());
     }
 
     #[test]

@@ -274,7 +274,8 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
         s,
         "\n### 4. Not measured by the harness yet\n\n\
          - Concurrent media calls per core (SRTP, PCMU and Opus, one pinned core) next to \
-         baresip.\n\
+         baresip is `cargo xtask bench media`, its own section below (also run by \
+         `cargo xtask bench`).\n\
          - Added mouth-to-ear latency and post-dial delay (the idle cost of a registered phone is\n\
            `cargo xtask bench idle`, its own section below).\n\
          - Medians over several runs: each figure is one run."

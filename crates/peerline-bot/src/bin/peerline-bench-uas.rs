@@ -16,19 +16,29 @@
 //!
 //! (`rx_lost` from sequence numbers, `late` = frames that arrived after their playout
 //! time, `missing` = frames absent at their playout time, `concealed` = frames played by
-//! concealment, `media_ms` = ACK to end, summed). It runs until it is stopped by its PID or `--max-secs` pass.
+//! concealment, `media_ms` = ACK to end, summed). With `--mark-file PATH`, each time the
+//! file's content changes to a new mark it reads every established call's live counters
+//! (`Phone::call_stats`) and prints their sums, so a harness can take the difference over
+//! a window of held calls:
+//!
+//! ```text
+//! live mark=M at_ms=N calls=N rx_packets=N rx_lost=N late=N errors=N
+//! ```
+//!
+//! (`at_ms` from the binary's start, read when the sums are complete). It runs until it is stopped by its PID or `--max-secs` pass.
 //!
 //! Options: `--listen IP:PORT` (SIP, default 127.0.0.1:5060), `--rtp-ports LOW-HIGH`,
 //! `--codec PCMU|opus|…` (repeatable), `--srtp off|optional|mandatory` (default off, as
 //! SIPp offers plain RTP), `--rtp-timeout SECS` (default 600, so held calls without media
 //! from the caller stay up), `--max-secs SECS` (default 900), `--allow-sdes-without-tls
-//! yes|no` (default no: SDES keys in SDP over UDP, for the media benchmark).
+//! yes|no` (default no: SDES keys in SDP over UDP, for the media benchmark),
+//! `--mark-file PATH` (polled every 100 ms).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peerline_ua::{AudioSource, CallId, Config, Event, MediaOptions, MediaReport, Phone};
@@ -42,6 +52,7 @@ struct Options {
     rtp_timeout_secs: u64,
     max_secs: u64,
     allow_sdes_without_tls: bool,
+    mark_file: Option<std::path::PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -53,6 +64,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         rtp_timeout_secs: 600,
         max_secs: 900,
         allow_sdes_without_tls: false,
+        mark_file: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -71,6 +83,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--srtp" => o.srtp = value,
             "--rtp-timeout" => o.rtp_timeout_secs = number(&value)?,
             "--max-secs" => o.max_secs = number(&value)?,
+            "--mark-file" => o.mark_file = Some(value.into()),
             "--allow-sdes-without-tls" => {
                 o.allow_sdes_without_tls = match value.as_str() {
                     "yes" | "true" => true,
@@ -190,6 +203,12 @@ async fn serve(o: Options) -> Result<(), String> {
     };
     // When each call was established, for `media_ms`.
     let mut since: HashMap<CallId, Instant> = HashMap::new();
+    // The established calls, for `--mark-file`.
+    let live: Arc<Mutex<HashSet<CallId>>> = Arc::default();
+    let marker = o.mark_file.clone().map(|path| {
+        let (phone, live) = (phone.clone(), live.clone());
+        tokio::spawn(watch_marks(path, phone, live))
+    });
     let answering = async {
         while let Some(ev) = events.recv().await {
             match ev {
@@ -211,10 +230,16 @@ async fn serve(o: Options) -> Result<(), String> {
                 Event::Answered { call } => {
                     counters.established.fetch_add(1, Ordering::Relaxed);
                     since.insert(call, Instant::now());
+                    if let Ok(mut l) = live.lock() {
+                        l.insert(call);
+                    }
                 }
                 Event::Ended { call, media, .. } => {
                     counters.ended.fetch_add(1, Ordering::Relaxed);
                     let held = since.remove(&call).map(|t| t.elapsed());
+                    if let Ok(mut l) = live.lock() {
+                        l.remove(&call);
+                    }
                     counters.add_media(&media, held);
                 }
                 _ => {}
@@ -223,9 +248,51 @@ async fn serve(o: Options) -> Result<(), String> {
     };
     let _ = tokio::time::timeout(Duration::from_secs(o.max_secs), answering).await;
     printer.abort();
+    if let Some(m) = marker {
+        m.abort();
+    }
     println!("{}", counters.line());
     phone.shutdown().await;
     Ok(())
+}
+
+/// Polls `path` every 100 ms; for each new content (a mark), sums the live counters of
+/// the established calls and prints them on one `live` line.
+async fn watch_marks(path: std::path::PathBuf, phone: Phone, live: Arc<Mutex<HashSet<CallId>>>) {
+    let started = Instant::now();
+    let mut last = String::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let Ok(mark) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        let mark = mark.trim().to_string();
+        if mark.is_empty() || mark == last {
+            continue;
+        }
+        last = mark.clone();
+        let calls: Vec<CallId> = live
+            .lock()
+            .map(|l| l.iter().copied().collect())
+            .unwrap_or_default();
+        let (mut rx, mut lost, mut late, mut errors) = (0u64, 0u64, 0u64, 0u64);
+        for call in &calls {
+            match phone.call_stats(*call).await {
+                Ok(s) => {
+                    rx += s.packets_received;
+                    lost += s.packets_lost;
+                    late += s.late_frames;
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        println!(
+            "live mark={mark} at_ms={} calls={} rx_packets={rx} rx_lost={lost} late={late} errors={errors}",
+            started.elapsed().as_millis(),
+            calls.len()
+        );
+    }
 }
 
 fn main() -> ExitCode {
