@@ -10,8 +10,11 @@
 //! * baresip 1.0: one process with `call_max_calls` raised, `ausrc aufile` from the same
 //!   clip (repeated to cover the call: aufile does not loop), the player `aubridge`
 //!   (ALSA's `null` PCM never blocks and its player threads spin), `mediaenc=srtp-mand`,
-//!   the calls dialled through `ctrl_tcp` and ended by SIGTERM to its PID (it hangs them
-//!   up).
+//!   one account per 250 calls (baresip 1.0 numbers an account's calls 1-255), the calls
+//!   dialled through `ctrl_tcp` (`uanext` between accounts) and ended by SIGTERM to its
+//!   PID (it hangs them up).
+//!
+//! For Opus the clip is upsampled to 48 kHz by the harness first, for both subjects.
 //!
 //! Late or lost frames are counted where the subject's streams are received, by the
 //! answerer (sequence gaps + frames that came after their playout time, of the packets
@@ -165,7 +168,7 @@ fn plan(smoke: bool) -> Vec<(&'static str, Vec<u64>)> {
         vec![("PCMU", vec![5]), ("opus", vec![5])]
     } else {
         vec![
-            ("PCMU", vec![100, 250, 500, 1000, 1500, 2000, 3000]),
+            ("PCMU", vec![100, 250, 500, 750, 1000, 1500, 2000, 3000]),
             ("opus", vec![50, 100, 200, 300, 400, 600]),
         ]
     }
@@ -178,9 +181,21 @@ pub fn measure(bench: &Bench) -> Result<Media> {
     // Fresh: a step's files (its mark file above all) must not survive from a last run.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let clip = clip_path();
+    // The clip at each codec's rate, so no call resamples it (Peerline resamples a WAV
+    // source when a call starts, on the runtime's thread: an 8 kHz clip for 48 kHz Opus
+    // stalled a pinned bot at 50 calls; baresip resamples in its audio pipeline).
+    let clip8 =
+        std::fs::read(clip_path()).map_err(|e| format!("{}: {e}", clip_path().display()))?;
+    let clip48 = dir.join("voice-48k.wav");
+    std::fs::write(&clip48, upsampled_wav(&clip8, 6)?)
+        .map_err(|e| format!("{}: {e}", clip48.display()))?;
     let mut ladders = Vec::new();
     for (codec, steps) in plan(bench.smoke) {
+        let clip = if codec == "opus" {
+            clip48.clone()
+        } else {
+            clip_path()
+        };
         let mut pair = [
             Ladder {
                 subject: Subject::Peerline,
@@ -255,6 +270,15 @@ struct StepCtx<'a> {
 }
 
 impl StepCtx<'_> {
+    /// The clip's sample rate (and baresip's source and player rates).
+    fn srate(&self) -> u32 {
+        if self.codec == "opus" {
+            48_000
+        } else {
+            8_000
+        }
+    }
+
     fn fill_secs(&self) -> u64 {
         self.calls.div_ceil(FILL_RATE)
     }
@@ -628,6 +652,77 @@ fn chunk<'a>(wav: &'a [u8], id: &[u8; 4]) -> Option<&'a [u8]> {
     None
 }
 
+/// baresip 1.0 numbers an account's calls 1-255 (`assign_linenum`); each account gets
+/// at most this many, the next `uanext`.
+const CALLS_PER_ACCOUNT: u64 = 250;
+
+/// One account per `CALLS_PER_ACCOUNT` calls, all on the one SIP port.
+fn baresip_accounts(calls: u64, sip_port: u16, codec: &str) -> String {
+    (0..calls.div_ceil(CALLS_PER_ACCOUNT).max(1))
+        .map(|k| {
+            format!(
+                "<sip:bench{k}@127.0.0.1:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec};mediaenc=srtp-mand\n"
+            )
+        })
+        .collect()
+}
+
+/// Dials baresip refused for want of a line number (its per-account call limit).
+fn count_refused(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .filter(|l| l.contains("could not assign linenumber"))
+        .count() as u64
+}
+
+/// A 16-bit mono clip upsampled `factor` times by linear interpolation (8 kHz → 48 kHz for
+/// Opus), as a WAV file.
+fn upsampled_wav(clip: &[u8], factor: u32) -> Result<Vec<u8>> {
+    let fmt = chunk(clip, b"fmt ").ok_or("the clip has no fmt chunk")?;
+    let data = chunk(clip, b"data").ok_or("the clip has no data chunk")?;
+    if fmt.len() < 16 || factor == 0 {
+        return Err("the clip's fmt chunk is too short".into());
+    }
+    let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
+    let rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
+    let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
+    if channels != 1 || bits != 16 {
+        return Err(format!(
+            "the clip is {channels} channels of {bits} bits, not 16-bit mono"
+        ));
+    }
+    let samples: Vec<i16> = data
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let mut out = Vec::with_capacity(samples.len() * factor as usize);
+    for (i, &a) in samples.iter().enumerate() {
+        let b = samples.get(i + 1).copied().unwrap_or(a);
+        for k in 0..factor {
+            let v = f64::from(a) + (f64::from(b) - f64::from(a)) * f64::from(k) / f64::from(factor);
+            out.push(v.round() as i16);
+        }
+    }
+    let new_rate = rate * factor;
+    let body: Vec<u8> = out.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let body_len = u32::try_from(body.len()).map_err(|_| "upsampled clip too long")?;
+    let mut wav = Vec::with_capacity(body.len() + 44);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + body_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&new_rate.to_le_bytes());
+    wav.extend_from_slice(&(new_rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&body_len.to_le_bytes());
+    wav.extend_from_slice(&body);
+    Ok(wav)
+}
+
 /// Counts `"type":"NAME"` events in ctrl_tcp's netstring stream.
 pub fn count_event(text: &str, name: &str) -> u64 {
     text.matches(&format!("\"type\":\"{name}\"")).count() as u64
@@ -653,8 +748,8 @@ fn baresip_config(ctx: &StepCtx, wav: &Path, sip_port: u16, ctrl_port: u16) -> S
         "audio_player aubridge,nil".into(),
         "audio_alert aubridge,nil".into(),
         format!("audio_source aufile,{}", wav.display()),
-        "ausrc_srate 8000".into(),
-        "auplay_srate 8000".into(),
+        format!("ausrc_srate {}", ctx.srate()),
+        format!("auplay_srate {}", ctx.srate()),
         "ausrc_channels 1".into(),
         "auplay_channels 1".into(),
         format!("call_max_calls {}", ctx.calls + 10),
@@ -692,12 +787,7 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
     };
     let files: [(&str, String); 3] = [
         ("config", baresip_config(ctx, &wav, sip_port, ctrl_port)),
-        (
-            "accounts",
-            format!(
-                "<sip:bench@127.0.0.1:{sip_port}>;regint=0;answermode=manual;audio_codecs={codec};mediaenc=srtp-mand\n"
-            ),
-        ),
+        ("accounts", baresip_accounts(ctx.calls, sip_port, codec)),
         ("contacts", String::new()),
     ];
     for (name, text) in files {
@@ -755,6 +845,16 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
         if let Some(d) = due.checked_sub(t0.elapsed()) {
             sleep(d);
         }
+        // The next account takes the next CALLS_PER_ACCOUNT calls.
+        if i > 0 && i % CALLS_PER_ACCOUNT == 0 {
+            let body = format!("{{\"command\":\"uanext\",\"params\":\"\",\"token\":\"ua{i}\"}}");
+            if stream
+                .write_all(format!("{}:{},", body.len(), body).as_bytes())
+                .is_err()
+            {
+                dial_errors += 1;
+            }
+        }
         let body = format!(
             "{{\"command\":\"dial\",\"params\":\"sip:media{i}@{addr}\",\"token\":\"{i}\"}}"
         );
@@ -807,6 +907,13 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
         let _ = write!(note, "{e}; ");
         Quality::default()
     });
+    let refused = count_refused(&baresip.stdout_text());
+    if refused > 0 {
+        let _ = write!(
+            note,
+            "baresip refused {refused} dials with `call: could not assign linenumber`; "
+        );
+    }
     let _ = write!(
         note,
         "baresip's ctrl_tcp: {} CALL_ESTABLISHED, {} CALL_CLOSED",
@@ -994,9 +1101,13 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
         "Each step: a fresh answerer (`peerline-bench-uas`, pinned to core 1, same codec, \
          SDES-SRTP mandatory, sending silence at 50 packets/s per call) and a fresh subject \
          pinned to core 0 placing N calls at {FILL_RATE} calls/s, each sending \
-         docs/bots/voice.wav (2 s, looped; baresip's aufile gets the clip repeated to cover \
-         the call, as it does not loop) at 50 packets/s with SRTP (SDES keys in the SDP, \
-         `AES_CM_128_HMAC_SHA1_80`), then holding all N for {} s. CPU = the subject's \
+         docs/bots/voice.wav (2 s, 8 kHz, looped; for Opus the harness upsamples it to \
+         48 kHz first, so neither subject resamples; baresip's aufile gets the clip repeated \
+         to cover the call, as it does not loop) at 50 packets/s with SRTP (SDES keys in the \
+         SDP, `AES_CM_128_HMAC_SHA1_80`), then holding all N for {} s. baresip 1.0 numbers \
+         an account's calls 1-255, so it gets one account per {CALLS_PER_ACCOUNT} calls \
+         (`uanext` between them) in its one process; its player is `aubridge` (ALSA's \
+         `null` PCM never blocks and spins a core at 5 calls). CPU = the subject's \
          utime+stime over the hold, in % of one core. Late+lost = sequence gaps + frames \
          that arrived after their playout time, in % of the packets expected. The subject's \
          streams are judged by the answerer over the hold only (its live counters of every \
@@ -1120,6 +1231,32 @@ mod tests {
         assert!(whole.contains("\"token\":\"0\""));
         assert!(rest.is_empty());
         assert_eq!(split_netstrings(b"garbage:x").1, Vec::<u8>::new());
+    }
+
+    #[test]
+    fn baresip_accounts_and_refusals() {
+        let a = baresip_accounts(600, 5080, "PCMU");
+        assert_eq!(a.lines().count(), 3);
+        assert!(a.starts_with("<sip:bench0@127.0.0.1:5080>;regint=0;answermode=manual;audio_codecs=PCMU;mediaenc=srtp-mand\n"));
+        assert_eq!(baresip_accounts(5, 5080, "PCMU").lines().count(), 1);
+        let out = "ua: using best effort AF\n\x1b[31mcall: could not assign linenumber\n\x1b[31mcall: could not assign linenumber\nCall established\n";
+        assert_eq!(count_refused(out), 2);
+    }
+
+    #[test]
+    fn upsamples_the_clip_for_opus() {
+        let clip = std::fs::read(clip_path()).unwrap();
+        let up = upsampled_wav(&clip, 6).unwrap();
+        let fmt = chunk(&up, b"fmt ").unwrap();
+        assert_eq!(u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]), 48_000);
+        assert_eq!(
+            chunk(&up, b"data").unwrap().len(),
+            6 * chunk(&clip, b"data").unwrap().len()
+        );
+        // Every 6th sample is an original one.
+        let orig = chunk(&clip, b"data").unwrap();
+        let data = chunk(&up, b"data").unwrap();
+        assert_eq!(&data[12 * 100..12 * 100 + 2], &orig[2 * 100..2 * 100 + 2]);
     }
 
     #[test]
