@@ -24,7 +24,8 @@
 //! `late_frames`, over whole calls). A step passes with all N calls up with SRTP,
 //! < 0.5 % late+lost, and ≥ 90 % of 50 packets/s delivered per call during the hold.
 //! CPU is the subject's utime+stime (/proc/PID/stat) over the hold, in % of one core.
-//! A subject stops climbing at its first failing step.
+//! A failed step runs once more (the machine is shared); a subject stops climbing when
+//! the retry fails too.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -121,6 +122,10 @@ pub struct Step {
     pub cpu_percent: Option<f64>,
     /// The answerer's CPU over the hold (the reference must not be the limit).
     pub ref_cpu_percent: Option<f64>,
+    /// Run-queue wait over the hold (threads runnable but the core busy with something
+    /// else: other engineers' builds share the machine), % of the hold, summed over threads.
+    pub wait_percent: Option<f64>,
+    pub ref_wait_percent: Option<f64>,
     /// The subject's streams, as the answerer received them during the hold.
     pub at_reference: Quality,
     /// The same over the whole of every call (fill, hold and hang-up).
@@ -223,15 +228,37 @@ pub fn measure(bench: &Bench) -> Result<Media> {
                     hold_secs,
                     clip: &clip,
                 };
-                let step = match ladder.subject {
-                    Subject::Peerline => peerline_step(&ctx),
-                    Subject::Baresip => baresip_step(&ctx),
+                let run = |attempt: u32| {
+                    let dir = step_dir.join(format!("try{attempt}"));
+                    let ctx = StepCtx { dir: &dir, ..ctx };
+                    match ladder.subject {
+                        Subject::Peerline => peerline_step(&ctx),
+                        Subject::Baresip => baresip_step(&ctx),
+                    }
+                    .unwrap_or_else(|e| Step {
+                        calls: n,
+                        note: format!("harness error: {e}"),
+                        ..Step::default()
+                    })
+                };
+                // A failed step runs once more (a burst of other load on the shared machine
+                // can fail one); the second result stands, the first is noted.
+                let mut step = run(1);
+                if !step.passed() {
+                    println!("bench:   failed ({}), once more", step.note);
+                    let first = format!(
+                        "first try: {} up, {:.3} % late+lost at the answerer ({})",
+                        step.up,
+                        step.at_reference.bad_percent(),
+                        step.note
+                    );
+                    step = run(2);
+                    step.note = if step.note.is_empty() {
+                        first
+                    } else {
+                        format!("{}; {first}", step.note)
+                    };
                 }
-                .unwrap_or_else(|e| Step {
-                    calls: n,
-                    note: format!("harness error: {e}"),
-                    ..Step::default()
-                });
                 println!(
                     "bench:   {} up, cpu {}, at answerer {:.3} % late+lost {:.1} pps, {} {}",
                     step.up,
@@ -260,6 +287,7 @@ pub fn measure(bench: &Bench) -> Result<Media> {
     })
 }
 
+#[derive(Clone, Copy)]
 struct StepCtx<'a> {
     bench: &'a Bench,
     dir: &'a Path,
@@ -371,6 +399,9 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 struct Held {
     cpu: Option<f64>,
     ref_cpu: Option<f64>,
+    /// Time runnable but waiting for the core (other load on it), % of the hold.
+    wait: Option<f64>,
+    ref_wait: Option<f64>,
     secs: f64,
     window: Result<Quality>,
 }
@@ -436,14 +467,24 @@ fn hold(ctx: &StepCtx, subject: &Proc, answerer: &Proc) -> Held {
     let first = mark(ctx, answerer, 1);
     let t0 = Instant::now();
     let (s0, a0) = (subject.cpu_secs().ok(), answerer.cpu_secs().ok());
+    let (w0, r0) = (
+        subject.runqueue_wait_secs().ok(),
+        answerer.runqueue_wait_secs().ok(),
+    );
     sleep(Duration::from_secs(ctx.hold_secs));
     let (s1, a1) = (subject.cpu_secs().ok(), answerer.cpu_secs().ok());
+    let (w1, r1) = (
+        subject.runqueue_wait_secs().ok(),
+        answerer.runqueue_wait_secs().ok(),
+    );
     let secs = t0.elapsed().as_secs_f64();
     let second = mark(ctx, answerer, 2);
     let pct = |a: Option<f64>, b: Option<f64>| Some(100.0 * (b? - a?) / secs);
     Held {
         cpu: pct(s0, s1),
         ref_cpu: pct(a0, a1),
+        wait: pct(w0, w1),
+        ref_wait: pct(r0, r1),
         secs,
         window: first.and_then(|a| window(a, second?)),
     }
@@ -598,6 +639,8 @@ fn peerline_step(ctx: &StepCtx) -> Result<Step> {
         hold_secs: held.secs,
         cpu_percent: held.cpu,
         ref_cpu_percent: held.ref_cpu,
+        wait_percent: held.wait,
+        ref_wait_percent: held.ref_wait,
         at_reference,
         reference_total: reference_quality(&line),
         at_subject,
@@ -927,6 +970,8 @@ fn baresip_step(ctx: &StepCtx) -> Result<Step> {
         hold_secs: held.secs,
         cpu_percent: held.cpu,
         ref_cpu_percent: held.ref_cpu,
+        wait_percent: held.wait,
+        ref_wait_percent: held.ref_wait,
         at_reference,
         reference_total: reference_quality(&line),
         at_subject: None,
@@ -1001,7 +1046,7 @@ pub fn results_text(m: &Media) -> String {
         for st in &l.steps {
             let _ = writeln!(
                 s,
-                "media subject={} codec={} calls={} up={} srtp_calls={} hold_secs={:.1} cpu_percent={} ref_cpu_percent={} ref_bad_percent={:.3} ref_pps={:.1} ref_total_bad_percent={:.3} subject_bad_percent={} passed={}",
+                "media subject={} codec={} calls={} up={} srtp_calls={} hold_secs={:.1} cpu_percent={} ref_cpu_percent={} wait_percent={} ref_wait_percent={} ref_bad_percent={:.3} ref_pps={:.1} ref_total_bad_percent={:.3} subject_bad_percent={} passed={}",
                 l.subject.key(),
                 l.codec,
                 st.calls,
@@ -1010,6 +1055,8 @@ pub fn results_text(m: &Media) -> String {
                 st.hold_secs,
                 opt(st.cpu_percent),
                 opt(st.ref_cpu_percent),
+                opt(st.wait_percent),
+                opt(st.ref_wait_percent),
                 st.at_reference.bad_percent(),
                 st.at_reference.rate(),
                 st.reference_total.bad_percent(),
@@ -1108,15 +1155,17 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
          an account's calls 1-255, so it gets one account per {CALLS_PER_ACCOUNT} calls \
          (`uanext` between them) in its one process; its player is `aubridge` (ALSA's \
          `null` PCM never blocks and spins a core at 5 calls). CPU = the subject's \
-         utime+stime over the hold, in % of one core. Late+lost = sequence gaps + frames \
+         utime+stime over the hold, in % of one core; run-queue wait = time its threads \
+         were runnable but the core ran something else (summed /proc/PID/task/*/schedstat), \
+         in % of the hold: a measure of the other load on the pinned core. Late+lost = sequence gaps + frames \
          that arrived after their playout time, in % of the packets expected. The subject's \
          streams are judged by the answerer over the hold only (its live counters of every \
          call summed at the hold's start and end: `peerline-bench-uas --mark-file`); the \
          answerer's streams by the Peerline bot over each whole call (its JSON per call; \
          baresip's own receive counters are not read). A step passes with all N calls up \
          with SRTP, < {MAX_BAD_PERCENT} % late+lost on each side measured and ≥ {:.1} \
-         packets/s per call delivered to the answerer during the hold; a subject stops at \
-         its first failing step.\n",
+         packets/s per call delivered to the answerer during the hold; a failed step runs \
+         once more, and a subject stops when the retry fails too.\n",
         m.hold_secs,
         PPS * MIN_RATE_SHARE
     );
@@ -1125,7 +1174,7 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
     }
     let _ = writeln!(
         s,
-        "| subject | codec | calls | up (SRTP) | subject CPU | answerer CPU | late+lost at answerer, hold | packets/s per call, hold | late+lost at answerer, whole calls | late+lost at subject, whole calls | verdict | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| subject | codec | calls | up (SRTP) | subject CPU (run-queue wait) | answerer CPU (run-queue wait) | late+lost at answerer, hold | packets/s per call, hold | late+lost at answerer, whole calls | late+lost at subject, whole calls | verdict | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0} %"));
     for l in &m.ladders {
@@ -1133,14 +1182,16 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
             let q = &st.at_reference;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} ({}) | {} | {} | {:.3} % ({} lost, {} late of {}) | {:.1} | {:.3} % | {} | {} | {} |",
+                "| {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {:.3} % ({} lost, {} late of {}) | {:.1} | {:.3} % | {} | {} | {} |",
                 l.subject.label(),
                 l.codec,
                 st.calls,
                 st.up,
                 st.srtp_calls,
                 pct(st.cpu_percent),
+                pct(st.wait_percent),
                 pct(st.ref_cpu_percent),
+                pct(st.ref_wait_percent),
                 q.bad_percent(),
                 q.lost,
                 q.late,

@@ -135,6 +135,20 @@ impl Proc {
         Ok(ticks as f64 / clock_ticks_per_sec())
     }
 
+    /// Time its threads have spent runnable but waiting for a CPU (the second field of
+    /// /proc/PID/task/TID/schedstat, summed over at most 20,000 threads), in seconds: how
+    /// much other load on its core held it back.
+    pub fn runqueue_wait_secs(&self) -> Result<f64> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        let mut ns = 0u64;
+        for task in tasks.take(20_000).flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += schedstat_wait_ns(&text).unwrap_or(0);
+        }
+        Ok(ns as f64 / 1e9)
+    }
+
     /// SIGTERM to its PID, then SIGKILL if it is still there after 3 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if self.try_status().is_none() {
@@ -165,6 +179,11 @@ pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The run-queue wait (ns) of a schedstat line: `on-cpu-ns wait-ns timeslices`.
+pub fn schedstat_wait_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `getconf CLK_TCK` (USER_HZ), 100 if it cannot be read.
@@ -199,5 +218,7 @@ mod tests {
         assert_eq!(stat_cpu_ticks(line), Some(155));
         assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
         assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        assert_eq!(schedstat_wait_ns("0 3699825 1\n"), Some(3_699_825));
+        assert_eq!(schedstat_wait_ns(""), None);
     }
 }
