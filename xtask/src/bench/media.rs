@@ -246,12 +246,14 @@ pub fn measure(bench: &Bench) -> Result<Media> {
                 let mut step = run(1);
                 if !step.passed() {
                     println!("bench:   failed ({}), once more", step.note);
-                    let first = format!(
-                        "first try: {} up, {:.3} % late+lost at the answerer ({})",
+                    let mut first = format!(
+                        "first try: {} up, {:.3} % late+lost at the answerer",
                         step.up,
-                        step.at_reference.bad_percent(),
-                        step.note
+                        step.at_reference.bad_percent()
                     );
+                    if !step.note.is_empty() {
+                        let _ = write!(first, " ({})", step.note);
+                    }
                     step = run(2);
                     step.note = if step.note.is_empty() {
                         first
