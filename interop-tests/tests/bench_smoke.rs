@@ -3,7 +3,8 @@
 //! call — and writes figures that parse. Debug binaries (a release build does not fit the
 //! CI budget), so nothing here is about speed: no rate or memory figure is asserted, only
 //! that calls completed with 0 failures at the smoke rate, that RSS was read, and that
-//! one latency run measured each of figures 5 and 7.
+//! one latency run measured each of figures 5 and 7, and that the media step held its
+//! calls with SRTP for each subject and codec.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,8 +42,8 @@ fn bench_smoke_pass_writes_parsed_figures() {
         .cwd(workspace_dir());
     let mut bench = Process::spawn(opts, dir.path()).unwrap();
     // Debug builds are normally already there (cargo test built them); the run takes
-    // 1-2 min (signaling steps, memory, one latency run, 5 s of idle phone).
-    let status = bench.wait_exit(Duration::from_secs(420)).unwrap();
+    // 2-3 min (signaling steps, memory, the media steps, one latency run, 5 s of idle).
+    let status = bench.wait_exit(Duration::from_secs(600)).unwrap();
     let log = std::fs::read_to_string(dir.path().join("xtask-bench.stdout.log"))
         .unwrap_or_default()
         + &std::fs::read_to_string(dir.path().join("xtask-bench.stderr.log")).unwrap_or_default();
@@ -115,6 +116,45 @@ fn bench_smoke_pass_writes_parsed_figures() {
         std::fs::read_to_string(target_dir().join("bench/smoke/latency-section.md")).unwrap();
     assert!(section.contains("5. mouth-to-ear, one way"), "{section}");
     assert!(section.contains("7. CLI start → registered"), "{section}");
+
+    // Concurrent media calls per core (one 5-call step per subject and codec): every call
+    // up with SDES-SRTP, the counters read on each side, CPU read; no verdict asserted
+    // (debug binaries on a shared machine).
+    let text = std::fs::read_to_string(target_dir().join("bench/smoke/media-results.txt")).unwrap();
+    let steps = lines(&text, "media");
+    for subject in ["peerline", "baresip"] {
+        for codec in ["PCMU", "opus"] {
+            let f = steps
+                .iter()
+                .find(|f| f.get("subject") == Some(&subject) && f.get("codec") == Some(&codec))
+                .unwrap_or_else(|| panic!("no media step {subject} {codec}\n{text}\n{log}"));
+            assert_eq!(num(f, "calls"), 5.0, "{text}");
+            assert_eq!(
+                num(f, "up"),
+                5.0,
+                "{subject} {codec}: calls up\n{text}\n{log}"
+            );
+            assert_eq!(num(f, "srtp_calls"), 5.0, "{subject} {codec}: SRTP\n{text}");
+            let cpu = num(f, "cpu_percent");
+            assert!(
+                (0.0..=400.0).contains(&cpu),
+                "{subject} {codec}: cpu {cpu}\n{text}"
+            );
+            let bad = num(f, "ref_bad_percent");
+            assert!((0.0..=100.0).contains(&bad), "{text}");
+            assert!(
+                num(f, "ref_pps") > 10.0,
+                "{subject} {codec}: media flowed\n{text}"
+            );
+        }
+    }
+    assert_eq!(lines(&text, "media_best").len(), 4, "{text}");
+    let section =
+        std::fs::read_to_string(target_dir().join("bench/smoke/media-section.md")).unwrap();
+    assert!(
+        section.contains("Concurrent media calls per core"),
+        "{section}"
+    );
 }
 
 /// `cargo xtask bench idle --smoke`: figure 6's harness (SIPp as registrar, a `dumpcap`

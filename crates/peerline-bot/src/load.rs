@@ -360,6 +360,8 @@ mod tests {
             codec: None,
             packets_received: 0,
             packets_lost: 0,
+            packets_sent: 0,
+            late_frames: 0,
             loss_percent: 0.0,
             jitter_ms: 0.0,
             concealed_frames: 0,

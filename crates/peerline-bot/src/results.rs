@@ -70,6 +70,10 @@ pub struct CallRecord {
     pub packets_received: u64,
     /// RTP packets lost.
     pub packets_lost: u64,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// Frames that arrived after their playout time (the jitter buffer's `late`).
+    pub late_frames: u64,
     /// Lost / expected, in percent.
     pub loss_percent: f64,
     /// RFC 3550 interarrival jitter.

@@ -66,6 +66,9 @@ pub(crate) fn leg_config(scenario: &Scenario, leg: &Leg) -> Result<Config, BotEr
     for (k, v) in &leg.media {
         t.push_str(&format!("{k} = {v:?}\n"));
     }
+    if leg.allow_sdes_without_tls {
+        t.push_str("allow_sdes_without_tls = true\n");
+    }
     if let Some(a) = &leg.account {
         t.push_str(&a.config);
     }
@@ -580,6 +583,8 @@ impl LegRun {
             codec: media.and_then(|m| m.codec).map(str::to_string),
             packets_received: received.packets_received,
             packets_lost: received.packets_lost,
+            packets_sent: media.map(|m| m.sent.packets_sent).unwrap_or(0),
+            late_frames: media.map(|m| m.jitter.late).unwrap_or(0),
             loss_percent: if expected > 0 {
                 100.0 * received.packets_lost as f64 / expected as f64
             } else {

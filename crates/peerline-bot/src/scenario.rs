@@ -115,6 +115,9 @@ pub struct Leg {
     /// Other `[media]` settings of the leg's phone, checked by the phone's config parser:
     /// `srtp` (mandatory, optional, off) and `srtp_keying`.
     pub media: Vec<(String, String)>,
+    /// `allow_sdes_without_tls = true`: SDES keys in SDP over UDP/TCP too (the phone's
+    /// `media.allow_sdes_without_tls`; benchmarks and labs without TLS).
+    pub allow_sdes_without_tls: bool,
     /// `account`: registers at the leg's start; calls and messages go through it.
     pub account: Option<LegAccount>,
     /// `auth`: the phone's `[auth]` table (an authenticating UAS), as TOML.
@@ -1100,6 +1103,7 @@ impl Parser {
                 "ptime",
                 "srtp",
                 "srtp_keying",
+                "allow_sdes_without_tls",
                 "account",
                 "auth",
                 "steps",
@@ -1179,6 +1183,13 @@ impl Parser {
                 media.push((key.to_string(), v));
             }
         }
+        let allow_sdes_without_tls = match get(t, "allow_sdes_without_tls") {
+            Some(e) => match &e.value.kind {
+                Kind::Bool(b) => *b,
+                _ => return self.err(e.line, "allow_sdes_without_tls: true or false"),
+            },
+            None => false,
+        };
         let Some(steps) = get(t, "steps") else {
             return self.err(line, format!("leg `{name}` has no `steps`"));
         };
@@ -1219,6 +1230,7 @@ impl Parser {
             codecs,
             ptime,
             media,
+            allow_sdes_without_tls,
             account,
             auth,
             steps,

@@ -85,6 +85,23 @@ fn leg_srtp_settings_are_accepted() {
 }
 
 #[test]
+fn leg_sdes_without_tls_is_a_boolean() {
+    let text = "[[leg]]\nname = \"a\"\nsrtp_keying = \"sdes\"\nallow_sdes_without_tls = true\nsteps = [{ call = \"sip:b@127.0.0.1\" }]\n";
+    let s = Scenario::parse(text, Path::new("ok.toml"), &BTreeMap::new()).unwrap();
+    assert!(s.legs[0].allow_sdes_without_tls);
+    let text = "[[leg]]\nname = \"a\"\nsteps = [{ call = \"sip:b@127.0.0.1\" }]\n";
+    let s = Scenario::parse(text, Path::new("ok.toml"), &BTreeMap::new()).unwrap();
+    assert!(!s.legs[0].allow_sdes_without_tls, "off by default");
+    let (line, msg) =
+        refuse("[[leg]]\nname = \"a\"\nallow_sdes_without_tls = \"yes\"\nsteps = [\"hangup\"]\n");
+    assert_eq!(line, 3, "{msg}");
+    assert!(
+        msg.contains("allow_sdes_without_tls: true or false"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn unknown_variables_and_legs() {
     let (line, msg) =
         refuse("[[leg]]\nname = \"a\"\nsteps = [\n  { call = \"${leg.nobody.uri}\" },\n]\n");

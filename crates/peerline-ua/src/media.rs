@@ -112,6 +112,9 @@ pub struct MediaReport {
     pub jitter_ms: f64,
     /// Frames played by concealment.
     pub concealed_frames: u64,
+    /// The jitter buffer's counters at the end of the call (frames that arrived too late
+    /// to play, frames missing at their playout time, …).
+    pub jitter: peerline_media::JitterStats,
     /// Round-trip time from RTCP (RFC 3550 LSR/DLSR), when the peer sent reports.
     pub rtt_ms: Option<f64>,
     /// RTCP compound packets received.
@@ -183,6 +186,8 @@ pub struct LiveStats {
     /// Packets lost, and as a percentage of those expected.
     pub packets_lost: u64,
     pub loss_percent: f32,
+    /// Frames that arrived after their playout time (the jitter buffer's `late`).
+    pub late_frames: u64,
     /// RFC 3550 interarrival jitter in milliseconds.
     pub jitter_ms: f64,
     /// Round-trip time from RTCP, once the peer sent a report.
@@ -833,6 +838,7 @@ async fn run(
                         packets_received: received.packets_received,
                         packets_lost: received.packets_lost,
                         loss_percent,
+                        late_frames: receiver.jitter_buffer().stats().late,
                         jitter_ms: received.jitter_ms(rate),
                         rtt_ms,
                         mos,
@@ -1117,6 +1123,7 @@ async fn run(
         c.close().await;
     }
     report.playout_delay_ms = receiver.jitter_buffer().playout_delay().as_secs_f64() * 1000.0;
+    report.jitter = receiver.jitter_buffer().stats();
     if let Some(pair) = &crypto.pair {
         let st = pair.stats();
         let old = crypto

@@ -11,6 +11,9 @@
 //! * Figures 5 and 7 — mouth-to-ear latency, post-dial delay with ICE, the CLI's time to
 //!   registered, medians over several runs: `latency.rs`, its own section, also run
 //!   alone by `cargo xtask bench latency`.
+//! * Issue 9's figure 3 — concurrent media calls per core (SRTP, PCMU and Opus, one
+//!   pinned core) next to baresip: `media.rs`, its own section, also run alone by
+//!   `cargo xtask bench media`.
 //! * Figure 6 — idle cost of a registered phone: `cargo xtask bench idle` (ten minutes,
 //!   its own section; `idle.rs`).
 //!
@@ -21,6 +24,7 @@
 mod idle;
 mod latency;
 mod machine;
+mod media;
 mod memory;
 mod process;
 mod report;
@@ -147,6 +151,7 @@ pub fn run(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("idle") => return run_idle(&args[1..]),
         Some("latency") => return run_latency(&args[1..]),
+        Some("media") => return run_media(&args[1..]),
         _ => {}
     }
     let bench = Bench::from_args(args)?;
@@ -224,6 +229,7 @@ pub fn run(args: &[String]) -> Result {
     };
     report::write(&bench, &figures)?;
     latency_section(&bench)?;
+    media_section(&bench)?;
     // Figure 6 last: ten minutes of an idle phone (`--no-idle` leaves its section as it is).
     if !args.iter().any(|a| a == "--no-idle") {
         idle_section(&bench)?;
@@ -359,6 +365,59 @@ fn latency_section(bench: &Bench) -> Result {
     report::splice(&out, LATENCY_BEGIN, LATENCY_END, &section)?;
     println!(
         "bench: latency in {} and {}",
+        out.display(),
+        results.display()
+    );
+    Ok(())
+}
+
+/// Marks the media figure's own section of docs/benchmarks.md.
+const MEDIA_BEGIN: &str =
+    "<!-- cargo xtask bench media: begin (generated, do not edit by hand) -->";
+const MEDIA_END: &str = "<!-- cargo xtask bench media: end -->";
+
+/// `cargo xtask bench media [--smoke] [--release] [--no-build] [--out FILE]`: concurrent
+/// media calls per core next to baresip only (one 5-call step per subject and codec with
+/// `--smoke`, written under target/bench/smoke/).
+fn run_media(args: &[String]) -> Result {
+    let bench = Bench::from_args(args)?;
+    if bench.build {
+        let mut build = vec!["build", "-p", "peerline", "-p", "peerline-bot", "--bins"];
+        if bench.release {
+            build.push("--release");
+        }
+        super::cargo(&build)?;
+    }
+    std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
+    media_section(&bench)
+}
+
+/// Measures the media figure and writes its section and `media-results.txt`.
+fn media_section(bench: &Bench) -> Result {
+    for bin in ["peerline", "peerline-bench-uas"] {
+        if !bench.binary(bin).is_file() {
+            return Err(format!("{} is missing", bench.binary(bin).display()));
+        }
+    }
+    println!("bench: concurrent media calls per core, next to baresip");
+    let m = media::measure(bench)?;
+    let results = bench.work.join("media-results.txt");
+    let text = media::results_text(&m);
+    print!("{text}");
+    std::fs::write(&results, text).map_err(|e| format!("{}: {e}", results.display()))?;
+    let (what, when) = stamp(bench);
+    let section = format!(
+        "{MEDIA_BEGIN}\n{}{MEDIA_END}",
+        media::markdown(&m, &what, &when, bench.smoke)
+    );
+    let out = if bench.smoke {
+        bench.work.join("media-section.md")
+    } else {
+        bench.out.clone()
+    };
+    report::splice(&out, MEDIA_BEGIN, MEDIA_END, &section)?;
+    println!(
+        "bench: media in {} and {}",
         out.display(),
         results.display()
     );

@@ -127,6 +127,28 @@ impl Proc {
             .ok_or_else(|| format!("no VmRSS in {path}"))
     }
 
+    /// CPU time it has used so far (utime + stime of /proc/PID/stat), in seconds.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.pid());
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let ticks = stat_cpu_ticks(&text).ok_or_else(|| format!("no utime/stime in {path}"))?;
+        Ok(ticks as f64 / clock_ticks_per_sec())
+    }
+
+    /// Time its threads have spent runnable but waiting for a CPU (the second field of
+    /// /proc/PID/task/TID/schedstat, summed over at most 20,000 threads), in seconds: how
+    /// much other load on its core held it back.
+    pub fn runqueue_wait_secs(&self) -> Result<f64> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let tasks = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        let mut ns = 0u64;
+        for task in tasks.take(20_000).flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += schedstat_wait_ns(&text).unwrap_or(0);
+        }
+        Ok(ns as f64 / 1e9)
+    }
+
     /// SIGTERM to its PID, then SIGKILL if it is still there after 3 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if self.try_status().is_none() {
@@ -148,10 +170,55 @@ impl Drop for Proc {
     }
 }
 
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line; the command name (field 2)
+/// may hold spaces and parentheses, so fields are counted after its last `)`.
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The run-queue wait (ns) of a schedstat line: `on-cpu-ns wait-ns timeslices`.
+pub fn schedstat_wait_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `getconf CLK_TCK` (USER_HZ), 100 if it cannot be read.
+fn clock_ticks_per_sec() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&hz: &f64| hz > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
 /// A UDP port on 127.0.0.1 that was free a moment ago (the kernel's choice).
 pub fn free_udp_port() -> Result<u16> {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free UDP port: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_from_a_stat_line() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 120 35 0 0 20 0 9 0 100 1000 50";
+        assert_eq!(stat_cpu_ticks(line), Some(155));
+        assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        assert_eq!(schedstat_wait_ns("0 3699825 1\n"), Some(3_699_825));
+        assert_eq!(schedstat_wait_ns(""), None);
+    }
 }

@@ -313,7 +313,7 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
     }
     let _ = writeln!(
         s,
-        "\n### 3. Memory per established call\n\n`sipp -sn uac -d HOLD -l N` fills the \
+        "\n### 4. Memory per established call\n\n`sipp -sn uac -d HOLD -l N` fills the \
          answerer with N calls at 200 calls/s and holds them; RSS (`VmRSS` of \
          /proc/PID/status) is read before the first call and 2 s after the last is up; \
          per call = growth / calls up. Opus: SIPp's uac scenario with its SDP offering \
@@ -322,12 +322,12 @@ fn markdown(bench: &Bench, f: &Figures) -> String {
     memory_table(&mut s, &f.memory, &f.memory_errors);
     let _ = writeln!(
         s,
-        "\n### 4. Not measured by the harness yet\n\n\
+        "\n### Figures 3, 5, 6 and 7\n\n\
          - Concurrent media calls per core (SRTP, PCMU and Opus, one pinned core) next to \
-         baresip.\n\
-         - Mouth-to-ear latency, post-dial delay and the CLI's time to registered are \
-         `cargo xtask bench latency`, and the idle cost of a registered phone \
-         `cargo xtask bench idle`: their own sections below."
+         baresip is `cargo xtask bench media`; mouth-to-ear latency, post-dial delay and \
+         the CLI's time to registered are `cargo xtask bench latency`; the idle cost of a \
+         registered phone is `cargo xtask bench idle`: each writes its own section below \
+         (`cargo xtask bench` runs them all)."
     );
     let _ = writeln!(s, "{END}");
     s

@@ -299,7 +299,7 @@ fn bot_scenario(target: &str, rate: u64, calls: u64, timeout: u64) -> String {
 }
 
 /// The number after `"key":` in the text after the last `"load"` key of the bot's JSON.
-fn load_field(json: &str, key: &str) -> Option<f64> {
+pub(super) fn load_field(json: &str, key: &str) -> Option<f64> {
     let load = &json[json.rfind("\"load\"")?..];
     let pat = format!("\"{key}\":");
     let rest = load[load.find(&pat)? + pat.len()..].trim_start();
