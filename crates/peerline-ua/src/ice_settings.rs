@@ -12,7 +12,9 @@ use peerline_net::{
 use serde::Deserialize;
 
 /// How long a call waits for STUN/TURN answers before offering what it has gathered.
-const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+/// 3 s: a STUN server a few hundred ms away answers well within it, and on a loaded
+/// machine two components gathering at once still get their srflx candidates.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long connectivity checks may take before the call fails with "no path".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
