@@ -155,6 +155,21 @@ fn gather_relays(
     })
 }
 
+/// coturn's log once it holds every one of `needles`, or after 5 s as it is: coturn logs
+/// a session's close lines ("TCP socket closed", "TLS/TCP socket error") a moment after
+/// the client is gone.
+fn log_with(coturn: &Coturn, lines: usize, needles: &[&str]) -> String {
+    let mut log = coturn.process().log_tail(lines);
+    for _ in 0..50 {
+        if needles.iter().all(|n| log.contains(n)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        log = coturn.process().log_tail(lines);
+    }
+    log
+}
+
 fn in_relay_range(addr: &str, relay: u16) -> bool {
     let a: std::net::SocketAddr = addr.parse().unwrap();
     a.ip().is_loopback() && (relay..relay + 40).contains(&a.port())
@@ -173,7 +188,11 @@ fn gathering_allocates_over_tcp_and_tls_on_a_coturn_without_udp() {
     // TCP.
     let tcp = TurnServer::parse(&tcp_url, USER, PASS).unwrap();
     let (relays, stats) = gather_relays(tcp.clone(), None);
-    let log = coturn.process().log_tail(400);
+    let log = log_with(
+        &coturn,
+        400,
+        &["ALLOCATE processed, success", ": TCP socket"],
+    );
     assert!(
         relays.len() == 1 && in_relay_range(&relays[0], relay),
         "TCP: {relays:?} {stats:?}\n{log}"
@@ -193,7 +212,7 @@ fn gathering_allocates_over_tcp_and_tls_on_a_coturn_without_udp() {
     // TLS, verified against the test CA.
     let tls = TurnServer::parse(&tls_url, USER, PASS).unwrap();
     let (relays_tls, stats) = gather_relays(tls.clone(), Some(trusting(&pki.ca_file)));
-    let log = coturn.process().log_tail(400);
+    let log = log_with(&coturn, 400, &["TLS/TCP socket"]);
     assert!(
         relays_tls.len() == 1 && in_relay_range(&relays_tls[0], relay),
         "TLS: {relays_tls:?} {stats:?}\n{log}"
@@ -433,7 +452,12 @@ fn sym_sym_relayed(tls: bool) {
     let (ok_a, ra) = result(&mut pa, "a");
     let (ok_b, rb) = result(&mut pb, "b");
     eprintln!("a {ra}\nb {rb}");
-    let coturn_log = coturn.process().log_tail(2000);
+    let needle = if tls {
+        "TLS/TCP socket"
+    } else {
+        ": TCP socket"
+    };
+    let coturn_log = log_with(&coturn, 2000, &[needle]);
     drop((pa, pb));
     coturn.stop();
     drop(coturn);
@@ -456,11 +480,6 @@ fn sym_sym_relayed(tls: bool) {
         .filter(|r| r["path"]["local_type"] == "relay")
         .count();
     assert!(relayed >= 1, "a {ra}\nb {rb}");
-    let needle = if tls {
-        "TLS/TCP socket"
-    } else {
-        ": TCP socket"
-    };
     assert!(
         coturn_log.contains(needle),
         "no {needle} session in coturn's log\n{coturn_log}"
