@@ -117,6 +117,32 @@ impl Bench {
         })
     }
 
+    /// `cargo build --bins` of these packages in the bench's profile, unless `--no-build`.
+    pub fn build_bins(&self, packages: &[&str]) -> Result {
+        if !self.build {
+            return Ok(());
+        }
+        let mut args = vec!["build"];
+        for p in packages {
+            args.extend(["-p", p]);
+        }
+        args.push("--bins");
+        if self.release {
+            args.push("--release");
+        }
+        super::cargo(&args)
+    }
+
+    /// Where a figure's own section goes: `docs/benchmarks.md` (or `--out`), or `NAME`
+    /// under the smoke work directory with `--smoke`.
+    pub fn section_out(&self, smoke_name: &str) -> PathBuf {
+        if self.smoke {
+            self.work.join(smoke_name)
+        } else {
+            self.out.clone()
+        }
+    }
+
     /// A binary of this workspace, in the profile's target directory.
     pub fn binary(&self, name: &str) -> PathBuf {
         let profile = if self.release { "release" } else { "debug" };
@@ -156,13 +182,7 @@ pub fn run(args: &[String]) -> Result {
     }
     let bench = Bench::from_args(args)?;
     let started = std::time::Instant::now();
-    if bench.build {
-        let mut build = vec!["build", "-p", "peerline", "-p", "peerline-bot", "--bins"];
-        if bench.release {
-            build.push("--release");
-        }
-        super::cargo(&build)?;
-    }
+    bench.build_bins(&["peerline", "peerline-bot"])?;
     for bin in ["peerline", "peerline-bench-uas", "peerline-bench-latency"] {
         if !bench.binary(bin).is_file() {
             return Err(format!("{} is missing", bench.binary(bin).display()));
@@ -250,13 +270,7 @@ const IDLE_END: &str = "<!-- cargo xtask bench idle: end -->";
 /// (600 s; 5 s with `--smoke`, written under target/bench/smoke/).
 fn run_idle(args: &[String]) -> Result {
     let bench = Bench::from_args(args)?;
-    if bench.build {
-        let mut build = vec!["build", "-p", "peerline", "--bins"];
-        if bench.release {
-            build.push("--release");
-        }
-        super::cargo(&build)?;
-    }
+    bench.build_bins(&["peerline"])?;
     idle_section(&bench)
 }
 
@@ -291,11 +305,7 @@ fn idle_section(bench: &Bench) -> Result {
         "{IDLE_BEGIN}\n{}{IDLE_END}",
         idle::markdown(&idle, &what, &when)
     );
-    let out = if bench.smoke {
-        bench.work.join("idle-section.md")
-    } else {
-        bench.out.clone()
-    };
+    let out = bench.section_out("idle-section.md");
     report::splice(&out, IDLE_BEGIN, IDLE_END, &section)?;
     println!(
         "bench: results in {} and {}",
@@ -332,13 +342,7 @@ const LATENCY_END: &str = "<!-- cargo xtask bench latency: end -->";
 /// and 7 only (5 runs; 1 with `--smoke`, written under target/bench/smoke/).
 fn run_latency(args: &[String]) -> Result {
     let bench = Bench::from_args(args)?;
-    if bench.build {
-        let mut build = vec!["build", "-p", "peerline", "-p", "peerline-bot", "--bins"];
-        if bench.release {
-            build.push("--release");
-        }
-        super::cargo(&build)?;
-    }
+    bench.build_bins(&["peerline", "peerline-bot"])?;
     std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
     latency_section(&bench)
 }
@@ -357,11 +361,7 @@ fn latency_section(bench: &Bench) -> Result {
         "{LATENCY_BEGIN}\n{}{LATENCY_END}",
         latency::markdown(&l, &what, &when)
     );
-    let out = if bench.smoke {
-        bench.work.join("latency-section.md")
-    } else {
-        bench.out.clone()
-    };
+    let out = bench.section_out("latency-section.md");
     report::splice(&out, LATENCY_BEGIN, LATENCY_END, &section)?;
     println!(
         "bench: latency in {} and {}",
@@ -381,13 +381,7 @@ const MEDIA_END: &str = "<!-- cargo xtask bench media: end -->";
 /// `--smoke`, written under target/bench/smoke/).
 fn run_media(args: &[String]) -> Result {
     let bench = Bench::from_args(args)?;
-    if bench.build {
-        let mut build = vec!["build", "-p", "peerline", "-p", "peerline-bot", "--bins"];
-        if bench.release {
-            build.push("--release");
-        }
-        super::cargo(&build)?;
-    }
+    bench.build_bins(&["peerline", "peerline-bot"])?;
     std::fs::create_dir_all(&bench.work).map_err(|e| format!("{}: {e}", bench.work.display()))?;
     media_section(&bench)
 }
@@ -410,11 +404,7 @@ fn media_section(bench: &Bench) -> Result {
         "{MEDIA_BEGIN}\n{}{MEDIA_END}",
         media::markdown(&m, &what, &when, bench.smoke)
     );
-    let out = if bench.smoke {
-        bench.work.join("media-section.md")
-    } else {
-        bench.out.clone()
-    };
+    let out = bench.section_out("media-section.md");
     report::splice(&out, MEDIA_BEGIN, MEDIA_END, &section)?;
     println!(
         "bench: media in {} and {}",
