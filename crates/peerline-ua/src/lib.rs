@@ -35,6 +35,7 @@ pub mod profiles;
 mod request_edit;
 mod rtcp_component;
 mod transfer;
+mod wav_cache;
 
 pub use account::AccountConfig;
 pub use config::{CodecName, Config, ConfigError, SrtpKeying, SrtpMode};

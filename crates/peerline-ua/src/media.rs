@@ -542,20 +542,21 @@ pub(crate) fn start(
 enum Source {
     Silence,
     Tone(ToneGenerator),
-    Samples { samples: Vec<i16>, pos: usize },
+    Samples {
+        samples: crate::wav_cache::Samples,
+        pos: usize,
+    },
     Device(peerline_audio::Capture),
 }
 
 impl Source {
-    fn new(source: &AudioSource, rate: u32) -> Result<Self, String> {
+    async fn new(source: &AudioSource, rate: u32) -> Result<Self, String> {
         Ok(match source {
             AudioSource::Silence | AudioSource::NoRtp => Source::Silence,
             AudioSource::Tone(f) => Source::Tone(ToneGenerator::new(*f, 0.5, rate)),
             AudioSource::Wav(path) => {
-                let audio = peerline_audio::read_wav(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let samples = peerline_audio::resample(&audio.samples, audio.sample_rate, rate)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                // Decoded and resampled once per process and rate, off the runtime thread.
+                let samples = crate::wav_cache::shared().load(path, rate).await?;
                 if samples.is_empty() {
                     Source::Silence
                 } else {
@@ -686,7 +687,7 @@ async fn run(
     let sample_rate = params.codec.pcm_rate();
     let frame = params.codec.samples_per_frame(params.ptime_ms);
     let ticks_per_frame = params.codec.rtp_ticks_per_frame(params.ptime_ms).max(1);
-    let mut source = match Source::new(&options.source, sample_rate) {
+    let mut source = match Source::new(&options.source, sample_rate).await {
         Ok(s) => s,
         Err(e) => {
             report.error = Some(e);

@@ -148,6 +148,11 @@ impl Step {
 pub struct Ladder {
     pub subject: Subject,
     pub codec: &'static str,
+    /// Which run (1-based) this ladder belongs to.
+    pub run: u32,
+    /// The first step this run tried (runs after the first start just below the first
+    /// run's best).
+    pub start: u64,
     pub steps: Vec<Step>,
 }
 
@@ -162,7 +167,9 @@ impl Ladder {
 }
 
 pub struct Media {
+    /// Every run's ladders, one per subject and codec per run.
     pub ladders: Vec<Ladder>,
+    pub runs: u32,
     pub hold_secs: u64,
     pub minutes: f64,
 }
@@ -179,114 +186,157 @@ fn plan(smoke: bool) -> Vec<(&'static str, Vec<u64>)> {
     }
 }
 
+/// Where a later run's ladder starts: the plan's step just below the first run's best, so
+/// the runs after the first spend their time near the limit rather than climbing to it
+/// again. `None` (nothing passed in the first run): from the bottom.
+fn start_step(steps: &[u64], first_best: Option<u64>) -> u64 {
+    let lowest = steps.first().copied().unwrap_or(0);
+    first_best.map_or(lowest, |best| {
+        steps
+            .iter()
+            .copied()
+            .filter(|&s| s < best)
+            .max()
+            .unwrap_or(lowest)
+    })
+}
+
+/// Runs the ladders `bench.runs` times (once with `--smoke`).
 pub fn measure(bench: &Bench) -> Result<Media> {
     let started = Instant::now();
     let hold_secs = if bench.smoke { 3 } else { 10 };
+    let runs = if bench.smoke { 1 } else { bench.runs.max(1) };
     let dir = bench.work.join("media");
     // Fresh: a step's files (its mark file above all) must not survive from a last run.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // The clip at each codec's rate, so no call resamples it (Peerline resamples a WAV
-    // source when a call starts, on the runtime's thread: an 8 kHz clip for 48 kHz Opus
-    // stalled a pinned bot at 50 calls; baresip resamples in its audio pipeline).
+    // The clip at each codec's rate, so neither subject resamples it per call (baresip
+    // resamples in its audio pipeline; Peerline decodes a WAV once per process and rate).
     let clip8 =
         std::fs::read(clip_path()).map_err(|e| format!("{}: {e}", clip_path().display()))?;
     let clip48 = dir.join("voice-48k.wav");
     std::fs::write(&clip48, upsampled_wav(&clip8, 6)?)
         .map_err(|e| format!("{}: {e}", clip48.display()))?;
-    let mut ladders = Vec::new();
-    for (codec, steps) in plan(bench.smoke) {
-        let clip = if codec == "opus" {
-            clip48.clone()
-        } else {
-            clip_path()
-        };
-        let mut pair = [
-            Ladder {
-                subject: Subject::Peerline,
-                codec,
-                steps: Vec::new(),
-            },
-            Ladder {
-                subject: Subject::Baresip,
-                codec,
-                steps: Vec::new(),
-            },
-        ];
-        for &n in &steps {
-            for ladder in pair.iter_mut() {
-                if ladder.steps.last().is_some_and(|s| !s.passed()) {
-                    continue;
-                }
-                println!("bench: media, {} {codec}, {n} calls", ladder.subject.key());
-                let step_dir = dir.join(format!("{}-{codec}-{n}", ladder.subject.key()));
-                let ctx = StepCtx {
-                    bench,
-                    dir: &step_dir,
+    let mut ladders: Vec<Ladder> = Vec::new();
+    for run in 1..=runs {
+        for (codec, steps) in plan(bench.smoke) {
+            let clip = if codec == "opus" {
+                clip48.clone()
+            } else {
+                clip_path()
+            };
+            let mut pair = [Subject::Peerline, Subject::Baresip].map(|subject| {
+                let first_best = ladders
+                    .iter()
+                    .find(|l| l.run == 1 && l.subject == subject && l.codec == codec)
+                    .and_then(Ladder::best);
+                Ladder {
+                    subject,
                     codec,
-                    calls: n,
-                    hold_secs,
-                    clip: &clip,
-                };
-                let run = |attempt: u32| {
-                    let dir = step_dir.join(format!("try{attempt}"));
-                    let ctx = StepCtx { dir: &dir, ..ctx };
-                    match ladder.subject {
-                        Subject::Peerline => peerline_step(&ctx),
-                        Subject::Baresip => baresip_step(&ctx),
-                    }
-                    .unwrap_or_else(|e| Step {
-                        calls: n,
-                        note: format!("harness error: {e}"),
-                        ..Step::default()
-                    })
-                };
-                // A failed step runs once more (a burst of other load on the shared machine
-                // can fail one); the second result stands, the first is noted.
-                let mut step = run(1);
-                if !step.passed() {
-                    println!("bench:   failed ({}), once more", step.note);
-                    let mut first = format!(
-                        "first try: {} up, {:.3} % late+lost at the answerer",
-                        step.up,
-                        step.at_reference.bad_percent()
-                    );
-                    if !step.note.is_empty() {
-                        let _ = write!(first, " ({})", step.note);
-                    }
-                    step = run(2);
-                    step.note = if step.note.is_empty() {
-                        first
+                    run,
+                    start: if run == 1 {
+                        steps.first().copied().unwrap_or(0)
                     } else {
-                        format!("{}; {first}", step.note)
-                    };
+                        start_step(&steps, first_best)
+                    },
+                    steps: Vec::new(),
                 }
-                println!(
-                    "bench:   {} up, cpu {}, at answerer {:.3} % late+lost {:.1} pps, {} {}",
-                    step.up,
-                    step.cpu_percent
-                        .map_or("?".to_string(), |c| format!("{c:.0} %")),
-                    step.at_reference.bad_percent(),
-                    step.at_reference.rate(),
-                    if step.passed() { "passed" } else { "FAILED" },
-                    step.note
-                );
-                ladder.steps.push(step);
-            }
-            if pair
-                .iter()
-                .all(|l| l.steps.last().is_some_and(|s| !s.passed()))
-            {
-                break;
-            }
+            });
+            let run_dir = dir.join(format!("run{run}"));
+            climb(bench, &run_dir, codec, &steps, &clip, hold_secs, &mut pair);
+            ladders.extend(pair);
         }
-        ladders.extend(pair);
     }
     Ok(Media {
         ladders,
+        runs,
         hold_secs,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     })
+}
+
+/// One run of one codec: both subjects climb side by side from their start steps until
+/// each fails a step (after one retry).
+fn climb(
+    bench: &Bench,
+    dir: &Path,
+    codec: &'static str,
+    steps: &[u64],
+    clip: &Path,
+    hold_secs: u64,
+    pair: &mut [Ladder; 2],
+) {
+    for &n in steps {
+        for ladder in pair.iter_mut() {
+            if n < ladder.start || ladder.steps.last().is_some_and(|s| !s.passed()) {
+                continue;
+            }
+            println!(
+                "bench: media run {}, {} {codec}, {n} calls",
+                ladder.run,
+                ladder.subject.key()
+            );
+            let step_dir = dir.join(format!("{}-{codec}-{n}", ladder.subject.key()));
+            let ctx = StepCtx {
+                bench,
+                dir: &step_dir,
+                codec,
+                calls: n,
+                hold_secs,
+                clip,
+            };
+            let run = |attempt: u32| {
+                let dir = step_dir.join(format!("try{attempt}"));
+                let ctx = StepCtx { dir: &dir, ..ctx };
+                match ladder.subject {
+                    Subject::Peerline => peerline_step(&ctx),
+                    Subject::Baresip => baresip_step(&ctx),
+                }
+                .unwrap_or_else(|e| Step {
+                    calls: n,
+                    note: format!("harness error: {e}"),
+                    ..Step::default()
+                })
+            };
+            // A failed step runs once more (a burst of other load on the shared machine
+            // can fail one); the second result stands, the first is noted.
+            let mut step = run(1);
+            if !step.passed() {
+                println!("bench:   failed ({}), once more", step.note);
+                let mut first = format!(
+                    "first try: {} up, {:.3} % late+lost at the answerer",
+                    step.up,
+                    step.at_reference.bad_percent()
+                );
+                if !step.note.is_empty() {
+                    let _ = write!(first, " ({})", step.note);
+                }
+                step = run(2);
+                step.note = if step.note.is_empty() {
+                    first
+                } else {
+                    format!("{}; {first}", step.note)
+                };
+            }
+            println!(
+                "bench:   {} up, cpu {}, at answerer {:.3} % late+lost {:.1} pps, {} {}",
+                step.up,
+                step.cpu_percent
+                    .map_or("?".to_string(), |c| format!("{c:.0} %")),
+                step.at_reference.bad_percent(),
+                step.at_reference.rate(),
+                if step.passed() { "passed" } else { "FAILED" },
+                step.note
+            );
+            ladder.steps.push(step);
+        }
+        if pair
+            .iter()
+            .all(|l| l.steps.last().is_some_and(|s| !s.passed()))
+        {
+            break;
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -972,7 +1022,8 @@ pub fn results_text(m: &Media) -> String {
         for st in &l.steps {
             let _ = writeln!(
                 s,
-                "media subject={} codec={} calls={} up={} srtp_calls={} hold_secs={:.1} cpu_percent={} ref_cpu_percent={} wait_percent={} ref_wait_percent={} ref_bad_percent={:.3} ref_pps={:.1} subject_bad_percent={} passed={}",
+                "media run={} subject={} codec={} calls={} up={} srtp_calls={} hold_secs={:.1} cpu_percent={} ref_cpu_percent={} wait_percent={} ref_wait_percent={} ref_bad_percent={:.3} ref_pps={:.1} subject_bad_percent={} passed={}",
+                l.run,
                 l.subject.key(),
                 l.codec,
                 st.calls,
@@ -992,19 +1043,45 @@ pub fn results_text(m: &Media) -> String {
         }
         let _ = writeln!(
             s,
-            "media_best subject={} codec={} calls={}",
+            "media_best run={} subject={} codec={} calls={}",
+            l.run,
             l.subject.key(),
             l.codec,
             l.best().unwrap_or(0)
         );
     }
+    for codec in ["PCMU", "opus"] {
+        for subject in [Subject::Peerline, Subject::Baresip] {
+            if let Some(b) = median_best(m, subject, codec) {
+                let _ = writeln!(
+                    s,
+                    "media_median subject={} codec={codec} runs={} calls={b}",
+                    subject.key(),
+                    m.runs
+                );
+            }
+        }
+    }
     s
 }
 
-fn best<'a>(m: &'a Media, subject: Subject, codec: &str) -> Option<&'a Ladder> {
+/// Each run's best step for a subject and codec, in run order (0 where no step passed).
+fn run_bests(m: &Media, subject: Subject, codec: &str) -> Vec<u64> {
     m.ladders
         .iter()
-        .find(|l| l.subject == subject && l.codec == codec)
+        .filter(|l| l.subject == subject && l.codec == codec)
+        .map(|l| l.best().unwrap_or(0))
+        .collect()
+}
+
+/// The median over the runs of the best step (the lower middle for an even count).
+pub fn median_best(m: &Media, subject: Subject, codec: &str) -> Option<u64> {
+    let mut v = run_bests(m, subject, codec);
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    Some(v[(v.len() - 1) / 2])
 }
 
 fn figure_line(m: &Media, codec: &str) -> String {
@@ -1013,22 +1090,38 @@ fn figure_line(m: &Media, codec: &str) -> String {
     } else {
         TARGET_PCMU
     };
-    let capped = |l: &Ladder| {
-        l.steps.last().is_some_and(Step::passed)
-            && plan(false)
-                .iter()
-                .any(|(c, steps)| *c == codec && steps.last() == l.steps.last().map(|s| &s.calls))
+    let top = plan(false)
+        .into_iter()
+        .find(|(c, _)| *c == codec)
+        .and_then(|(_, steps)| steps.last().copied());
+    let capped = |subject: Subject| {
+        m.ladders.iter().any(|l| {
+            l.subject == subject
+                && l.codec == codec
+                && l.steps
+                    .last()
+                    .is_some_and(|s| s.passed() && Some(s.calls) == top)
+        })
     };
-    let (Some(p), Some(b)) = (
-        best(m, Subject::Peerline, codec),
-        best(m, Subject::Baresip, codec),
+    let (Some(pb), Some(bb)) = (
+        median_best(m, Subject::Peerline, codec),
+        median_best(m, Subject::Baresip, codec),
     ) else {
         return "not measured".into();
     };
-    let pb = p.best().unwrap_or(0);
-    let bb = b.best().unwrap_or(0);
+    let runs = |subject| {
+        run_bests(m, subject, codec)
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut s = format!(
-        "**{codec}+SRTP: Peerline {pb} calls, baresip {bb} calls on one core** — target ≥ {target}: **{}**",
+        "**{codec}+SRTP: Peerline {pb} calls, baresip {bb} calls on one core** (median over \
+         {} run(s); each run's best: Peerline {}, baresip {}) — target ≥ {target}: **{}**",
+        m.runs,
+        runs(Subject::Peerline),
+        runs(Subject::Baresip),
         if pb >= target { "met" } else { "missed" }
     );
     if bb > 0 {
@@ -1041,12 +1134,12 @@ fn figure_line(m: &Media, codec: &str) -> String {
     } else {
         s.push_str("; no baresip step passed, no ratio");
     }
-    for l in [p, b] {
-        if capped(l) {
+    for subject in [Subject::Peerline, Subject::Baresip] {
+        if capped(subject) {
             let _ = write!(
                 s,
                 " ({} passed the top step: capped by the ladder, not measured to its limit)",
-                l.subject.key()
+                subject.key()
             );
         }
     }
@@ -1090,16 +1183,19 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
          own receive counters are not read). A step passes with all N calls up with SRTP, \
          < {MAX_BAD_PERCENT} % late+lost on each side measured and ≥ {:.1} packets/s per \
          call delivered to the answerer (ACK to end); a failed step runs \
-         once more, and a subject stops when the retry fails too.\n",
+         once more, and a subject stops when the retry fails too. The ladders run {} \
+         time(s); runs after the first start each subject at the step just below its first \
+         run's best, and a run where that start fails counts 0 in the median.\n",
         m.hold_secs,
-        PPS * MIN_RATE_SHARE
+        PPS * MIN_RATE_SHARE,
+        m.runs
     );
     for codec in ["PCMU", "opus"] {
         let _ = writeln!(s, "{}\n", figure_line(m, codec));
     }
     let _ = writeln!(
         s,
-        "| subject | codec | calls | up (SRTP) | subject CPU (run-queue wait) | answerer CPU (run-queue wait) | late+lost at answerer | packets/s per call at answerer | late+lost at subject | verdict | notes |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| run | subject | codec | calls | up (SRTP) | subject CPU (run-queue wait) | answerer CPU (run-queue wait) | late+lost at answerer | packets/s per call at answerer | late+lost at subject | verdict | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0} %"));
     for l in &m.ladders {
@@ -1107,7 +1203,8 @@ pub fn markdown(m: &Media, machine: &str, when: &str, smoke: bool) -> String {
             let q = &st.at_reference;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {:.3} % ({} lost, {} late of {}) | {:.1} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {:.3} % ({} lost, {} late of {}) | {:.1} | {} | {} | {} |",
+                l.run,
                 l.subject.label(),
                 l.codec,
                 st.calls,
@@ -1144,6 +1241,55 @@ pub fn clip_path() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_runs_start_just_below_the_first_run_s_best() {
+        let steps = [100, 250, 500, 750];
+        assert_eq!(start_step(&steps, Some(500)), 250);
+        assert_eq!(start_step(&steps, Some(750)), 500);
+        assert_eq!(start_step(&steps, Some(100)), 100);
+        assert_eq!(start_step(&steps, None), 100);
+    }
+
+    #[test]
+    fn the_figure_is_the_median_of_the_runs_bests() {
+        let step = |calls, passed: bool| Step {
+            calls,
+            up: calls,
+            srtp_calls: calls,
+            at_reference: Quality {
+                calls: if passed { calls } else { 0 },
+                received: 1000,
+                media_secs: 20.0,
+                ..Quality::default()
+            },
+            ..Step::default()
+        };
+        let ladder = |run, steps: Vec<Step>| Ladder {
+            subject: Subject::Peerline,
+            codec: "PCMU",
+            run,
+            start: 0,
+            steps,
+        };
+        let m = Media {
+            ladders: vec![
+                ladder(1, vec![step(250, true), step(500, true), step(750, false)]),
+                ladder(2, vec![step(250, false)]),
+                ladder(3, vec![step(250, true), step(500, true), step(750, true)]),
+            ],
+            runs: 3,
+            hold_secs: 10,
+            minutes: 1.0,
+        };
+        assert!(m.ladders[0].steps[1].passed() && !m.ladders[0].steps[2].passed());
+        assert_eq!(run_bests(&m, Subject::Peerline, "PCMU"), vec![500, 0, 750]);
+        assert_eq!(median_best(&m, Subject::Peerline, "PCMU"), Some(500));
+        assert_eq!(median_best(&m, Subject::Baresip, "PCMU"), None);
+        assert!(
+            results_text(&m).contains("media_median subject=peerline codec=PCMU runs=3 calls=500")
+        );
+    }
 
     #[test]
     fn reads_the_answerer_s_counters() {
