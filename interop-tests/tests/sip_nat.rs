@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use netns_phone::{ledger_json, next, path_json, tone_secs};
 use peerline_interop::{
-    configs_dir, in_ns, tails, wait_for, Coturn, CoturnOptions, Kamailio, KamailioOptions, Nat,
-    NatLab, Process, ProcessOptions, TestDir,
+    configs_dir, in_ns, tails, wait_for, Coturn, CoturnOptions, Kamailio, KamailioOptions,
+    MatrixEntry, Nat, NatLab, Process, ProcessOptions, TestDir,
 };
 use peerline_ua::{AccountConfig, AudioSource, Config, Event, MediaOptions, Phone};
 use serde_json::{json, Value};
@@ -427,6 +427,7 @@ fn expect_call(o: &Outcome, hangup: &str) {
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn sip_nat_eim_eim_direct() {
+    let mut entry = MatrixEntry::new("kamailio", "nat-call-eim-eim", "udp");
     let o = run(Run::new(Nat::EndpointIndependent, Nat::EndpointIndependent));
     expect_public_contacts(&o);
     expect_call(&o, "caller");
@@ -440,11 +441,14 @@ fn sip_nat_eim_eim_direct() {
         let remote = path["remote_addr"].as_str().unwrap_or_default();
         assert!(peerline_interop::is_lab_public(remote), "{name}: {r}");
     }
+    entry.note(pair_note("direct, no TURN configured", &o));
+    entry.pass();
 }
 
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn sip_nat_sym_sym_relayed_callee_hangs_up() {
+    let mut entry = MatrixEntry::new("kamailio", "nat-call-sym-sym", "udp");
     let mut r = Run::new(Nat::Symmetric, Nat::Symmetric);
     r.turn = true;
     r.hangup = "callee";
@@ -468,6 +472,8 @@ fn sip_nat_sym_sym_relayed_callee_hangs_up() {
         }
     }
     assert!(relays >= 1, "no relay selected: {} {}", o.caller, o.callee);
+    entry.note(pair_note("relayed, callee hangs up", &o));
+    entry.pass();
 }
 
 /// The same through the project's other Kamailio config, which does NAT help (nathelper:
@@ -488,10 +494,116 @@ fn sip_nat_eim_eim_through_a_nathelper_proxy() {
 #[test]
 #[ignore = "needs real peers; run by cargo xtask test"]
 fn sip_nat_full_eim_direct() {
+    let mut entry = MatrixEntry::new("kamailio", "nat-call-full-eim", "udp");
     let o = run(Run::new(Nat::FullCone, Nat::EndpointIndependent));
     expect_public_contacts(&o);
     expect_call(&o, "caller");
     assert_eq!(o.caller["path"]["direct"], true, "{}", o.caller);
+    entry.note(pair_note("direct, no TURN configured", &o));
+    entry.pass();
+}
+
+/// The matrix note of a call: how it went, the caller's pair and the tones heard.
+fn pair_note(how: &str, o: &Outcome) -> String {
+    format!(
+        "{how}: {}-{}, tone {:.1}/{:.1} s",
+        o.caller["path"]["local_type"].as_str().unwrap_or("?"),
+        o.caller["path"]["remote_type"].as_str().unwrap_or("?"),
+        o.caller["heard_secs"].as_f64().unwrap_or(0.0),
+        o.callee["heard_secs"].as_f64().unwrap_or(0.0),
+    )
+}
+
+/// A pair of the lab's NATs with SIP through Kamailio and coturn configured on both
+/// phones: the call is direct wherever hole punching can work (even though a relay was
+/// on offer) and relayed through the lab's coturn only where it cannot.
+fn expect_pair_with_turn_on_offer(caller: Nat, callee: Nat, want_direct: bool) {
+    let feature = format!("nat-call-{}-{}", caller.name(), callee.name());
+    let mut entry = MatrixEntry::new("kamailio", &feature, "udp");
+    let mut r = Run::new(caller, callee);
+    r.turn = true;
+    let o = run(r);
+    expect_public_contacts(&o);
+    expect_call(&o, "caller");
+    let relay = format!("{}:", NatLab::PUBLIC_SERVER_IP);
+    for (name, r) in [("caller", &o.caller), ("callee", &o.callee)] {
+        let path = &r["path"];
+        assert_eq!(path["direct"], want_direct, "{feature}: {name}: {r}");
+        let (local, remote) = (
+            path["local_type"].as_str().unwrap_or_default(),
+            path["remote_type"].as_str().unwrap_or_default(),
+        );
+        if want_direct {
+            assert!(
+                local != "relay" && remote != "relay",
+                "{feature}: {name} used a relay: {r}"
+            );
+        } else if local == "relay" {
+            // Our relay: only ever on the configured coturn.
+            assert!(
+                path["local_addr"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(&relay),
+                "{feature}: {name}: {r}"
+            );
+        }
+    }
+    if !want_direct {
+        assert!(
+            [&o.caller, &o.callee]
+                .iter()
+                .any(|r| r["path"]["local_type"] == "relay"),
+            "{feature}: no relay selected: {} {}",
+            o.caller,
+            o.callee
+        );
+    }
+    entry.note(pair_note(
+        if want_direct {
+            "direct with TURN on offer"
+        } else {
+            "relayed through coturn"
+        },
+        &o,
+    ));
+    entry.pass();
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sip_nat_none_none_direct() {
+    expect_pair_with_turn_on_offer(Nat::None, Nat::None, true);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sip_nat_none_full_direct() {
+    expect_pair_with_turn_on_offer(Nat::None, Nat::FullCone, true);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sip_nat_sym_none_direct() {
+    expect_pair_with_turn_on_offer(Nat::Symmetric, Nat::None, true);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sip_nat_full_full_direct() {
+    expect_pair_with_turn_on_offer(Nat::FullCone, Nat::FullCone, true);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sip_nat_sym_full_direct() {
+    expect_pair_with_turn_on_offer(Nat::Symmetric, Nat::FullCone, true);
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn sip_nat_eim_sym_relayed() {
+    expect_pair_with_turn_on_offer(Nat::EndpointIndependent, Nat::Symmetric, false);
 }
 
 /// The callee's NAT forgets an idle UDP binding after 3 s; the caller calls 9 s after the
