@@ -8,6 +8,12 @@
 //! (`net_interface`); it runs with `rtcp_mux yes` (see `baresip_ice.rs`), plain RTP, PCMU,
 //! a WAV tone from `aufile`, what it receives recorded by `sndfile`.
 //!
+//! The `*_through_kamailio` tests have no signaling link: Kamailio on the public segment
+//! (`configs/kamailio.cfg`, a registrar and Record-Route proxy with nathelper's NAT help)
+//! is the registrar of both, each registers from its home through its NAT, and the call
+//! goes by AOR through Kamailio. Peerline learns its public address from the REGISTER
+//! response (see `sip_nat.rs`); baresip does not, and relies on Kamailio's nathelper.
+//!
 //! Checked: the call connects, Peerline's pair is direct (host/srflx/prflx) between public
 //! addresses (never the signaling link), baresip's ICE says it connected, and each side
 //! hears the other's tone.
@@ -29,8 +35,8 @@ use std::time::Duration;
 
 use netns_phone::{ledger_json, next, path_json, tone_secs};
 use peerline_interop::{
-    tails, wait_for, write_tone_wav, Baresip, BaresipOptions, Coturn, CoturnOptions, LabHost,
-    MatrixEntry, Nat, NatLab, Process, ProcessOptions, TestDir,
+    configs_dir, tails, wait_for, write_tone_wav, Baresip, BaresipOptions, Coturn, CoturnOptions,
+    Kamailio, KamailioOptions, LabHost, MatrixEntry, Nat, NatLab, Process, ProcessOptions, TestDir,
 };
 use peerline_ua::{AudioSource, CodecName, Config, Event, MediaOptions, Phone, SrtpMode};
 use serde_json::{json, Value};
@@ -38,6 +44,11 @@ use serde_json::{json, Value};
 const ROLE: &str = "PEERLINE_BICE_ROLE";
 const DIR: &str = "PEERLINE_BICE_DIR";
 const TARGET: &str = "PEERLINE_BICE_TARGET";
+/// Set: Peerline registers to the lab's Kamailio (and calls through it) instead of using
+/// the signaling link.
+const KAMAILIO: &str = "PEERLINE_BICE_KAMAILIO";
+/// The SIP domain of the lab's Kamailio.
+const DOMAIN: &str = "peerline.test";
 /// Set (to anything) to capture packets in both homes with dumpcap, for a failure's cause.
 const PCAP: &str = "PEERLINE_BICE_PCAP";
 /// Peerline's side of the signaling link; baresip's.
@@ -77,6 +88,18 @@ async fn peerline(role: &str, dir: &Path) -> Value {
     config.media.srtp = SrtpMode::Off;
     config.ice.enabled = true;
     config.ice.stun = vec![format!("stun:{}:3478", NatLab::PUBLIC_SERVER_IP)];
+    let through_kamailio = std::env::var_os(KAMAILIO).is_some();
+    if through_kamailio {
+        let proxy = format!("sip:{}:5060;transport=udp", NatLab::PUBLIC_SERVER_IP);
+        let account: peerline_ua::AccountConfig = match toml::from_str(&format!(
+            "aor = \"sip:peerline@{DOMAIN}\"\npassword = \"pw-peerline\"\n\
+             registrar = \"{proxy}\"\noutbound_proxy = \"{proxy}\"\nexpires = 300\n"
+        )) {
+            Ok(a) => a,
+            Err(e) => return json!({"ok": false, "error": format!("account: {e}")}),
+        };
+        config.accounts = vec![account];
+    }
     let rec = dir.join("peerline.wav");
     let media = MediaOptions {
         source: AudioSource::Tone(PEERLINE_HZ),
@@ -86,9 +109,20 @@ async fn peerline(role: &str, dir: &Path) -> Value {
         Ok(p) => p,
         Err(e) => return json!({"ok": false, "error": format!("start: {e}")}),
     };
-    std::fs::write(dir.join("peerline.ready"), "").unwrap();
     let mut out = json!({"ok": false});
     let r: Result<(), String> = async {
+        if through_kamailio {
+            loop {
+                match next(&mut events, 20, "registered").await? {
+                    Event::Registered { .. } => break,
+                    Event::RegistrationFailed { code, reason, .. } => {
+                        return Err(format!("registration failed: {code} {reason}"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        std::fs::write(dir.join("peerline.ready"), "").map_err(|e| e.to_string())?;
         let call = if role == "caller" {
             let target = std::env::var(TARGET).map_err(|e| e.to_string())?;
             phone
@@ -166,6 +200,15 @@ enum Caller {
     Baresip,
 }
 
+/// How SIP goes between the two homes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The signaling link (only UDP from port 5060 passes).
+    Link,
+    /// The lab's Kamailio on the public segment, through both NATs.
+    Kamailio,
+}
+
 /// What one call gave: Peerline's JSON result, baresip's log tail and what it heard.
 struct Outcome {
     peerline: Value,
@@ -175,23 +218,55 @@ struct Outcome {
 }
 
 /// Peerline behind `pl_nat`, baresip behind `b_nat`; `caller` dials.
-fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
+fn run(pl_nat: Nat, b_nat: Nat, caller: Caller, via: Via) -> Outcome {
     let label = format!(
-        "baresip-ice-nat-{}-{}-{}",
+        "baresip-ice-nat-{}-{}-{}{}",
         pl_nat.name(),
         b_nat.name(),
         if caller == Caller::Peerline {
             "out"
         } else {
             "in"
-        }
+        },
+        if via == Via::Kamailio { "-kam" } else { "" }
     );
     let dir = TestDir::new(&label).unwrap();
-    let mut lab = NatLab::new(&format!("b{}{}", pl_nat.name(), b_nat.name())).unwrap();
+    let mut lab = NatLab::new(&format!(
+        "{}{}{}",
+        if via == Via::Kamailio { "k" } else { "b" },
+        pl_nat.name(),
+        b_nat.name()
+    ))
+    .unwrap();
     let hp: LabHost = lab.add_host(pl_nat).unwrap();
     let hb: LabHost = lab.add_host(b_nat).unwrap();
-    peerline_interop::signaling_link(&hp.netns, SIG_PEERLINE, &hb.netns, SIG_BARESIP, SIP_PORT)
-        .unwrap();
+    let kam = match via {
+        Via::Link => {
+            peerline_interop::signaling_link(
+                &hp.netns,
+                SIG_PEERLINE,
+                &hb.netns,
+                SIG_BARESIP,
+                SIP_PORT,
+            )
+            .unwrap();
+            None
+        }
+        Via::Kamailio => {
+            let opts = KamailioOptions::new()
+                .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
+                .port(5060)
+                .domain(DOMAIN)
+                .user("peerline", "pw-peerline")
+                .user("b", "pw-b")
+                .template(&configs_dir().join("kamailio.cfg"))
+                .netns(&lab.public_netns());
+            let mut kam = Kamailio::start(opts, &dir).unwrap();
+            kam.wait_ready(Duration::from_secs(15))
+                .unwrap_or_else(|e| panic!("{e}\n{}", kam.process().log_tail(40)));
+            Some(kam)
+        }
+    };
     let mut coturn = Coturn::start(
         CoturnOptions::new()
             .listen_ip(&NatLab::PUBLIC_SERVER_IP.to_string())
@@ -238,8 +313,12 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
     )
     .unwrap();
     let exe = std::env::current_exe().unwrap().display().to_string();
+    let target = match &kam {
+        Some(k) => k.aor("b"),
+        None => format!("sip:b@{SIG_BARESIP}:{SIP_PORT}"),
+    };
     let spawn_peerline = |role: &str| {
-        let o = ProcessOptions::new("peerline", &exe)
+        let mut o = ProcessOptions::new("peerline", &exe)
             .args([
                 "netns_peerline_helper",
                 "--exact",
@@ -248,15 +327,26 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
             ])
             .env(ROLE, role)
             .env(DIR, &dir.path().display().to_string())
-            .env(TARGET, &format!("sip:b@{SIG_BARESIP}:{SIP_PORT}"))
+            .env(TARGET, &target)
             .netns(Some(&hp.netns))
             .grace(Duration::from_secs(2));
+        if kam.is_some() {
+            o = o.env(KAMAILIO, "1");
+        }
         Process::spawn(o, dir.path()).unwrap()
     };
     let baresip_opts = || {
-        BaresipOptions::new("b")
-            .listen_ip(SIG_BARESIP)
-            .net_interface(&hb.ip.to_string())
+        let o = BaresipOptions::new("b");
+        let o = match &kam {
+            Some(k) => o
+                .listen_ip(&hb.ip.to_string())
+                .account_uri(&k.aor("b"))
+                .account_param("auth_pass=pw-b")
+                .account_param(&format!("outbound=\"{}\"", k.proxy_uri()))
+                .account_param("regint=60"),
+            None => o.listen_ip(SIG_BARESIP),
+        };
+        o.net_interface(&hb.ip.to_string())
             .sip_port(SIP_PORT)
             .audio_source(&wav)
             .audio_format(8000, 1)
@@ -276,6 +366,10 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
             let mut b = Baresip::start(baresip_opts(), &dir).unwrap();
             b.wait_ready(Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process()], 40)));
+            if let Some(k) = &kam {
+                k.wait_registered("b", Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[b.process(), k.process()], 40)));
+            }
             (spawn_peerline("caller"), b)
         }
         Caller::Baresip => {
@@ -287,11 +381,11 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
                 || dir.path().join("peerline.ready").exists(),
             )
             .unwrap_or_else(|e| panic!("{e}\n{}", tails(&[&p], 30)));
-            let b = Baresip::start(
-                baresip_opts().dial(&format!("sip:peerline@{SIG_PEERLINE}:{SIP_PORT}")),
-                &dir,
-            )
-            .unwrap();
+            let dial = match &kam {
+                Some(k) => k.aor("peerline"),
+                None => format!("sip:peerline@{SIG_PEERLINE}:{SIP_PORT}"),
+            };
+            let b = Baresip::start(baresip_opts().dial(&dial), &dir).unwrap();
             (p, b)
         }
     };
@@ -303,7 +397,11 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
     );
     b.wait_call_end(Duration::from_secs(5)).ok();
     b.stop();
-    let logs = tails(&[&peerline, b.process(), coturn.process()], 60);
+    let mut procs = vec![&peerline, b.process(), coturn.process()];
+    if let Some(k) = &kam {
+        procs.push(k.process());
+    }
+    let logs = tails(&procs, 60);
     done.unwrap_or_else(|e| panic!("{e}\n{logs}"));
     let text = std::fs::read_to_string(dir.path().join("peerline.result.json"))
         .unwrap_or_else(|e| panic!("no result from Peerline: {e}\n{logs}"));
@@ -318,6 +416,9 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
     peerline.stop();
     drop(captures);
     drop(b);
+    if let Some(mut k) = kam {
+        k.stop();
+    }
     coturn.stop();
     drop(coturn);
     drop(lab);
@@ -334,14 +435,25 @@ fn run(pl_nat: Nat, b_nat: Nat, caller: Caller) -> Outcome {
 /// public addresses, media only with that address, baresip's ICE connected, and each side
 /// heard the other's tone.
 fn expect_direct(pl_nat: Nat, b_nat: Nat, caller: Caller, kinds: &[&str]) {
+    expect_direct_via(pl_nat, b_nat, caller, Via::Link, kinds);
+}
+
+/// As [`expect_direct`], with SIP by `via`; the matrix feature ends in `-kamailio` when SIP
+/// went through Kamailio.
+fn expect_direct_via(pl_nat: Nat, b_nat: Nat, caller: Caller, via: Via, kinds: &[&str]) {
     let feature = format!(
-        "ice-nat-{}-{}{}",
+        "ice-nat-{}-{}{}{}",
         pl_nat.name(),
         b_nat.name(),
-        if caller == Caller::Baresip { "-in" } else { "" }
+        if caller == Caller::Baresip { "-in" } else { "" },
+        if via == Via::Kamailio {
+            "-kamailio"
+        } else {
+            ""
+        }
     );
     let mut entry = MatrixEntry::new("baresip", &feature, "udp");
-    let o = run(pl_nat, b_nat, caller);
+    let o = run(pl_nat, b_nat, caller, via);
     let (r, logs) = (&o.peerline, &o.logs);
     assert_eq!(r["ok"], true, "{feature}: {r}\n{logs}");
     let path = &r["path"];
@@ -456,5 +568,30 @@ fn baresip_public_calls_peerline_behind_eim_nat() {
         Nat::None,
         Caller::Baresip,
         &["host", "srflx", "prflx"],
+    );
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn peerline_eim_calls_baresip_eim_through_kamailio() {
+    // Both behind NATs, both registered to Kamailio: the INVITE goes by AOR through it.
+    expect_direct_via(
+        Nat::EndpointIndependent,
+        Nat::EndpointIndependent,
+        Caller::Peerline,
+        Via::Kamailio,
+        &["srflx", "prflx"],
+    );
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn baresip_eim_calls_peerline_eim_through_kamailio() {
+    expect_direct_via(
+        Nat::EndpointIndependent,
+        Nat::EndpointIndependent,
+        Caller::Baresip,
+        Via::Kamailio,
+        &["srflx", "prflx"],
     );
 }
