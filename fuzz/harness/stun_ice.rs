@@ -8,7 +8,9 @@
 //! or TURN response carries (XOR-MAPPED-ADDRESS, MAPPED-ADDRESS, ERROR-CODE, REALM,
 //! NONCE, UNKNOWN-ATTRIBUTES). The same bytes, as text, also go through our SDP
 //! `a=candidate` parser and `peerline_net::ice::from_sdp_candidate`, which feeds remote
-//! candidates to webrtc-ice's own candidate parser.
+//! candidates to webrtc-ice's own candidate parser. The ledger's classifier of datagrams on
+//! the agent's sockets (`wire_counter::classify`) sees the same bytes, and must call a
+//! STUN every datagram the `stun` crate decodes as a whole Binding message.
 
 use stun::addr::MappedAddress;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_SOFTWARE, ATTR_USERNAME};
@@ -27,6 +29,18 @@ use webrtc_ice::use_candidate::UseCandidateAttr;
 pub fn run(data: &[u8]) {
     stun_message(data);
     candidate(data);
+    classify(data);
+}
+
+fn classify(data: &[u8]) {
+    let counted = peerline_net::ice::wire_counter::classify(data).is_some();
+    let mut m = Message::new();
+    if m.unmarshal_binary(data).is_ok()
+        && m.typ.method == stun::message::METHOD_BINDING
+        && m.length as usize + 20 == data.len()
+    {
+        assert!(counted, "a Binding message the ledger would not count as STUN: {:02x?}", &data[..data.len().min(24)]);
+    }
 }
 
 fn stun_message(data: &[u8]) {

@@ -440,6 +440,22 @@ fn sip_nat_eim_eim_direct() {
         }
         let remote = path["remote_addr"].as_str().unwrap_or_default();
         assert!(peerline_interop::is_lab_public(remote), "{name}: {r}");
+        // The ledger shows the STUN side of it: the Binding to coturn that found the
+        // srflx address, and the connectivity checks with the peer's public address.
+        let stun = format!("{}:3478", NatLab::PUBLIC_SERVER_IP);
+        for (to, sent) in [
+            (stun.as_str(), true),
+            (stun.as_str(), false),
+            (remote, true),
+            (remote, false),
+        ] {
+            assert!(
+                stun_bytes(r, to, sent) >= 20,
+                "{name}: no STUN {} {to} in the ledger: {}",
+                if sent { "to" } else { "from" },
+                r["ledger"]
+            );
+        }
     }
     entry.note(pair_note("direct, no TURN configured", &o));
     entry.pass();
@@ -501,6 +517,21 @@ fn sip_nat_full_eim_direct() {
     assert_eq!(o.caller["path"]["direct"], true, "{}", o.caller);
     entry.note(pair_note("direct, no TURN configured", &o));
     entry.pass();
+}
+
+/// Bytes of STUN (class `stun`) sent to, or received from, `remote` in a phone's ledger.
+fn stun_bytes(r: &Value, remote: &str, sent: bool) -> u64 {
+    r["ledger"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|row| {
+                    row["class"] == "stun" && row["remote"] == remote && row["sent"] == sent
+                })
+                .filter_map(|row| row["bytes"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// The matrix note of a call: how it went, the caller's pair and the tones heard.

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use peerline_net::{CandidateKind, IceConfig, IceError, IceSession, PortRange};
+use peerline_net::{
+    CandidateKind, Direction, IceConfig, IceError, IceSession, PortRange, TrafficClass,
+};
 use peerline_sdp::{CandidateType, IceParams, RemoteIce};
 
 fn loopback_config(controlling: bool, range: &str) -> IceConfig {
@@ -106,6 +108,27 @@ async fn two_sessions_connect_on_loopback_and_exchange_datagrams() {
     );
     a.close().await;
     b.close().await;
+
+    // The connectivity checks are in each side's ledger, as STUN to the other side's
+    // address, both ways; the RTP-sized datagram is not (the media path counts media).
+    for (name, s, peer) in [
+        ("a", &a, ca.path.remote_addr),
+        ("b", &b, cb.path.remote_addr),
+    ] {
+        let l = s.stun_ledger();
+        let sent = l.total(TrafficClass::Stun, Direction::Sent);
+        let received = l.total(TrafficClass::Stun, Direction::Received);
+        assert!(
+            sent.packets >= 1 && received.packets >= 1,
+            "{name}: {}",
+            l.to_json()
+        );
+        assert!(sent.bytes >= 20 * sent.packets, "{name}: {}", l.to_json());
+        assert!(l.destinations().contains(&peer), "{name}: {}", l.to_json());
+        assert_eq!(l.total(TrafficClass::Media, Direction::Sent).packets, 0);
+        // Read after close: the counts outlive the agent's sockets.
+        assert_eq!(s.stun_ledger().to_json(), l.to_json());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -589,12 +589,36 @@ impl Source {
 
 async fn run(
     path: MediaPath,
+    params: MediaParams,
+    options: MediaOptions,
+    stop: oneshot::Receiver<()>,
+    commands: mpsc::UnboundedReceiver<MediaCommand>,
+    notices: mpsc::UnboundedSender<(u64, Notice)>,
+    call: u64,
+) -> MediaReport {
+    // Every ICE session of the call (component 1 and 2, and those of ICE restarts) leaves
+    // its STUN counts here, whichever way the call ends.
+    let mut stun = Vec::new();
+    let mut report = run_media(
+        path, params, options, stop, commands, notices, call, &mut stun,
+    )
+    .await;
+    for counter in &stun {
+        report.ledger.merge(&counter.ledger());
+    }
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_media(
+    path: MediaPath,
     mut params: MediaParams,
     options: MediaOptions,
     mut stop: oneshot::Receiver<()>,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     notices: mpsc::UnboundedSender<(u64, Notice)>,
     call: u64,
+    stun: &mut Vec<peerline_net::ice::wire_counter::StunCounter>,
 ) -> MediaReport {
     let mut report = MediaReport {
         codec: Some(params.codec.name()),
@@ -611,6 +635,8 @@ async fn run(
             remote,
             rtcp,
         } => {
+            stun.push(session.stun_counter());
+            stun.extend(rtcp.as_ref().map(|s| s.stun_counter()));
             rtcp_ice = rtcp.map(|s| RtcpComponent::start(s, remote.clone()));
             let connected = tokio::select! {
                 r = session.connect(&remote) => r,
@@ -854,6 +880,8 @@ async fn run(
                     if let Some(previous) = restarting_rtcp.take() {
                         tokio::spawn(previous.close());
                     }
+                    stun.push(session.stun_counter());
+                    stun.extend(rtcp.as_ref().map(|s| s.stun_counter()));
                     restarting_rtcp = rtcp.map(|s| RtcpComponent::start(s, r.clone()));
                     restarting = Some(Box::pin(async move {
                         let result = session.connect(&r).await;

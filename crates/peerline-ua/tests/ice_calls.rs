@@ -115,6 +115,21 @@ fn heard(rec: &Path, hz: f32) -> f32 {
     peerline_media::tone_seconds(&audio.samples, audio.sample_rate, hz, 0.5)
 }
 
+/// STUN packets (connectivity checks, consent keep-alives and their answers) of a
+/// report's ledger to and from `peer`.
+fn stun_with(report: &MediaReport, peer: SocketAddr) -> (u64, u64) {
+    let (mut sent, mut received) = (0, 0);
+    for e in report.ledger.entries() {
+        if e.class == TrafficClass::Stun && e.remote == peer {
+            match e.direction {
+                Direction::Sent => sent += e.counter.packets,
+                Direction::Received => received += e.counter.packets,
+            }
+        }
+    }
+    (sent, received)
+}
+
 /// Media bytes of a report's ledger to and from `peer`, and whether any went elsewhere.
 fn media_with(report: &MediaReport, peer: SocketAddr) -> (u64, u64, bool) {
     let (mut sent, mut received, mut elsewhere) = (0, 0, false);
@@ -232,6 +247,13 @@ async fn two_phones_with_ice_connect_a_host_pair_and_hear_each_other() {
                 .entries()
                 .any(|e| e.class == TrafficClass::Dtls && e.remote == peer),
             "{who}: no DTLS in the ledger"
+        );
+        // The ICE checks on the pair, both ways, counted as STUN (not as media).
+        let (checks_sent, checks_received) = stun_with(r, peer);
+        assert!(
+            checks_sent >= 1 && checks_received >= 1,
+            "{who}: STUN {checks_sent}/{checks_received} with {peer}: {:?}",
+            r.ledger
         );
     }
     let (bob_heard, alice_heard) = (heard(&bob_rec, 440.0), heard(&alice_rec, 1000.0));
@@ -645,6 +667,13 @@ async fn rtcp_component_call(refuser_calls: bool) {
         // The ledger has RTCP both ways against component 2's remote address.
         let (sent, received, _) = media_with(r, rtcp.remote_addr);
         assert!(sent > 0 && received > 0, "{who}: {name}: {:?}", r.ledger);
+        // Component 2's own connectivity checks are in the ledger too.
+        let (checks_sent, checks_received) = stun_with(r, rtcp.remote_addr);
+        assert!(
+            checks_sent >= 1 && checks_received >= 1,
+            "{who}: {name}: component 2 STUN {checks_sent}/{checks_received}: {:?}",
+            r.ledger
+        );
     }
     let (bob_heard, alice_heard) = (heard(&bob_rec, 440.0), heard(&alice_rec, 1000.0));
     eprintln!(

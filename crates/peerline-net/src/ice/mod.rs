@@ -34,6 +34,7 @@ mod report;
 mod turn_bridge;
 mod turn_probe;
 pub mod turn_stream_framer;
+pub mod wire_counter;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,6 +182,8 @@ pub struct IceSession {
     closed: AtomicBool,
     /// (configured server url, bridge) for each TCP/TLS TURN server that connected.
     bridges: Mutex<Vec<(String, turn_bridge::TurnBridge)>>,
+    /// STUN Binding traffic counted on the agent's own sockets ([`wire_counter`]).
+    wire: wire_counter::StunCounter,
 }
 
 impl std::fmt::Debug for IceSession {
@@ -309,6 +312,8 @@ impl IceSession {
                 CandidateKind::Relay => IceType::Relay,
             })
             .collect();
+        // Before the agent binds anything: count STUN on every socket it binds.
+        wire_counter::install();
         let udp = EphemeralUDP::new(config.port_range.low(), config.port_range.high())
             .map_err(|e| IceError::Agent(e.to_string()))?;
         let host_ips = config.host_ips.clone();
@@ -393,6 +398,7 @@ impl IceSession {
             let _ = agent.close().await;
             return Err(IceError::NoCandidates);
         }
+        let wire = wire_counter::StunCounter::of(gathered.iter().filter_map(|c| c.get_conn()));
         let (ufrag, pwd) = agent.get_local_user_credentials().await;
         let local = IceParams {
             ufrag,
@@ -420,6 +426,7 @@ impl IceSession {
             path: Mutex::new(None),
             closed: AtomicBool::new(false),
             bridges: Mutex::new(bridges),
+            wire,
         })
     }
 
@@ -633,6 +640,18 @@ impl IceSession {
                     .join(", ")
             ),
         }
+    }
+
+    /// The STUN Binding traffic on this agent's sockets so far, by remote address: requests
+    /// to STUN servers, connectivity checks, consent keep-alives and their responses (class
+    /// `Stun`). Still readable after [`IceSession::close`].
+    pub fn stun_ledger(&self) -> crate::ledger::Ledger {
+        self.wire.ledger()
+    }
+
+    /// The same counts as [`IceSession::stun_ledger`], as a handle that outlives the session.
+    pub fn stun_counter(&self) -> wire_counter::StunCounter {
+        self.wire.clone()
     }
 
     /// Bytes the media conn sent and received (payload only, not checks).
