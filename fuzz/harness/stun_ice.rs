@@ -39,7 +39,11 @@ fn classify(data: &[u8]) {
         && m.typ.method == stun::message::METHOD_BINDING
         && m.length as usize + 20 == data.len()
     {
-        assert!(counted, "a Binding message the ledger would not count as STUN: {:02x?}", &data[..data.len().min(24)]);
+        assert!(
+            counted,
+            "a Binding message the ledger would not count as STUN: {:02x?}",
+            &data[..data.len().min(24)]
+        );
     }
 }
 

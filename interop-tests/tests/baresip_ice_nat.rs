@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netns_phone::{ledger_json, next, path_json, tone_secs};
+use netns_phone::{ledger_json, next, path_json, registered, tone_secs};
 use peerline_interop::{
     configs_dir, tails, wait_for, write_tone_wav, Baresip, BaresipOptions, Coturn, CoturnOptions,
     Kamailio, KamailioOptions, LabHost, MatrixEntry, Nat, NatLab, Process, ProcessOptions, TestDir,
@@ -112,15 +112,7 @@ async fn peerline(role: &str, dir: &Path) -> Value {
     let mut out = json!({"ok": false});
     let r: Result<(), String> = async {
         if through_kamailio {
-            loop {
-                match next(&mut events, 20, "registered").await? {
-                    Event::Registered { .. } => break,
-                    Event::RegistrationFailed { code, reason, .. } => {
-                        return Err(format!("registration failed: {code} {reason}"))
-                    }
-                    _ => {}
-                }
-            }
+            registered(&mut events).await?;
         }
         std::fs::write(dir.join("peerline.ready"), "").map_err(|e| e.to_string())?;
         let call = if role == "caller" {

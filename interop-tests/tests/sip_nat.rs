@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netns_phone::{ledger_json, next, path_json, tone_secs};
+use netns_phone::{ledger_json, next, path_json, registered, tone_secs};
 use peerline_interop::{
     configs_dir, in_ns, tails, wait_for, Coturn, CoturnOptions, Kamailio, KamailioOptions,
     MatrixEntry, Nat, NatLab, Process, ProcessOptions, TestDir,
@@ -112,15 +112,7 @@ async fn phone(role: &str, dir: &Path) -> Value {
     };
     let mut out = json!({"ok": false});
     let r: Result<(), String> = async {
-        loop {
-            match next(&mut events, 20, "registered").await? {
-                Event::Registered { .. } => break,
-                Event::RegistrationFailed { code, reason, .. } => {
-                    return Err(format!("registration failed: {code} {reason}"))
-                }
-                _ => {}
-            }
-        }
+        registered(&mut events).await?;
         std::fs::write(dir.join(format!("{role}.registered")), "").map_err(|e| e.to_string())?;
         let call = if role == "caller" {
             phone

@@ -1,5 +1,5 @@
 //! For tests that run a Peerline phone inside a lab namespace as the test binary started
-//! again there (`ice_call_nat.rs`, `baresip_ice_nat.rs`): the helper's runtime and logs,
+//! again there (`ice_call_nat.rs`, `baresip_ice_nat.rs`, `sip_nat.rs`): the helper's runtime and logs,
 //! waiting for events, and the JSON the helper reports.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -36,6 +36,19 @@ pub async fn next(events: &mut Events, secs: u64, what: &str) -> Result<Event, S
         }
         Ok(None) => Err(format!("{what}: the phone stopped")),
         Err(_) => Err(format!("{what}: nothing within {secs} s")),
+    }
+}
+
+/// Waits (20 s at most) for the phone's account to register; a refusal is the error.
+pub async fn registered(events: &mut Events) -> Result<(), String> {
+    loop {
+        match next(events, 20, "registered").await? {
+            Event::Registered { .. } => return Ok(()),
+            Event::RegistrationFailed { code, reason, .. } => {
+                return Err(format!("registration failed: {code} {reason}"))
+            }
+            _ => {}
+        }
     }
 }
 
