@@ -106,6 +106,29 @@ pub enum Origin {
     },
 }
 
+impl std::fmt::Display for Origin {
+    /// How a target was found, for people: `numeric host`, `A/AAAA name`, or
+    /// `NAPTR 10 50 SIP+D2U → SRV _sip._udp.example.com 0 5 pbx.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Numeric => f.write_str("numeric host"),
+            Origin::Address { name } => write!(f, "A/AAAA {name}"),
+            Origin::Srv {
+                naptr,
+                srv_name,
+                target,
+                priority,
+                weight,
+            } => {
+                if let Some(n) = naptr {
+                    write!(f, "NAPTR {} {} {} → ", n.order, n.preference, n.service)?;
+                }
+                write!(f, "SRV {srv_name} {priority} {weight} {target}")
+            }
+        }
+    }
+}
+
 /// One place to send the request: try them in order (RFC 3263 §4.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -145,23 +168,7 @@ impl Resolved {
             .map(|(q, a)| format!("{q}: {}", a.summary()))
             .collect();
         for (i, t) in self.targets.iter().enumerate() {
-            let from = match &t.from {
-                Origin::Numeric => "numeric host".to_string(),
-                Origin::Address { name } => format!("A/AAAA {name}"),
-                Origin::Srv {
-                    naptr,
-                    srv_name,
-                    target,
-                    priority,
-                    weight,
-                } => {
-                    let via = naptr
-                        .as_ref()
-                        .map(|n| format!("NAPTR {} {} {} → ", n.order, n.preference, n.service))
-                        .unwrap_or_default();
-                    format!("{via}SRV {srv_name} {priority} {weight} {target}")
-                }
-            };
+            let from = t.from.to_string();
             out.push(format!(
                 "target {}: {} {} (from {from}, ttl {} s)",
                 i + 1,

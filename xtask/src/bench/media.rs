@@ -39,6 +39,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::process::Proc;
+use super::signaling::{counter, last_counters};
 use super::{Bench, Result};
 
 /// Late+lost frames allowed, in percent of those expected.
@@ -362,23 +363,6 @@ impl StepCtx<'_> {
     fn fill_secs(&self) -> u64 {
         self.calls.div_ceil(FILL_RATE)
     }
-}
-
-/// `key=N` from a counters line.
-fn counter(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn last_counters(uas: &Proc) -> String {
-    uas.stdout_text()
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("counters "))
-        .unwrap_or("")
-        .to_string()
 }
 
 /// What the answerer received from the subject, from its counters line.

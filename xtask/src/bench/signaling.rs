@@ -144,15 +144,16 @@ fn caller_timeout(bench: &Bench) -> Duration {
     Duration::from_secs(bench.step_secs + 15)
 }
 
-/// `key=N` from the counters line `peerline-bench-uas` prints.
-fn counter(line: &str, key: &str) -> u64 {
+/// `key=N` from the counters line `peerline-bench-uas` prints (0 when absent).
+pub(super) fn counter(line: &str, key: &str) -> u64 {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-fn last_counters(uas: &Proc) -> String {
+/// The last `counters …` line `peerline-bench-uas` printed, without its prefix.
+pub(super) fn last_counters(uas: &Proc) -> String {
     uas.stdout_text()
         .lines()
         .rev()

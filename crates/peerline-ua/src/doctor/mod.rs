@@ -18,7 +18,7 @@ mod text;
 
 use std::time::Duration;
 
-use peerline_dns::{Destination, Origin, Target};
+use peerline_dns::{Destination, Target};
 use serde::Serialize;
 
 use crate::config::{Config, SrtpKeying, SrtpMode};
@@ -115,23 +115,7 @@ pub struct TargetInfo {
 
 impl TargetInfo {
     fn of(t: &Target) -> Self {
-        let from = match &t.from {
-            Origin::Numeric => "numeric host".to_string(),
-            Origin::Address { name } => format!("A/AAAA {name}"),
-            Origin::Srv {
-                naptr,
-                srv_name,
-                target,
-                priority,
-                weight,
-            } => {
-                let via = naptr
-                    .as_ref()
-                    .map(|n| format!("NAPTR {} {} {} → ", n.order, n.preference, n.service))
-                    .unwrap_or_default();
-                format!("{via}SRV {srv_name} {priority} {weight} {target}")
-            }
-        };
+        let from = t.from.to_string();
         Self {
             transport: t.transport.to_string(),
             addr: t.addr.to_string(),
