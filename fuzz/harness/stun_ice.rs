@@ -10,7 +10,8 @@
 //! `a=candidate` parser and `peerline_net::ice::from_sdp_candidate`, which feeds remote
 //! candidates to webrtc-ice's own candidate parser. The ledger's classifier of datagrams on
 //! the agent's sockets (`wire_counter::classify`) sees the same bytes, and must call a
-//! STUN every datagram the `stun` crate decodes as a whole Binding message.
+//! STUN every datagram the `stun` crate decodes as a whole Binding message (with the leading
+//! two zero bits RFC 5389 requires).
 
 use stun::addr::MappedAddress;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_SOFTWARE, ATTR_USERNAME};
@@ -35,7 +36,10 @@ pub fn run(data: &[u8]) {
 fn classify(data: &[u8]) {
     let counted = peerline_net::ice::wire_counter::classify(data).is_some();
     let mut m = Message::new();
-    if m.unmarshal_binary(data).is_ok()
+    // The `stun` crate ignores the two leading bits, which RFC 5389 §6 requires to be zero
+    // (0x40-0x7f is ChannelData, RFC 7983): such a datagram is not STUN to the ledger.
+    if data.first().is_some_and(|b| b & 0xc0 == 0)
+        && m.unmarshal_binary(data).is_ok()
         && m.typ.method == stun::message::METHOD_BINDING
         && m.length as usize + 20 == data.len()
     {

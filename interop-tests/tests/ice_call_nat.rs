@@ -396,6 +396,41 @@ fn expect_media_on_the_pair(feature: &str, name: &str, r: &Value, remote: &str) 
     }
 }
 
+/// (bytes sent, bytes received) of `class` rows in a result's ledger, to `remote` only
+/// when given.
+fn ledger_bytes(r: &Value, class: &str, remote: Option<&str>) -> (u64, u64) {
+    let mut out = (0, 0);
+    for row in r["ledger"].as_array().into_iter().flatten() {
+        if row["class"] != class || remote.is_some_and(|a| row["remote"].as_str() != Some(a)) {
+            continue;
+        }
+        let bytes = row["bytes"].as_u64().unwrap_or(0);
+        if row["sent"] == true {
+            out.0 += bytes;
+        } else {
+            out.1 += bytes;
+        }
+    }
+    out
+}
+
+/// One side of a call with TURN configured: its ledger has TURN rows to the configured
+/// server's address (counted by Peerline's bridge), bytes both ways, and to nothing
+/// else. Returns (sent, received) TURN bytes.
+fn expect_turn_rows(feature: &str, name: &str, r: &Value, server: &str) -> (u64, u64) {
+    let (sent, received) = ledger_bytes(r, "turn", Some(server));
+    assert!(
+        sent > 0 && received > 0,
+        "{feature}: {name}: no TURN bytes with {server} both ways: {r}"
+    );
+    assert_eq!(
+        ledger_bytes(r, "turn", None),
+        (sent, received),
+        "{feature}: {name}: TURN rows to another address: {r}"
+    );
+    (sent, received)
+}
+
 /// The matrix note of a call: how it went, the caller's pair, connect time, tones heard.
 fn call_note(how: &str, ra: &Value, rb: &Value) -> String {
     format!(
@@ -431,6 +466,12 @@ fn expect_direct_call(a: Nat, b: Nat, kinds: &[&str]) {
             "{feature}: {name} remote {remote} not via the NAT"
         );
         expect_media_on_the_pair(&feature, name, r, remote);
+        // No TURN server configured: no TURN rows at all.
+        assert_eq!(
+            ledger_bytes(r, "turn", None),
+            (0, 0),
+            "{feature}: {name} {r}"
+        );
     }
     // The two sides agree on the pair, seen from each end.
     assert_eq!(
@@ -453,6 +494,40 @@ fn ice_call_eim_eim_direct_srflx() {
         Nat::EndpointIndependent,
         &["srflx", "prflx"],
     );
+}
+
+#[test]
+#[ignore = "needs real peers; run by cargo xtask test"]
+fn ice_call_eim_eim_direct_with_turn_configured() {
+    // Both behind endpoint-independent NATs with coturn configured as TURN too: the direct
+    // pair still wins; the ledger shows the TURN allocation's traffic with coturn (both
+    // ways), but no media through it: far fewer TURN bytes than media bytes.
+    let feature = "ice-call-eim-eim-direct-turn-configured";
+    let mut entry = MatrixEntry::new("coturn", feature, "udp");
+    let (ra, rb) = run_call(
+        Nat::EndpointIndependent,
+        Nat::EndpointIndependent,
+        Turn::Password,
+    );
+    assert!(
+        ra["ok"] == true && rb["ok"] == true,
+        "{feature}: caller {ra}\ncallee {rb}"
+    );
+    let turn_addr = format!("{}:3478", NatLab::PUBLIC_SERVER_IP);
+    for (name, r) in [("caller", &ra), ("callee", &rb)] {
+        assert_eq!(r["path"]["direct"], true, "{feature}: {name} {r}");
+        let remote = r["path"]["remote_addr"].as_str().unwrap_or_default();
+        expect_media_on_the_pair(feature, name, r, remote);
+        let (turn_sent, turn_received) = expect_turn_rows(feature, name, r, &turn_addr);
+        let (media_sent, media_received) = ledger_bytes(r, "media", None);
+        assert!(
+            turn_sent * 2 < media_sent && turn_received * 2 < media_received,
+            "{feature}: {name}: TURN {turn_sent}/{turn_received} bytes vs media \
+             {media_sent}/{media_received}: media went through TURN? {r}"
+        );
+    }
+    entry.note(call_note("direct, TURN only allocated", &ra, &rb));
+    entry.pass();
 }
 
 #[test]
@@ -508,6 +583,11 @@ fn expect_relayed_call(a: Nat, b: Nat, turn: Turn) {
         Turn::Tls => ("tls", turn_tls_url()),
         _ => ("udp", turn_url()),
     };
+    let turn_addr = format!(
+        "{}:{}",
+        NatLab::PUBLIC_SERVER_IP,
+        if turn == Turn::Tls { 5349 } else { 3478 }
+    );
     let mut entry = MatrixEntry::new("coturn", &feature, transport);
     let (ra, rb) = run_call(a, b, turn);
     assert!(
@@ -541,6 +621,16 @@ fn expect_relayed_call(a: Nat, b: Nat, turn: Turn) {
             "{feature}: {name} remote {remote}"
         );
         expect_media_on_the_pair(&feature, name, r, remote);
+        // The ledger shows the TURN traffic with coturn's address; on a relayed local
+        // candidate the media went through it, so it is at least the media's bytes.
+        let (turn_sent, turn_received) = expect_turn_rows(&feature, name, r, &turn_addr);
+        if path["local_type"] == "relay" {
+            let (media_sent, media_received) = ledger_bytes(r, "media", None);
+            assert!(
+                turn_sent >= media_sent && turn_received >= media_received && media_sent > 0,
+                "{feature}: {name}: relayed media not in the TURN rows: {r}"
+            );
+        }
     }
     assert!(
         relays >= 1,

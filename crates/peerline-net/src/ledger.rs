@@ -94,12 +94,24 @@ impl Ledger {
         c.bytes += bytes as u64;
     }
 
+    /// Adds `counter` (packets and bytes counted elsewhere, e.g. by a TURN bridge) to
+    /// one row.
+    pub fn add(
+        &mut self,
+        remote: SocketAddr,
+        class: TrafficClass,
+        direction: Direction,
+        counter: Counter,
+    ) {
+        let c = self.rows.entry((remote, class, direction)).or_default();
+        c.packets += counter.packets;
+        c.bytes += counter.bytes;
+    }
+
     /// Adds every row of `other` into this ledger (a call's ledger into the process's).
     pub fn merge(&mut self, other: &Ledger) {
-        for (k, v) in &other.rows {
-            let c = self.rows.entry(*k).or_default();
-            c.packets += v.packets;
-            c.bytes += v.bytes;
+        for (&(remote, class, direction), &v) in &other.rows {
+            self.add(remote, class, direction, v);
         }
     }
 
@@ -246,5 +258,24 @@ mod tests {
             "[{\"remote\":\"127.0.0.1:4000\",\"class\":\"media\",\"direction\":\"received\",\"packets\":2,\"bytes\":272}]"
         );
         assert!(process.to_string().contains("127.0.0.1:4000"));
+    }
+
+    #[test]
+    fn add_counts_packets_and_bytes_counted_elsewhere() {
+        let mut l = Ledger::new();
+        let turn = a("203.0.113.1:3478");
+        l.record(turn, TrafficClass::Turn, Direction::Sent, 100);
+        l.add(
+            turn,
+            TrafficClass::Turn,
+            Direction::Sent,
+            Counter {
+                packets: 3,
+                bytes: 300,
+            },
+        );
+        let t = l.total(TrafficClass::Turn, Direction::Sent);
+        assert_eq!((t.packets, t.bytes), (4, 400));
+        assert_eq!(l.destinations(), vec![turn]);
     }
 }

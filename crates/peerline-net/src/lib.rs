@@ -13,8 +13,8 @@ pub mod ports;
 pub use ice::{
     component_priority, gather_components, probe_allocate, rest_credentials, with_rtcp_component,
     CandidateKind, Connected, IceConfig, IceError, IceSession, PathReport, StunServer,
-    TurnBridgeStats, TurnCredential, TurnServer, TurnTlsConfig, TurnTransport, DEFAULT_REST_LABEL,
-    DEFAULT_REST_TTL, DEFAULT_TURNS_PORT, RTCP_COMPONENT, RTP_COMPONENT,
+    TurnBridgeStats, TurnCredential, TurnServer, TurnTlsConfig, TurnTraffic, TurnTransport,
+    DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_TURNS_PORT, RTCP_COMPONENT, RTP_COMPONENT,
 };
 pub use ledger::{Direction, Ledger, LedgerEntry, TrafficClass};
 pub use ports::{PortRange, PortRangeError};

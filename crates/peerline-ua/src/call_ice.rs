@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peerline_net::{with_rtcp_component, IceSession, PortRange, RTCP_COMPONENT, RTP_COMPONENT};
+use peerline_net::{
+    with_rtcp_component, IceSession, PortRange, TurnTraffic, RTCP_COMPONENT, RTP_COMPONENT,
+};
 use peerline_sdp::{CandidateType, IceParams};
 
 use crate::ice_settings::IceSettings;
@@ -26,6 +28,9 @@ pub(crate) struct PreparedIce {
     pub advertised: SocketAddr,
     /// The socket address behind it, rebound for plain RTP if the peer has no ICE.
     pub base: SocketAddr,
+    /// Both agents' TURN bridge counters, for the call's ledger (readable after the
+    /// agents are closed).
+    pub turn: TurnTraffic,
 }
 
 impl PreparedIce {
@@ -80,12 +85,17 @@ pub(crate) async fn prepare(
         }
         None => session.local_params().clone(),
     };
+    let mut turn = session.turn_traffic();
+    if let Some(r) = &rtcp {
+        turn.extend(&r.turn_traffic());
+    }
     Ok(PreparedIce {
         session,
         rtcp,
         local,
         advertised,
         base,
+        turn,
     })
 }
 

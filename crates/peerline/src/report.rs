@@ -1,7 +1,9 @@
 //! What the CLI prints at the end of a call: media figures, the tone heard, the ledger.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
+use peerline_net::ledger::{Counter, Direction, Ledger, TrafficClass};
 use peerline_ua::{EndReason, MediaReport};
 use serde_json::json;
 
@@ -39,11 +41,28 @@ pub fn call_json(
         "codec": media.codec,
         "local_rtp": media.local.map(|a| a.to_string()),
         "remote_rtp": media.remote.map(|a| a.to_string()),
-        // With ICE: the selected candidate pair (types, addresses, TURN server, RTT).
-        "ice_path": media
-            .path
-            .as_ref()
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),
+        // With ICE: the selected candidate pair (types, addresses, TURN server, RTT) and,
+        // when our side of it is relayed, the bytes through our TURN server(s).
+        "ice_path": media.path.as_ref().and_then(|p| {
+            let mut v = serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()?;
+            if p.local_type.is_relay() {
+                let t = turn_totals(&media.ledger);
+                v["turn_bytes_sent"] = json!(t.0.bytes);
+                v["turn_bytes_received"] = json!(t.1.bytes);
+            }
+            Some(v)
+        }),
+        // Traffic with the configured TURN server(s), by server address (also in "ledger").
+        "turn": turn_rows(&media.ledger)
+            .iter()
+            .map(|(server, sent, received)| json!({
+                "server": server.to_string(),
+                "sent_packets": sent.packets,
+                "sent_bytes": sent.bytes,
+                "received_packets": received.packets,
+                "received_bytes": received.bytes,
+            }))
+            .collect::<Vec<_>>(),
         "rtp_sent": media.sent.packets_sent,
         "rtp_received": media.received.packets_received,
         "rtp_lost": media.received.packets_lost,
@@ -67,6 +86,33 @@ pub fn call_json(
     })
 }
 
+/// (server address, sent, received) for each TURN server in the ledger.
+fn turn_rows(ledger: &Ledger) -> Vec<(SocketAddr, Counter, Counter)> {
+    let mut rows: Vec<(SocketAddr, Counter, Counter)> = Vec::new();
+    for e in ledger.entries().filter(|e| e.class == TrafficClass::Turn) {
+        let i = match rows.iter().position(|(a, _, _)| *a == e.remote) {
+            Some(i) => i,
+            None => {
+                rows.push((e.remote, Counter::default(), Counter::default()));
+                rows.len() - 1
+            }
+        };
+        match e.direction {
+            Direction::Sent => rows[i].1 = e.counter,
+            Direction::Received => rows[i].2 = e.counter,
+        }
+    }
+    rows
+}
+
+/// (sent, received) with all TURN servers.
+fn turn_totals(ledger: &Ledger) -> (Counter, Counter) {
+    (
+        ledger.total(TrafficClass::Turn, Direction::Sent),
+        ledger.total(TrafficClass::Turn, Direction::Received),
+    )
+}
+
 /// One call's report for people.
 pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Option<&Heard>) {
     println!("{name}: call ended ({reason})");
@@ -80,6 +126,12 @@ pub fn print_call(name: &str, reason: &EndReason, media: &MediaReport, heard: Op
         println!(
             "  ice path   {path}, connected in {:.0} ms",
             path.connect_time.as_secs_f64() * 1000.0
+        );
+    }
+    for (server, sent, received) in turn_rows(&media.ledger) {
+        println!(
+            "  turn       {server}  sent {} packets {} bytes  received {} packets {} bytes",
+            sent.packets, sent.bytes, received.packets, received.bytes
         );
     }
     println!(

@@ -65,7 +65,7 @@ pub use config::{
     TurnTransport, DEFAULT_REST_LABEL, DEFAULT_REST_TTL, DEFAULT_STUN_PORT, DEFAULT_TURNS_PORT,
 };
 pub use report::PathReport;
-pub use turn_bridge::TurnBridgeStats;
+pub use turn_bridge::{TurnBridgeStats, TurnTraffic};
 pub use turn_probe::probe_allocate;
 
 /// RFC 8445 §14.2 pacing (Ta = 50 ms): how often the agent sends a round of checks.
@@ -180,10 +180,12 @@ pub struct IceSession {
     connecting: AtomicBool,
     path: Mutex<Option<PathReport>>,
     closed: AtomicBool,
-    /// (configured server url, bridge) for each TCP/TLS TURN server that connected.
+    /// (configured server url, bridge) for each TURN server whose bridge started.
     bridges: Mutex<Vec<(String, turn_bridge::TurnBridge)>>,
     /// STUN Binding traffic counted on the agent's own sockets ([`wire_counter`]).
     wire: wire_counter::StunCounter,
+    /// The bridges' counters, readable after `close` (for the traffic ledger).
+    turn_traffic: TurnTraffic,
 }
 
 impl std::fmt::Debug for IceSession {
@@ -197,34 +199,41 @@ impl std::fmt::Debug for IceSession {
 }
 
 /// The agent's server list. TURN credentials are resolved at `now`: shared-secret servers
-/// get fresh REST credentials for every gathering. A TCP/TLS server (index `i` in
+/// get fresh REST credentials for every gathering. Every TURN server (index `i` in
 /// `config.turn_servers`) is given as `turn:<bridge>?transport=udp`, its loopback bridge
-/// from `bridges`; one without a bridge (it did not connect) is left out.
+/// from `bridges`, so its traffic is counted; one without a bridge (it did not connect or
+/// resolve) is left out. A UDP TURN server is also given as a STUN server (unless it is
+/// one already): webrtc-ice asks every TURN URL for a server-reflexive address, which the
+/// bridge cannot give (the server would see the bridge's socket), so the agent asks the
+/// server itself, from its own sockets, as it did before the bridge.
 fn urls(config: &IceConfig, now: SystemTime, bridges: &[(usize, SocketAddr)]) -> Vec<Url> {
+    let stun = |host: &str, port: u16| Url {
+        scheme: SchemeType::Stun,
+        host: host.to_owned(),
+        port,
+        username: String::new(),
+        password: String::new(),
+        proto: ProtoType::Udp,
+    };
     let mut v: Vec<Url> = config
         .stun_servers
         .iter()
-        .map(|s| Url {
-            scheme: SchemeType::Stun,
-            host: s.host.clone(),
-            port: s.port,
-            username: String::new(),
-            password: String::new(),
-            proto: ProtoType::Udp,
-        })
+        .map(|s| stun(&s.host, s.port))
         .collect();
+    for t in &config.turn_servers {
+        if t.transport == TurnTransport::Udp
+            && !v.iter().any(|u| u.host == t.host && u.port == t.port)
+        {
+            v.push(stun(&t.host, t.port));
+        }
+    }
     v.extend(config.turn_servers.iter().enumerate().filter_map(|(i, t)| {
-        let (host, port) = if t.transport.is_stream() {
-            let (_, bridge) = bridges.iter().find(|(j, _)| *j == i)?;
-            (bridge.ip().to_string(), bridge.port())
-        } else {
-            (t.host.clone(), t.port)
-        };
+        let (_, bridge) = bridges.iter().find(|(j, _)| *j == i)?;
         let (username, password) = t.credential.resolve(now);
         Some(Url {
             scheme: SchemeType::Turn,
-            host,
-            port,
+            host: bridge.ip().to_string(),
+            port: bridge.port(),
             username,
             password,
             proto: ProtoType::Udp,
@@ -233,15 +242,14 @@ fn urls(config: &IceConfig, now: SystemTime, bridges: &[(usize, SocketAddr)]) ->
     v
 }
 
-/// Starts a loopback bridge for each TCP/TLS TURN server, concurrently, bounded by the
-/// gathering timeout. A server that does not connect gives no relay candidate (logged),
-/// like a UDP server that does not answer.
+/// Starts a loopback bridge for each TURN server (UDP, TCP or TLS), concurrently, bounded
+/// by the gathering timeout. A server that does not resolve or connect gives no relay
+/// candidate (logged), like a UDP server that does not answer.
 async fn start_bridges(config: &IceConfig) -> Vec<(usize, String, turn_bridge::TurnBridge)> {
     let starting: Vec<_> = config
         .turn_servers
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.transport.is_stream())
         .map(|(i, t)| {
             let t = t.clone();
             let tls = config.turn_tls.clone();
@@ -259,7 +267,7 @@ async fn start_bridges(config: &IceConfig) -> Vec<(usize, String, turn_bridge::T
     for s in starting {
         match s.await {
             Ok((i, url, Ok(b))) => {
-                tracing::debug!(server = %url, bridge = %b.local_addr(), "TURN bridge up");
+                tracing::debug!(server = %url, address = %b.server_addr(), bridge = %b.local_addr(), "TURN bridge up");
                 out.push((i, url, b));
             }
             Ok((_, url, Err(e))) => {
@@ -326,6 +334,10 @@ impl IceSession {
             .collect();
         let bridges: Vec<(String, turn_bridge::TurnBridge)> =
             bridges.into_iter().map(|(_, url, b)| (url, b)).collect();
+        let mut turn_traffic = TurnTraffic::default();
+        for (_, b) in &bridges {
+            turn_traffic.extend(&b.traffic());
+        }
         let agent_config = AgentConfig {
             urls: urls(&config, SystemTime::now(), &bridge_addrs),
             udp_network: UDPNetwork::Ephemeral(udp),
@@ -398,7 +410,8 @@ impl IceSession {
             let _ = agent.close().await;
             return Err(IceError::NoCandidates);
         }
-        let wire = wire_counter::StunCounter::of(gathered.iter().filter_map(|c| c.get_conn()));
+        let wire = wire_counter::StunCounter::of(gathered.iter().filter_map(|c| c.get_conn()))
+            .excluding(bridge_addrs.iter().map(|(_, a)| *a));
         let (ufrag, pwd) = agent.get_local_user_credentials().await;
         let local = IceParams {
             ufrag,
@@ -427,11 +440,19 @@ impl IceSession {
             closed: AtomicBool::new(false),
             bridges: Mutex::new(bridges),
             wire,
+            turn_traffic,
         })
     }
 
-    /// What each loopback bridge to a TCP/TLS TURN server did: (server url, counters,
-    /// still connected).
+    /// What this session's TURN bridges carried, by server address, as a handle that
+    /// stays readable after [`IceSession::close`]: for the traffic ledger
+    /// ([`TurnTraffic::record_into`]). Empty without TURN servers.
+    pub fn turn_traffic(&self) -> TurnTraffic {
+        self.turn_traffic.clone()
+    }
+
+    /// What each loopback bridge to a TURN server did: (server url, counters, still
+    /// running).
     pub fn turn_bridge_stats(&self) -> Vec<(String, TurnBridgeStats, bool)> {
         self.bridges
             .lock()
@@ -679,7 +700,8 @@ impl IceSession {
             );
         }
         // The bridges end with the session (closing the TCP/TLS connection also ends the
-        // allocation on the server, RFC 8656 §3.1).
+        // allocation on the server, RFC 8656 §3.1; over UDP the agent's close above
+        // already sent its refresh with lifetime 0 through the bridge).
         if let Ok(mut g) = self.bridges.lock() {
             g.clear();
         }
@@ -754,11 +776,23 @@ mod tests {
                 CandidateKind::Relay
             ]
         );
+        // The UDP TURN server is asked for srflx as a STUN server, and is given as a TURN
+        // server only through its loopback bridge: left out without one.
         let u = urls(&c, SystemTime::now(), &[]);
         assert_eq!(u.len(), 2);
-        assert_eq!(u[1].scheme, SchemeType::Turn);
-        // A TCP server is given to the agent as its loopback bridge over UDP, and left
-        // out when it has no bridge (it did not connect).
+        assert_eq!(
+            (u[1].scheme, u[1].host.as_str(), u[1].port),
+            (SchemeType::Stun, "192.0.2.2", 3478)
+        );
+        let udp_bridge: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let u = urls(&c, SystemTime::now(), &[(0, udp_bridge)]);
+        assert_eq!(u.len(), 3);
+        assert_eq!(
+            (u[2].scheme, u[2].host.as_str(), u[2].port),
+            (SchemeType::Turn, "127.0.0.1", 40001)
+        );
+        // A TCP server is given to the agent as its loopback bridge over UDP (never as a
+        // STUN server), and left out when it has no bridge (it did not connect).
         c.turn_servers
             .push(TurnServer::parse("turns:turn.example.org", "u", "p").unwrap());
         assert_eq!(urls(&c, SystemTime::now(), &[]).len(), 2);
@@ -770,6 +804,11 @@ mod tests {
             ("127.0.0.1", 40000, ProtoType::Udp)
         );
         assert_eq!(u[2].username, "u");
+        // A UDP TURN server that is also a configured STUN server is asked once.
+        c.stun_servers.push(StunServer::from(
+            "192.0.2.2:3478".parse::<SocketAddr>().unwrap(),
+        ));
+        assert_eq!(urls(&c, SystemTime::now(), &[]).len(), 2);
     }
 
     #[test]

@@ -153,6 +153,26 @@ impl TurnStreamFramer {
 pub fn datagram_to_stream(
     datagram: &[u8],
 ) -> Result<(TurnFrameKind, Cow<'_, [u8]>), TurnFramingError> {
+    let (kind, len, padded) = measure_datagram(datagram)?;
+    let msg = &datagram[..len];
+    if padded == len {
+        return Ok((kind, Cow::Borrowed(msg)));
+    }
+    let mut v = Vec::with_capacity(padded);
+    v.extend_from_slice(msg);
+    v.resize(padded, 0);
+    Ok((kind, Cow::Owned(v)))
+}
+
+/// Checks that `datagram` holds one whole STUN or ChannelData message (what a TURN client
+/// sends over UDP) and says which; a UDP bridge forwards it unchanged.
+pub fn check_datagram(datagram: &[u8]) -> Result<TurnFrameKind, TurnFramingError> {
+    measure_datagram(datagram).map(|(kind, _, _)| kind)
+}
+
+/// [`measure`] for a whole datagram: `(kind, message length, padded length)`, or an error
+/// when the datagram is shorter than its header or length field says.
+fn measure_datagram(datagram: &[u8]) -> Result<(TurnFrameKind, usize, usize), TurnFramingError> {
     let (kind, len, padded) = measure(datagram)?.ok_or(TurnFramingError::Truncated {
         have: datagram.len(),
         need: CHANNEL_HEADER,
@@ -163,14 +183,7 @@ pub fn datagram_to_stream(
             need: len,
         });
     }
-    let msg = &datagram[..len];
-    if padded == len {
-        return Ok((kind, Cow::Borrowed(msg)));
-    }
-    let mut v = Vec::with_capacity(padded);
-    v.extend_from_slice(msg);
-    v.resize(padded, 0);
-    Ok((kind, Cow::Owned(v)))
+    Ok((kind, len, padded))
 }
 
 #[cfg(test)]

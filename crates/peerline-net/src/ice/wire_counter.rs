@@ -105,31 +105,47 @@ fn counts_of<'a>(conns: impl IntoIterator<Item = &'a Arc<dyn Conn + Send + Sync>
 /// The counts of one ICE session's sockets, kept apart from the session (cheap to clone),
 /// so a call can read them after the session was closed or handed to another task.
 #[derive(Clone, Default)]
-pub struct StunCounter(Vec<Counts>);
+pub struct StunCounter {
+    counts: Vec<Counts>,
+    /// Our own loopback TURN bridges: what the agent says to them is counted as TURN by
+    /// the bridge (to the real server), not here.
+    bridges: Vec<SocketAddr>,
+}
 
 impl std::fmt::Debug for StunCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StunCounter({} sockets)", self.0.len())
+        write!(f, "StunCounter({} sockets)", self.counts.len())
     }
 }
 
 impl StunCounter {
     /// Counts every counting socket behind `conns`.
     pub fn of<'a>(conns: impl IntoIterator<Item = &'a Arc<dyn Conn + Send + Sync>>) -> Self {
-        Self(counts_of(conns))
+        Self {
+            counts: counts_of(conns),
+            bridges: Vec::new(),
+        }
+    }
+
+    /// Leaves out traffic with these addresses (the session's own TURN bridges).
+    pub fn excluding(mut self, bridges: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.bridges.extend(bridges);
+        self
     }
 
     /// How many sockets are counted.
     pub fn sockets(&self) -> usize {
-        self.0.len()
+        self.counts.len()
     }
 
     /// What was counted so far, summed over the sockets.
     pub fn ledger(&self) -> Ledger {
         let mut total = Ledger::new();
-        for c in &self.0 {
+        for c in &self.counts {
             if let Ok(l) = c.lock() {
-                total.merge(&l);
+                for e in l.entries().filter(|e| !self.bridges.contains(&e.remote)) {
+                    total.add(e.remote, e.class, e.direction, e.counter);
+                }
             }
         }
         total

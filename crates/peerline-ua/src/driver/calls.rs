@@ -147,6 +147,7 @@ impl Driver {
                 ice_local: ice.as_ref().map(|p| p.local.clone()),
                 ice_remote: None,
                 pending_ice: None,
+                turn: ice.as_ref().map(|p| p.turn.clone()).unwrap_or_default(),
                 ice_restarted_at: None,
                 prack: None,
                 uac_prack: None,
@@ -262,6 +263,9 @@ impl Driver {
         call.rtp_addr = Some(rtp_addr);
         call.rtp = rtp;
         call.ice_local = ice.as_ref().map(|p| p.local.clone());
+        if let Some(p) = &ice {
+            call.turn.extend(&p.turn);
+        }
         call.ice = ice;
         self.start_media(id, &negotiated);
         Ok(())
@@ -408,10 +412,13 @@ impl Driver {
             return;
         };
         self.by_call_id.remove(&call.call_id);
-        let report = match call.media.take() {
+        let mut report = match call.media.take() {
             Some(m) => m.stop().await,
             None => MediaReport::default(),
         };
+        // What went through the call's TURN bridges (allocation, permissions, relayed
+        // media), now that its agents are closed: rows (server, turn, sent/received).
+        call.turn.record_into(&mut report.ledger);
         self.ledger.merge(&report.ledger);
         let reason = call.ending.take().unwrap_or(reason);
         self.emit(Event::Ended {

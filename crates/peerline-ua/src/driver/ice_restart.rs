@@ -49,6 +49,7 @@ impl Driver {
         };
         let hold = call.on_hold;
         call.ice_restarted_at = Some(Instant::now());
+        call.turn.extend(&prepared.turn);
         call.pending_ice = Some(prepared);
         tracing::info!(call = id, "ICE restart: re-offering new candidates");
         let sent = self.send_reoffer(id, offer, hold);

@@ -411,6 +411,7 @@ impl Driver {
                 ice_local: None,
                 ice_remote: None,
                 pending_ice: None,
+                turn: peerline_net::TurnTraffic::default(),
                 ice_restarted_at: None,
                 prack,
                 uac_prack: None,

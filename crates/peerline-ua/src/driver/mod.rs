@@ -121,6 +121,9 @@ struct Call {
     ice_remote: Option<peerline_sdp::RemoteIce>,
     /// Our ICE restart's fresh agent while its re-INVITE is answered.
     pending_ice: Option<PreparedIce>,
+    /// The TURN bridge counters of every agent this call gathered (both components,
+    /// restarts): their rows go into the call's ledger when it ends.
+    turn: peerline_net::TurnTraffic,
     /// When we last restarted ICE (restarts are spaced out).
     ice_restarted_at: Option<Instant>,
     /// UAS: our reliable provisional responses (RFC 3262) when the INVITE required them.
@@ -533,8 +536,13 @@ impl Driver {
             }
             Command::Ledger { reply } => {
                 // Ended calls' media ledgers were merged in when they ended; calls still
-                // running keep theirs in their media task until then.
-                let _ = reply.send(self.ledger.clone());
+                // running keep theirs in their media task until then, except their TURN
+                // traffic, which is counted here as it happens.
+                let mut ledger = self.ledger.clone();
+                for call in self.calls.values() {
+                    call.turn.record_into(&mut ledger);
+                }
+                let _ = reply.send(ledger);
             }
             Command::Dtmf {
                 call,

@@ -266,6 +266,7 @@ impl Driver {
         }
         caps.ice = match &prepared {
             Some(p) => {
+                call.turn.extend(&p.turn);
                 local = p.advertised;
                 Some(p.local.clone())
             }
