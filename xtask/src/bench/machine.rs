@@ -49,9 +49,21 @@ impl Machine {
         let sipp = first_line_with(&output("sipp", &["-v"]), "SIPp v");
         let baresip = output("dpkg-query", &["-W", "-f=${Version}", "baresip-core"]);
         let rev = output("git", &["rev-parse", "--short=12", "HEAD"]);
-        let dirty = !output("git", &["status", "--porcelain", "--untracked-files=no"])
-            .trim()
-            .is_empty();
+        // docs/ is left out: a full run rewrites docs/benchmarks.md section by section, and
+        // the later sections would otherwise call the tree changed by the run itself.
+        let dirty = !output(
+            "git",
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)docs",
+            ],
+        )
+        .trim()
+        .is_empty();
         Self {
             nproc: output("nproc", &[]).trim().to_string(),
             cpu_model,
